@@ -1,0 +1,112 @@
+#include "apps/cli.hpp"
+
+#include <cstdlib>
+
+#include "core/error.hpp"
+#include "dsgq/version.hpp"
+
+namespace dsgq::apps {
+namespace {
+
+struct CommandInfo {
+  const char* name;
+  const char* synopsis;
+  bool available;  // implemented in this version
+};
+const CommandInfo kCommands[] = {
+    {"eval", "eval     --config FILE   evaluate the FP32 network (top-1/top-5), images split over ranks", true},
+    {"inspect", "inspect  FILE            describe a .pt checkpoint or a .json result record", true},
+    {"synth", "synth    --config FILE   synthesize a calibration set (not in this version)", false},
+    {"quantize", "quantize --config FILE   calibrate and AdaRound (not in this version)", false},
+    {"run", "run      --config FILE   synth -> quantize -> eval for one point (not in this version)", false},
+    {"sweep", "sweep    --config FILE   a grid of points (not in this version)", false},
+    {"report", "report   RUNS_DIR        aggregate results into tables (not in this version)", false},
+    {"pack", "pack     --images DIR    pack an ImageNet-style folder (not in this version)", false},
+};
+
+}  // namespace
+
+std::string usage() {
+  std::string u = std::string("dsgq ") + kVersion +
+                  " - data-free quantization (DSG/ZeroQ synthesis, calibration, AdaRound) over MPI\n"
+                  "usage: [mpirun -np N | srun] dsgq COMMAND [options]\n\ncommands:\n";
+  for (const auto& c : kCommands) u += std::string("  ") + c.synopsis + "\n";
+  u +=
+      "\noptions:\n"
+      "  --config FILE          run configuration (TOML); without it the embedded default (resnet20, CIFAR-10)\n"
+      "  --set SECTION.KEY=VAL  override one config key (repeatable), e.g. --set eval.n_images=1000\n"
+      "  --dry-run              validate everything, print the resolved config, exit\n"
+      "  --force                redo finished work (overwrite the result record)\n"
+      "  --threads N            torch threads per rank (default: SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or\n"
+      "                         the node's cores divided by its ranks)\n"
+      "  --help                 this text\n"
+      "exit codes: 0 ok, 2 bad input (config, files), 1 internal error\n";
+  return u;
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  if (argc < 2) throw InputError("no command given; expected one of eval, inspect (dsgq --help lists them)");
+  a.command = argv[1];
+  if (a.command == "--help" || a.command == "-h" || a.command == "help") {
+    a.command = "help";
+    return a;
+  }
+  bool known = false;
+  for (const auto& c : kCommands) {
+    if (a.command != c.name) continue;
+    known = true;
+    if (!c.available)
+      throw InputError("command " + quote_value(a.command) + " is not available in dsgq " + kVersion +
+                       "; available: eval, inspect");
+  }
+  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, inspect (dsgq --help)");
+
+  auto value = [&](int& i, const std::string& opt) -> std::string {
+    if (i + 1 >= argc) throw InputError("option " + opt + " needs a value");
+    return argv[++i];
+  };
+  for (int i = 2; i < argc; ++i) {
+    std::string opt = argv[i];
+    std::string inline_value;
+    bool has_inline = false;
+    if (opt.rfind("--", 0) == 0 && opt.find('=') != std::string::npos) {
+      inline_value = opt.substr(opt.find('=') + 1);
+      opt = opt.substr(0, opt.find('='));
+      has_inline = true;
+    }
+    auto val = [&]() { return has_inline ? inline_value : value(i, opt); };
+    if (opt == "--config") {
+      a.common.config_path = val();
+    } else if (opt == "--set") {
+      a.common.overrides.push_back(val());
+    } else if (opt == "--dry-run") {
+      a.common.dry_run = true;
+    } else if (opt == "--force") {
+      a.common.force = true;
+    } else if (opt == "--threads") {
+      const std::string v = val();
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 1 || n > 4096)
+        throw InputError("option --threads = " + quote_value(v) + " is not a thread count; expected an integer 1..4096");
+      a.common.threads = static_cast<int>(n);
+    } else if (opt == "--help" || opt == "-h") {
+      a.command = "help";
+      return a;
+    } else if (opt.rfind("-", 0) == 0) {
+      throw InputError("unknown option " + quote_value(opt) + " for 'dsgq " + a.command +
+                       "'; known: --config, --set, --dry-run, --force, --threads, --help");
+    } else {
+      a.positional.push_back(opt);
+    }
+  }
+  if (a.command == "inspect" && a.positional.size() != 1)
+    throw InputError("dsgq inspect takes exactly one FILE; got " + std::to_string(a.positional.size()));
+  if (a.command != "inspect" && !a.positional.empty())
+    throw InputError("unexpected argument " + quote_value(a.positional[0]) + " for 'dsgq " + a.command +
+                     "'; expected options only (--config FILE)");
+  return a;
+}
+
+}  // namespace dsgq::apps

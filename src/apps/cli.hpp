@@ -1,0 +1,21 @@
+#pragma once
+// Command-line parsing for the dsgq binary (no torch, no MPI).
+#include <string>
+#include <vector>
+
+#include "pipeline/runtime.hpp"
+
+namespace dsgq::apps {
+
+struct Args {
+  std::string command;             // "eval", "inspect", "help", ...
+  pipeline::CommonArgs common;
+  std::vector<std::string> positional;
+};
+
+// Throws InputError naming the option and what was expected.
+Args parse_args(int argc, char** argv);
+
+std::string usage();
+
+}  // namespace dsgq::apps

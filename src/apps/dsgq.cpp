@@ -1,0 +1,84 @@
+// dsgq: one thin main with subcommands. Parses, validates on every rank, agrees, runs one pipeline function.
+#include <malloc.h>
+
+#include <climits>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "apps/cli.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "dist/comm.hpp"
+#include "pipeline/eval_stage.hpp"
+#include "pipeline/inspect.hpp"
+
+namespace {
+
+// glibc returns freed tensor buffers to the OS and page-faults them back in on the next step; keeping them makes
+// LibTorch from C++ as fast as from Python (bench/eval measures the difference: DSGQ_GLIBC_DEFAULT_MALLOC=1).
+void tune_allocator() {
+  const char* opt_out = std::getenv("DSGQ_GLIBC_DEFAULT_MALLOC");
+  if (opt_out && *opt_out == '1') return;
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tune_allocator();
+  dsgq::dist::MpiEnv mpi(argc, argv);
+  const dsgq::dist::Comm& world = mpi.world();
+  using dsgq::log_error;
+
+  // Phase 1, local: parse and validate everything. No collective may run before every rank agrees.
+  int code = 0;
+  std::string message, output;
+  dsgq::apps::Args args;
+  std::unique_ptr<dsgq::pipeline::EvalStage> stage;
+  try {
+    args = dsgq::apps::parse_args(argc, argv);
+    if (args.command == "help") output = dsgq::apps::usage();
+    if (args.command == "inspect" && world.is_root()) output = dsgq::pipeline::inspect_file(args.positional[0]);
+    if (args.command == "eval") {
+      stage = dsgq::pipeline::EvalStage::prepare(args.common, world);
+      if (args.common.dry_run) output = stage->resolved_toml();
+    }
+  } catch (const dsgq::InputError& e) {
+    code = 2;
+    message = e.what();
+  } catch (const std::exception& e) {
+    code = 1;
+    message = std::string("internal error: ") + e.what();
+  }
+  const int worst = static_cast<int>(world.allreduce_max(static_cast<int64_t>(code)));
+  if (worst != 0) {
+    // Ranks validate the same inputs: rank 0 prints each distinct message once, naming the rank if not its own.
+    const std::vector<std::string> all = world.allgather(message);
+    if (world.is_root()) {
+      std::set<std::string> printed;
+      for (size_t r = 0; r < all.size(); ++r)
+        if (!all[r].empty() && printed.insert(all[r]).second)
+          log_error("%s%s", r == 0 ? "" : ("(from rank " + std::to_string(r) + ") ").c_str(), all[r].c_str());
+    }
+    return worst;
+  }
+  if (!output.empty() || !stage) {
+    if (world.is_root()) std::fputs(output.c_str(), stdout);
+    return 0;
+  }
+
+  // Phase 2, collective: run. A failure now may leave other ranks inside a collective: abort the job.
+  try {
+    return stage->execute(world);
+  } catch (const dsgq::InputError& e) {
+    log_error("%s", e.what());
+    world.abort(2);
+  } catch (const std::exception& e) {
+    log_error("internal error: %s", e.what());
+    world.abort(1);
+  }
+}

@@ -1,0 +1,121 @@
+#include "config/run_config.hpp"
+
+#include <regex>
+#include <sstream>
+
+#include "config/toml_section.hpp"
+#include "core/error.hpp"
+#include "core/fs.hpp"
+
+namespace dsgq::config {
+namespace {
+
+const std::vector<std::string> kSections = {"model", "eval", "output", "runtime"};
+
+// Applies "section.key=value" to the table; records the origin of each overridden key.
+void apply_override(toml::table& root, const std::string& text, OverrideOrigins& origins) {
+  const std::string origin = "--set " + text;
+  const size_t eq = text.find('=');
+  const size_t dot = text.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq)
+    throw InputError(origin + ": expected section.key=value (e.g. --set eval.batch=256)");
+  const std::string section = text.substr(0, dot);
+  const std::string key = text.substr(dot + 1, eq - dot - 1);
+  const std::string value = text.substr(eq + 1);
+  toml::node* sec = root.get(section);
+  if (!sec) {
+    root.insert(section, toml::table{});
+    sec = root.get(section);
+  }
+  if (!sec->is_table())
+    throw InputError(origin + ": '" + section + "' is not a section in the config file");
+  toml::table& t = *sec->as_table();
+  // Parse the value as TOML; a bare word (resnet56, runs/x) is taken as a string.
+  try {
+    toml::table parsed = toml::parse("v = " + value);
+    t.insert_or_assign(key, *parsed.get("v"));
+  } catch (const toml::parse_error&) {
+    t.insert_or_assign(key, value);
+  }
+  origins[section + "." + key] = origin;
+}
+
+void validate_device(const std::string& device, const std::string& where) {
+  static const std::regex kDevice("cpu|cuda|cuda:[0-9]+");
+  if (!std::regex_match(device, kDevice))
+    throw InputError(where + " = " + quote_value(device) + " is not a device; expected cpu, cuda or cuda:N");
+}
+
+RunConfig read(const toml::table& root, const std::string& source, const OverrideOrigins& origins) {
+  for (const auto& [k, v] : root) {
+    const std::string name(k.str());
+    bool known = false;
+    for (const auto& s : kSections) known = known || s == name;
+    if (!known || !v.is_table())
+      throw InputError(source + ": " + (v.is_table() ? "[" + name + "] is an unknown section" : "'" + name + "' is a top-level key") +
+                       "; known sections: " + join(kSections, ", "));
+  }
+  RunConfig cfg;
+  cfg.source = source;
+  auto section = [&](const char* name) { return TomlSection(root.get_as<toml::table>(name), source, name, &origins); };
+
+  TomlSection m = section("model");
+  cfg.model.arch = m.get_string("arch", cfg.model.arch);
+  cfg.model.weights = m.get_path("weights", cfg.model.weights);
+  cfg.model.dataset = m.get_enum("dataset", cfg.model.dataset, {"", "cifar10", "imagenet"});
+  m.reject_unread();
+
+  TomlSection e = section("eval");
+  cfg.eval.data = e.get_path("data", cfg.eval.data);
+  cfg.eval.batch = e.get_int("batch", cfg.eval.batch, 1, 1 << 20);
+  cfg.eval.n_images = e.get_int("n_images", cfg.eval.n_images, 0, int64_t(1) << 40);
+  e.reject_unread();
+
+  TomlSection o = section("output");
+  cfg.output.dir = o.get_path("dir", cfg.output.dir);
+  if (cfg.output.dir.empty()) throw InputError(o.where("dir") + " is empty; expected a folder path");
+  o.reject_unread();
+
+  TomlSection r = section("runtime");
+  cfg.runtime.device = r.get_string("device", cfg.runtime.device);
+  validate_device(cfg.runtime.device, r.where("device"));
+  cfg.runtime.threads = r.get_int("threads", cfg.runtime.threads, 0, 4096);
+  r.reject_unread();
+  return cfg;
+}
+
+}  // namespace
+
+RunConfig parse_run_config(const std::string& toml_text, const std::string& source,
+                           const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& err) {
+    const auto& b = err.source().begin;
+    throw InputError(source + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
+                     ": TOML syntax error: " + std::string(err.description()));
+  }
+  OverrideOrigins origins;
+  for (const auto& o : overrides) apply_override(root, o, origins);
+  return read(root, source, origins);
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  if (path.empty()) return parse_run_config("", "(defaults)", overrides);
+  return parse_run_config(read_file(path), path, overrides);
+}
+
+std::string to_toml(const RunConfig& cfg) {
+  toml::table root{
+      {"model", toml::table{{"arch", cfg.model.arch}, {"weights", cfg.model.weights}, {"dataset", cfg.model.dataset}}},
+      {"eval", toml::table{{"data", cfg.eval.data}, {"batch", cfg.eval.batch}, {"n_images", cfg.eval.n_images}}},
+      {"output", toml::table{{"dir", cfg.output.dir}}},
+      {"runtime", toml::table{{"device", cfg.runtime.device}, {"threads", cfg.runtime.threads}}},
+  };
+  std::ostringstream os;
+  os << "# resolved from " << cfg.source << "\n" << root << "\n";
+  return os.str();
+}
+
+}  // namespace dsgq::config

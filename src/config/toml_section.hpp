@@ -1,0 +1,47 @@
+#pragma once
+// Internal to src/config: a TOML table that records which keys were read, so any key left over is an error that
+// lists the known ones. Included only by config .cpp files (it pulls in toml++).
+#include <toml++/toml.h>
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace dsgq::config {
+
+// Where each overridden key came from ("section.key" -> "--set section.key=value").
+using OverrideOrigins = std::map<std::string, std::string>;
+
+class TomlSection {
+ public:
+  // `table` may be null (section absent: every key takes its default).
+  TomlSection(const toml::table* table, std::string source, std::string section, const OverrideOrigins* origins);
+
+  std::string get_string(const std::string& key, const std::string& def);
+  std::string get_path(const std::string& key, const std::string& def);  // ${VAR}-expanded
+  int64_t get_int(const std::string& key, int64_t def, int64_t min, int64_t max);
+  double get_double(const std::string& key, double def, double min, double max);
+  bool get_bool(const std::string& key, bool def);
+  std::string get_enum(const std::string& key, const std::string& def, const std::vector<std::string>& allowed);
+  // Throws InputError for the first key never asked for, listing the keys this section knows.
+  void reject_unread() const;
+
+  // "configs/x.toml [eval]: batch" or "--set eval.batch=abc"
+  std::string where(const std::string& key) const;
+
+ private:
+  const toml::node* find(const std::string& key);
+  [[noreturn]] void type_error(const std::string& key, const toml::node& n, const std::string& expected) const;
+
+  const toml::table* table_;
+  std::string source_, section_;
+  const OverrideOrigins* origins_;
+  std::set<std::string> known_;
+};
+
+std::string node_to_string(const toml::node& n);
+std::string join(const std::vector<std::string>& items, const std::string& sep);
+
+}  // namespace dsgq::config

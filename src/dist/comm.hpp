@@ -1,0 +1,69 @@
+#pragma once
+// MPI world (RAII) and the collectives dsgq needs. Every function below is COLLECTIVE (all ranks of the
+// communicator call it, in the same order) unless marked "local". <mpi.h> stays in comm.cpp.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace at {
+class Tensor;
+}
+
+namespace dsgq::dist {
+
+// Index range [begin, end) of rank r's share when n items are split over `world` ranks: the first n % world ranks
+// get one more (10 over 3 -> 4, 3, 3). Local.
+struct Share {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+Share share_of(int64_t n, int rank, int world);
+
+class Comm {
+ public:
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int local_rank() const { return local_rank_; }  // rank among the ranks on this node
+  int local_size() const { return local_size_; }
+  bool is_root() const { return rank_ == 0; }
+
+  void barrier() const;
+  // In-place sums / extrema over ranks.
+  void allreduce_sum(std::vector<int64_t>& values) const;
+  void allreduce_sum(std::vector<double>& values) const;
+  int64_t allreduce_max(int64_t value) const;
+  double allreduce_min(double value) const;
+  double allreduce_max(double value) const;
+  double allreduce_sum(double value) const;
+  // In-place elementwise sum of a float32/float64/int64 tensor (any device: non-CPU tensors go through a host copy).
+  void allreduce_sum(at::Tensor& tensor) const;
+  // Every rank's string, in rank order.
+  std::vector<std::string> allgather(const std::string& value) const;
+  // Rank 0's value on every rank.
+  std::string broadcast(const std::string& value) const;
+
+  // Ends every rank of the job with `code` (MPI_Abort). Local; never returns. Use after a failure once ranks may
+  // be inside a collective; a single-rank job simply exits.
+  [[noreturn]] void abort(int code) const;
+
+ private:
+  friend class MpiEnv;
+  void* handle_ = nullptr;  // MPI_Comm
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+};
+
+// Initializes MPI (threads FUNNELED) and finalizes it on normal destruction. Construct once, in main.
+class MpiEnv {
+ public:
+  MpiEnv(int& argc, char**& argv);
+  ~MpiEnv();
+  MpiEnv(const MpiEnv&) = delete;
+  MpiEnv& operator=(const MpiEnv&) = delete;
+  const Comm& world() const { return world_; }
+  static std::string processor_name();  // local
+
+ private:
+  Comm world_;
+};
+
+}  // namespace dsgq::dist

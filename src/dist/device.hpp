@@ -1,0 +1,17 @@
+#pragma once
+// The compute device of this rank, from the [runtime] device setting. Every tensor dsgq creates goes there.
+#include <c10/core/Device.h>
+
+#include <string>
+
+namespace dsgq::dist {
+
+// "cpu" -> CPU. "cuda" -> GPU number (local_rank % visible GPUs); "cuda:N" -> GPU N. Throws InputError naming
+// `where` and the value when this build or machine has no CUDA ("this dsgq build is CPU-only ...").
+c10::Device resolve_device(const std::string& setting, int local_rank, const std::string& where);
+
+// Sets the torch intra-op thread count (local).
+void set_torch_threads(int threads);
+int torch_threads();
+
+}  // namespace dsgq::dist

@@ -1,0 +1,16 @@
+#pragma once
+// Internal to src/models: the architecture builders the registry lists.
+#include <memory>
+
+#include "models/network.hpp"
+
+namespace dsgq::models {
+
+// CIFAR ResNet (He et al. 2016 sec. 4.2, akamaster layout): depth = 6n + 2, option-A shortcuts.
+std::unique_ptr<Network> build_resnet_cifar(const std::string& arch, int depth);
+// MLPerf Tiny ResNet-8 (Keras resnet_v1_eembc): conv bias, TF SAME padding, BN eps 1e-3, raw 0..255 input.
+std::unique_ptr<Network> build_resnet8();
+// Keras-applications MobileNet v1 (alpha 0.25 here): ReLU6, TF SAME padding, BN eps 1e-3, input in [-1, 1].
+std::unique_ptr<Network> build_mobilenet_v1(const std::string& arch, double alpha, int64_t size);
+
+}  // namespace dsgq::models

@@ -1,0 +1,232 @@
+#include "models/network.hpp"
+
+#include <torch/torch.h>
+
+#include <set>
+
+#include "core/error.hpp"
+#include "models/checkpoint.hpp"
+
+namespace dsgq::models {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t k = 0; k < s.size(); ++k) out += (k ? "," : "") + std::to_string(s[k]);
+  return out + "]";
+}
+
+std::string list_some(const std::vector<std::string>& items, size_t max_items = 6) {
+  std::string out;
+  for (size_t k = 0; k < items.size() && k < max_items; ++k) out += (k ? ", " : "") + items[k];
+  if (items.size() > max_items) out += ", ... " + std::to_string(items.size() - max_items) + " more";
+  return out;
+}
+
+bool tolerated(const std::string& key) {
+  const std::string suffix = "num_batches_tracked";
+  return key.size() >= suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+// ---- Ops ----
+
+at::Tensor Ops::conv(int layer, const at::Tensor& x) const {
+  const LayerSpec& s = net_.layers_[layer];
+  const auto& p = net_.layer_params_[layer];
+  const at::Tensor w = hooks_ && hooks_->weight ? hooks_->weight(layer, p[0]) : p[0];
+  at::Tensor in = x;
+  int64_t pad_h = s.pad, pad_w = s.pad;
+  if (s.tf_same) {
+    // TensorFlow SAME: out = ceil(in / stride); total = max((out-1)*stride + k - in, 0); extra pixel bottom/right.
+    auto same = [&](int64_t size, int64_t* sym, int64_t* before, int64_t* after) {
+      const int64_t out = (size + s.stride - 1) / s.stride;
+      const int64_t total = std::max<int64_t>((out - 1) * s.stride + s.kernel - size, 0);
+      *before = total / 2;
+      *after = total - *before;
+      *sym = *before;
+    };
+    int64_t top, bottom, left, right;
+    same(x.size(2), &pad_h, &top, &bottom);
+    same(x.size(3), &pad_w, &left, &right);
+    if (top != bottom || left != right) {
+      in = at::constant_pad_nd(x, {left, right, top, bottom}, 0.0);
+      pad_h = pad_w = 0;
+    }
+  }
+  at::Tensor y = at::conv2d(in, w, p[1], {s.stride, s.stride}, {pad_h, pad_w}, {1, 1}, s.groups);
+  if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, in, y);
+  return y;
+}
+
+at::Tensor Ops::linear(int layer, const at::Tensor& x) const {
+  const auto& p = net_.layer_params_[layer];
+  const at::Tensor w = hooks_ && hooks_->weight ? hooks_->weight(layer, p[0]) : p[0];
+  at::Tensor y = at::linear(x, w, p[1]);
+  if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, x, y);
+  return y;
+}
+
+at::Tensor Ops::bn(int bn, const at::Tensor& x) const {
+  if (hooks_ && hooks_->bn_input) hooks_->bn_input(bn, x);
+  const auto& p = net_.bn_params_[bn];
+  return at::batch_norm(x, p[0], p[1], p[2], p[3], /*training=*/false, /*momentum=*/0.1, net_.bns_[bn].eps,
+                        /*cudnn_enabled=*/true);
+}
+
+at::Tensor Ops::act(int act, const at::Tensor& x) const {
+  at::Tensor y = net_.acts_[act].kind == ActKind::relu ? at::relu(x) : at::hardtanh(x, 0.0, 6.0);
+  if (hooks_ && hooks_->activation) y = hooks_->activation(act, y);
+  return y;
+}
+
+// ---- Network ----
+
+Network::Network(std::string arch, InputSpec input) : arch_(std::move(arch)), input_(std::move(input)) {}
+
+void Network::add_param(const std::string& name, std::vector<int64_t> shape) {
+  DSGQ_CHECK(!params_.count(name), "duplicate parameter " + name);
+  params_[name] = at::zeros(shape, at::TensorOptions().dtype(at::kFloat).device(device_));
+  param_specs_.emplace_back(name, std::move(shape));
+}
+
+int Network::add_conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                      bool bias, int64_t groups, bool tf_same) {
+  LayerSpec s;
+  s.kind = LayerSpec::Kind::conv;
+  s.name = name;
+  s.in = in;
+  s.out = out;
+  s.kernel = kernel;
+  s.stride = stride;
+  s.pad = pad;
+  s.bias = bias;
+  s.groups = groups;
+  s.tf_same = tf_same;
+  add_param(name + ".weight", {out, in / groups, kernel, kernel});
+  if (bias) add_param(name + ".bias", {out});
+  layers_.push_back(s);
+  layer_params_.push_back({params_[name + ".weight"], bias ? params_[name + ".bias"] : at::Tensor()});
+  return static_cast<int>(layers_.size()) - 1;
+}
+
+int Network::add_linear(const std::string& name, int64_t in, int64_t out, bool bias) {
+  LayerSpec s;
+  s.kind = LayerSpec::Kind::linear;
+  s.name = name;
+  s.in = in;
+  s.out = out;
+  s.bias = bias;
+  add_param(name + ".weight", {out, in});
+  if (bias) add_param(name + ".bias", {out});
+  layers_.push_back(s);
+  layer_params_.push_back({params_[name + ".weight"], bias ? params_[name + ".bias"] : at::Tensor()});
+  return static_cast<int>(layers_.size()) - 1;
+}
+
+int Network::add_bn(const std::string& name, int64_t channels, double eps) {
+  bns_.push_back({name, channels, eps});
+  for (const char* p : {".weight", ".bias", ".running_mean", ".running_var"}) add_param(name + p, {channels});
+  params_[name + ".weight"].fill_(1.0);
+  params_[name + ".running_var"].fill_(1.0);
+  bn_params_.push_back({params_[name + ".weight"], params_[name + ".bias"], params_[name + ".running_mean"],
+                        params_[name + ".running_var"]});
+  return static_cast<int>(bns_.size()) - 1;
+}
+
+int Network::add_act(const std::string& name, ActKind kind) {
+  acts_.push_back({name, kind});
+  return static_cast<int>(acts_.size()) - 1;
+}
+
+int64_t Network::num_params() const {
+  int64_t n = 0;
+  for (const auto& [name, shape] : param_specs_) {
+    if (name.find("running_") != std::string::npos) continue;
+    int64_t k = 1;
+    for (auto d : shape) k *= d;
+    n += k;
+  }
+  return n;
+}
+
+at::Tensor Network::forward(const at::Tensor& x, const ForwardHooks* hooks) const {
+  DSGQ_CHECK(forward_ != nullptr, "network " + arch_ + " has no forward function");
+  DSGQ_CHECK(x.dim() == 4 && x.size(1) == input_.channels, "forward: input must be [N," +
+                                                               std::to_string(input_.channels) + ",H,W]");
+  Ops ops(*this, hooks);
+  return forward_(ops, x);
+}
+
+at::Tensor Network::normalize(const at::Tensor& pixels, c10::Device device) const {
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
+  const at::Tensor mean = at::tensor({input_.mean[0], input_.mean[1], input_.mean[2]}, opts.dtype(at::kDouble))
+                              .to(at::kFloat).view({1, 3, 1, 1});
+  const at::Tensor stdv = at::tensor({input_.std[0], input_.std[1], input_.std[2]}, opts.dtype(at::kDouble))
+                              .to(at::kFloat).view({1, 3, 1, 1});
+  return (pixels.to(device).to(at::kFloat).div(255.0f) - mean) / stdv;
+}
+
+std::string Network::mismatch(const Checkpoint& ck) const {
+  std::map<std::string, const at::Tensor*> have;
+  for (const auto& nt : ck.tensors) have[nt.name] = &nt.tensor;
+  std::vector<std::string> missing, unexpected, wrong;
+  std::set<std::string> expected;
+  for (const auto& [name, shape] : param_specs_) {
+    expected.insert(name);
+    auto it = have.find(name);
+    if (it == have.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    const at::Tensor& t = *it->second;
+    if (t.sizes().vec() != shape)
+      wrong.push_back(name + " is " + shape_string(t) + ", expected " + shape_str(shape));
+    else if (!at::isFloatingType(t.scalar_type()))
+      wrong.push_back(name + " has dtype " + std::string(c10::toString(t.scalar_type())) + ", expected a float type");
+  }
+  for (const auto& nt : ck.tensors)
+    if (!expected.count(nt.name) && !tolerated(nt.name)) unexpected.push_back(nt.name + " " + shape_string(nt.tensor));
+  std::string out;
+  if (!missing.empty()) out += std::to_string(missing.size()) + " missing (" + list_some(missing) + ")";
+  if (!unexpected.empty())
+    out += (out.empty() ? "" : "; ") + std::to_string(unexpected.size()) + " unexpected (" + list_some(unexpected) + ")";
+  if (!wrong.empty())
+    out += (out.empty() ? "" : "; ") + std::to_string(wrong.size()) + " wrong (" + list_some(wrong) + ")";
+  return out;
+}
+
+void Network::load(const Checkpoint& ck) {
+  const std::string bad = mismatch(ck);
+  if (!bad.empty())
+    throw InputError(ck.path + ": does not fit " + arch_ + ": " + bad + "; expected the " + arch_ +
+                     " state_dict (" + std::to_string(param_specs_.size()) + " tensors)");
+  for (const auto& nt : ck.tensors) {
+    auto it = params_.find(nt.name);
+    if (it == params_.end()) continue;  // tolerated extra (num_batches_tracked)
+    it->second.copy_(nt.tensor.to(at::kFloat));
+  }
+}
+
+void Network::to(c10::Device device) {
+  device_ = device;
+  for (auto& [name, t] : params_) t = t.to(device);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const auto& n = layers_[i].name;
+    layer_params_[i] = {params_[n + ".weight"], layers_[i].bias ? params_[n + ".bias"] : at::Tensor()};
+  }
+  for (size_t i = 0; i < bns_.size(); ++i) {
+    const auto& n = bns_[i].name;
+    bn_params_[i] = {params_[n + ".weight"], params_[n + ".bias"], params_[n + ".running_mean"],
+                     params_[n + ".running_var"]};
+  }
+}
+
+const at::Tensor& Network::param(const std::string& name) const {
+  auto it = params_.find(name);
+  DSGQ_CHECK(it != params_.end(), "no parameter " + name + " in " + arch_);
+  return it->second;
+}
+
+}  // namespace dsgq::models

@@ -1,0 +1,130 @@
+#pragma once
+// A pretrained network as dsgq sees it: named parameters, an ordered list of weight layers (conv/linear: the
+// weight quantization points), BatchNorm layers (the BN taps) and activation sites (after every ReLU/ReLU6: the
+// activation quantization points), plus a forward function written with the Ops below so that hooks see every
+// one of them. Functional ATen ops, eval-mode semantics, parameters never require grad (synthesis takes the
+// gradient w.r.t. the input only). Device-agnostic: to(device) moves every parameter; forward runs where x is.
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dsgq::models {
+
+struct Checkpoint;
+
+struct LayerSpec {  // a conv or linear layer
+  enum class Kind { conv, linear } kind = Kind::conv;
+  std::string name;  // parameter prefix: "<name>.weight", "<name>.bias"
+  int64_t in = 0, out = 0, kernel = 1, stride = 1, groups = 1;
+  int64_t pad = 0;       // symmetric padding (ignored when tf_same)
+  bool tf_same = false;  // TensorFlow SAME padding: extra pixel at bottom/right when the total is odd
+  bool bias = false;
+};
+
+struct BnSpec {
+  std::string name;  // "<name>.weight|bias|running_mean|running_var"
+  int64_t channels = 0;
+  double eps = 1e-5;
+};
+
+enum class ActKind { relu, relu6 };
+struct ActSpec {
+  std::string name;  // stable site name, e.g. "layer1.0.relu2"
+  ActKind kind = ActKind::relu;
+};
+
+struct InputSpec {
+  std::string dataset;  // "cifar10" | "imagenet"
+  int64_t channels = 3, height = 32, width = 32, num_classes = 10;
+  std::array<double, 3> mean{0, 0, 0}, std{1, 1, 1};  // on [0,1] pixels; network input = (x/255 - mean) / std
+};
+
+// Observers and substitutions during one forward pass; every member optional. Indices are positions in
+// layers() / bns() / acts(), which follow the forward (registration) order.
+struct ForwardHooks {
+  std::function<void(int bn, const at::Tensor& input)> bn_input;                    // BN taps
+  std::function<at::Tensor(int act, const at::Tensor& x)> activation;               // after ReLU/ReLU6
+  std::function<at::Tensor(int layer, const at::Tensor& weight)> weight;            // effective weight
+  std::function<void(int layer, const at::Tensor& in, const at::Tensor& out)> layer_io;
+};
+
+class Network;
+
+// What architecture code calls inside forward; applies the hooks.
+class Ops {
+ public:
+  Ops(const Network& net, const ForwardHooks* hooks) : net_(net), hooks_(hooks) {}
+  at::Tensor conv(int layer, const at::Tensor& x) const;
+  at::Tensor linear(int layer, const at::Tensor& x) const;
+  at::Tensor bn(int bn, const at::Tensor& x) const;
+  at::Tensor act(int act, const at::Tensor& x) const;
+
+ private:
+  const Network& net_;
+  const ForwardHooks* hooks_;
+};
+
+class Network {
+ public:
+  using ForwardFn = std::function<at::Tensor(const Ops&, const at::Tensor&)>;
+
+  Network(std::string arch, InputSpec input);
+
+  const std::string& arch() const { return arch_; }
+  const InputSpec& input() const { return input_; }
+  const std::vector<LayerSpec>& layers() const { return layers_; }
+  const std::vector<BnSpec>& bns() const { return bns_; }
+  const std::vector<ActSpec>& acts() const { return acts_; }
+  // Parameter names in state_dict order, with expected shapes.
+  const std::vector<std::pair<std::string, std::vector<int64_t>>>& param_specs() const { return param_specs_; }
+  int64_t num_params() const;  // learnable scalars (BN running statistics excluded)
+
+  // x: float [N, C, H, W] in the normalized input space, on this network's device. Returns logits [N, classes].
+  at::Tensor forward(const at::Tensor& x, const ForwardHooks* hooks = nullptr) const;
+
+  // uint8 [N,3,H,W] pixels -> float normalized input on `device`.
+  at::Tensor normalize(const at::Tensor& pixels, c10::Device device) const;
+
+  // Strict import: every expected key present with its shape, no unexpected key (num_batches_tracked tolerated).
+  // Float tensors are converted to float32. Throws InputError listing all offenders together.
+  void load(const Checkpoint& ck);
+  // Names of the keys that do not fit (empty when the checkpoint fits exactly); used by load() and inspect.
+  std::string mismatch(const Checkpoint& ck) const;
+
+  void to(c10::Device device);
+  c10::Device device() const { return device_; }
+  const at::Tensor& param(const std::string& name) const;
+
+  // Builder API, used by the architecture definitions (models/*.cpp). Returns the new item's index.
+  int add_conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+               bool bias, int64_t groups = 1, bool tf_same = false);
+  int add_linear(const std::string& name, int64_t in, int64_t out, bool bias = true);
+  int add_bn(const std::string& name, int64_t channels, double eps);
+  int add_act(const std::string& name, ActKind kind);
+  void set_forward(ForwardFn fn) { forward_ = std::move(fn); }
+
+ private:
+  friend class Ops;
+  void add_param(const std::string& name, std::vector<int64_t> shape);
+
+  std::string arch_;
+  InputSpec input_;
+  std::vector<LayerSpec> layers_;
+  std::vector<BnSpec> bns_;
+  std::vector<ActSpec> acts_;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> param_specs_;
+  std::map<std::string, at::Tensor> params_;
+  // Per layer/BN: parameter tensors resolved once (weight, bias or undefined).
+  std::vector<std::array<at::Tensor, 2>> layer_params_;
+  std::vector<std::array<at::Tensor, 4>> bn_params_;
+  ForwardFn forward_;
+  c10::Device device_{c10::kCPU};
+};
+
+}  // namespace dsgq::models

@@ -1,0 +1,36 @@
+#include "models/registry.hpp"
+
+#include "core/error.hpp"
+#include "models/architectures.hpp"
+
+namespace dsgq::models {
+
+const std::vector<ArchInfo>& architectures() {
+  static const std::vector<ArchInfo> kArchs = {
+      {"resnet20", "cifar10", "cifar10_resnet20.pt", 91.73},
+      {"resnet32", "cifar10", "cifar10_resnet32.pt", 92.63},
+      {"resnet44", "cifar10", "cifar10_resnet44.pt", 93.10},
+      {"resnet56", "cifar10", "cifar10_resnet56.pt", 93.39},
+      {"resnet8", "cifar10", "cifar10_resnet8_mlperf_tiny.pt", 87.19},
+      {"mobilenet_v1_0.25", "imagenet", "imagenet_mobilenet_v1_0.25_224.pt", -1},
+  };
+  return kArchs;
+}
+
+const ArchInfo& arch_info(const std::string& name, const std::string& where) {
+  std::string known;
+  for (const auto& a : architectures()) {
+    if (a.name == name) return a;
+    known += (known.empty() ? "" : ", ") + a.name;
+  }
+  throw InputError(where + " = " + quote_value(name) + " is not a known architecture; expected one of " + known);
+}
+
+std::unique_ptr<Network> build_network(const std::string& name, const std::string& where) {
+  const ArchInfo& a = arch_info(name, where);
+  if (a.name == "resnet8") return build_resnet8();
+  if (a.name == "mobilenet_v1_0.25") return build_mobilenet_v1(a.name, 0.25, 224);
+  return build_resnet_cifar(a.name, std::stoi(a.name.substr(6)));
+}
+
+}  // namespace dsgq::models

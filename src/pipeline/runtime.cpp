@@ -1,0 +1,49 @@
+#include "pipeline/runtime.hpp"
+
+#include <thread>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/paths.hpp"
+#include "core/threads.hpp"
+#include "dist/device.hpp"
+#include "models/registry.hpp"
+
+namespace dsgq::pipeline {
+
+Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, const dist::Comm& comm) {
+  Runtime rt;
+  rt.device = dist::resolve_device(cfg.runtime.device, comm.local_rank(), cfg.source + " [runtime]: device");
+  const int cli = args.threads > 0 ? args.threads : static_cast<int>(cfg.runtime.threads);
+  const ThreadChoice tc = choose_threads(cli, comm.local_size(), static_cast<int>(std::thread::hardware_concurrency()));
+  rt.threads = tc.threads;
+  rt.threads_source = args.threads > 0 ? "--threads" : cfg.runtime.threads > 0 ? "[runtime] threads" : tc.source;
+  dist::set_torch_threads(rt.threads);
+  return rt;
+}
+
+config::RunConfig resolve_config(const CommonArgs& args) {
+  config::RunConfig cfg = config::load_run_config(args.config_path, args.overrides);
+  const models::ArchInfo& arch = models::arch_info(cfg.model.arch, cfg.source + " [model]: arch");
+  if (cfg.model.dataset.empty()) cfg.model.dataset = arch.dataset;
+  if (cfg.model.dataset != arch.dataset)
+    throw InputError(cfg.source + " [model]: dataset = " + quote_value(cfg.model.dataset) + " does not match arch " +
+                     arch.name + "; expected " + quote_value(arch.dataset));
+  if (cfg.model.weights.empty()) {
+    if (arch.weights_file.empty())
+      throw InputError(cfg.source + " [model]: weights is not set and dsgq ships no weights for " + arch.name +
+                       "; expected a path to a torch.save state_dict");
+    cfg.model.weights = expand_env("${DSGQ_DATA}/models/" + arch.weights_file, cfg.source + " [model]: weights");
+  }
+  return cfg;
+}
+
+Span span_over_ranks(double seconds, const dist::Comm& comm) {
+  Span s;
+  s.min = comm.allreduce_min(seconds);
+  s.max = comm.allreduce_max(seconds);
+  s.mean = comm.allreduce_sum(seconds) / comm.size();
+  return s;
+}
+
+}  // namespace dsgq::pipeline

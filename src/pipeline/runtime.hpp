@@ -1,0 +1,39 @@
+#pragma once
+// Per-rank runtime set-up shared by every stage: torch thread count and the compute device.
+#include <c10/core/Device.h>
+
+#include <string>
+
+#include "config/run_config.hpp"
+#include "dist/comm.hpp"
+
+namespace dsgq::pipeline {
+
+// What the command line adds to a config file.
+struct CommonArgs {
+  std::string config_path;             // "" = the embedded defaults
+  std::vector<std::string> overrides;  // --set section.key=value
+  bool dry_run = false;
+  bool force = false;
+  int threads = 0;  // --threads; 0 = not given
+};
+
+struct Runtime {
+  c10::Device device{c10::kCPU};
+  int threads = 1;
+  std::string threads_source;
+};
+
+// Local: validates [runtime] (device available in this build, thread count) and applies it (at::set_num_threads).
+Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, const dist::Comm& comm);
+
+// Loads the config file with the overrides and fills in what depends on the architecture (weights path, dataset).
+config::RunConfig resolve_config(const CommonArgs& args);
+
+// min/mean/max of a per-rank duration, as a JSON-ready triple. Collective.
+struct Span {
+  double min = 0, mean = 0, max = 0;
+};
+Span span_over_ranks(double seconds, const dist::Comm& comm);
+
+}  // namespace dsgq::pipeline
