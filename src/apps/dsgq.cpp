@@ -1,7 +1,4 @@
 // dsgq: one thin main with subcommands. Parses, validates on every rank, agrees, runs one pipeline function.
-#include <malloc.h>
-
-#include <climits>
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -9,27 +6,15 @@
 #include <string>
 
 #include "apps/cli.hpp"
+#include "core/allocator.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "dist/comm.hpp"
 #include "pipeline/eval_stage.hpp"
 #include "pipeline/inspect.hpp"
 
-namespace {
-
-// glibc returns freed tensor buffers to the OS and page-faults them back in on the next step; keeping them makes
-// LibTorch from C++ as fast as from Python (bench/eval measures the difference: DSGQ_GLIBC_DEFAULT_MALLOC=1).
-void tune_allocator() {
-  const char* opt_out = std::getenv("DSGQ_GLIBC_DEFAULT_MALLOC");
-  if (opt_out && *opt_out == '1') return;
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, INT_MAX);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  tune_allocator();
+  dsgq::tune_allocator();
   dsgq::dist::MpiEnv mpi(argc, argv);
   const dsgq::dist::Comm& world = mpi.world();
   using dsgq::log_error;

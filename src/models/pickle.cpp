@@ -313,6 +313,11 @@ class Unpickler {
       v->tensor = empty ? at::empty(size, storage.options()) : storage.as_strided(size, stride, offset).clone(at::MemoryFormat::Contiguous);
       return v;
     }
+    // LibTorch's own pickler (torch::pickle_save) tags typed containers: restore_type_tag(value, "Dict[str, Tensor]").
+    if (name == "torch.jit._pickle.restore_type_tag" || name.rfind("torch.jit._pickle.build_", 0) == 0) {
+      if (args->items.empty()) fail("malformed " + name + " arguments");
+      return args->items[0];
+    }
     if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
       if (args->items.empty() || args->items[0]->kind != Kind::tensor) fail("malformed " + name + " arguments");
       return args->items[0];

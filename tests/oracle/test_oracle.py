@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Oracle tests (CTest label `oracle`): dsgq's C++ against Debian's python3-torch.
+
+1. Checkpoint reader: state_dicts saved by python3-torch in every form a user meets (OrderedDict from
+   model.state_dict(), plain dict, 'module.' prefixes, a training checkpoint wrapper, pickle protocol 4, odd dtypes,
+   views sharing a storage, non-contiguous and empty tensors) read back by dsgq bit-identically.
+2. Forward: for resnet20, resnet8 and mobilenet_v1_0.25 with their real weights, dsgq's logits and BN taps equal an
+   independent Python definition (models_ref.py) on the same input within 1e-4 (max abs).
+Fixtures are made at test time in a temporary folder; nothing is committed.
+usage: test_oracle.py --tool build/tests/oracle_tool [--data DIR]  (default $DSGQ_DATA, else ../shared/data)
+"""
+import argparse
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models_ref  # noqa: E402
+
+TOL_LOGITS = 1e-4
+failures = []
+
+
+def check(cond, msg):
+    print(("ok   " if cond else "FAIL ") + msg, flush=True)
+    if not cond:
+        failures.append(msg)
+
+
+def run_tool(tool, *args):
+    r = subprocess.run([tool, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{tool} {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout
+
+
+def reader_cases():
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.BatchNorm2d(5), torch.nn.Linear(7, 13))
+    model[1].running_mean.normal_()
+    model[1].num_batches_tracked.fill_(123456789012)
+    od = model.state_dict()  # OrderedDict with _metadata, int64 num_batches_tracked
+    assert isinstance(od, collections.OrderedDict)
+    base = torch.randn(6, 4)
+    odd = collections.OrderedDict([
+        ("f64", torch.randn(3, 2, dtype=torch.float64)),
+        ("f16", torch.randn(7).half()),
+        ("bf16", torch.randn(4).bfloat16()),
+        ("i32", torch.randint(-2**31, 2**31 - 1, (5,), dtype=torch.int32)),
+        ("i8", torch.randint(-128, 127, (9,), dtype=torch.int8)),
+        ("u8", torch.randint(0, 255, (2, 3), dtype=torch.uint8)),
+        ("bool", torch.rand(11) > 0.5),
+        ("scalar", torch.tensor(3.25)),
+        ("empty", torch.zeros(0, 4)),
+        ("view_t", base.t()),            # non-contiguous view
+        ("view_row", base[2]),           # shares the storage, offset 8
+        ("base", base),
+        ("nan_inf", torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0])),
+    ])
+    return [
+        ("ordereddict", od, {}),
+        ("plain_dict", dict(od), {}),
+        ("module_prefix", collections.OrderedDict(("module." + k, v) for k, v in od.items()), {}),
+        ("checkpoint_wrapper", {"state_dict": od, "epoch": 3, "best_prec1": 91.5, "arch": "x"}, {}),
+        ("protocol4", od, {"pickle_protocol": 4}),
+        ("odd_tensors", odd, {}),
+        ("parameters", collections.OrderedDict(model.state_dict(keep_vars=True)), {}),
+    ]
+
+
+def test_reader(tool, tmp):
+    for name, obj, kw in reader_cases():
+        src = os.path.join(tmp, f"ck_{name}.pt")
+        out = os.path.join(tmp, f"ck_{name}.out.pt")
+        torch.save(obj, src, **kw)
+        info = run_tool(tool, "roundtrip", src, out).strip()
+        back = torch.load(out)
+        expected = obj["state_dict"] if "state_dict" in obj else obj
+        expected = collections.OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in expected.items())
+        same_keys = list(back.keys()) == list(expected.keys())
+        bad = []
+        for k, v in expected.items():
+            v = v.detach()
+            b = back.get(k)
+            if b is None or b.dtype != v.dtype or b.shape != v.shape:
+                bad.append(k)
+                continue
+            # bit-identical: compare the raw bytes (NaN-safe, -0.0-safe)
+            if v.numel() and not torch.equal(b.contiguous().view(torch.uint8) if b.dim() else b.reshape(1).view(torch.uint8),
+                                             v.contiguous().view(torch.uint8) if v.dim() else v.reshape(1).view(torch.uint8)):
+                bad.append(k)
+        check(same_keys and not bad, f"reader {name}: {len(expected)} tensors bit-identical, keys in order ({info})"
+              + (f"; mismatched: {bad}" if bad else "") + ("" if same_keys else f"; keys {list(back.keys())}"))
+
+
+def test_forward(tool, data, tmp, arch, weights, batch, size):
+    torch.manual_seed(11)
+    model = models_ref.build(arch).eval()
+    sd = torch.load(os.path.join(data, "models", weights))
+    model.load_state_dict(sd, strict=True)
+    x = torch.rand(batch, 3, size, size) * 255 if arch == "resnet8" else torch.randn(batch, 3, size, size)
+    taps = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.register_forward_pre_hook(lambda mod, inp: taps.append(inp[0].detach().clone()))
+    with torch.no_grad():
+        ref = model(x)
+    xin = os.path.join(tmp, f"x_{arch}.pt")
+    out = os.path.join(tmp, f"out_{arch}.pt")
+    torch.save({"x": x}, xin)
+    run_tool(tool, "forward", arch, os.path.join(data, "models", weights), xin, out)
+    got = torch.load(out)
+    err = (got["logits"] - ref).abs().max().item()
+    check(err < TOL_LOGITS, f"forward {arch}: logits max abs diff {err:.3g} < {TOL_LOGITS} (batch {batch}, {size}x{size})")
+    n_bn = sum(1 for k in got if k.startswith("bn."))
+    tap_err = max((got[f"bn.{i}"] - taps[i]).abs().max().item() for i in range(min(n_bn, len(taps))))
+    check(n_bn == len(taps) and tap_err < TOL_LOGITS,
+          f"forward {arch}: {n_bn} BN taps in layer order (python {len(taps)}), max abs diff {tap_err:.3g}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tool", required=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "..", "shared", "data"))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        test_reader(a.tool, tmp)
+        test_forward(a.tool, a.data, tmp, "resnet20", "cifar10_resnet20.pt", 13, 32)
+        test_forward(a.tool, a.data, tmp, "resnet8", "cifar10_resnet8_mlperf_tiny.pt", 7, 32)
+        test_forward(a.tool, a.data, tmp, "mobilenet_v1_0.25", "imagenet_mobilenet_v1_0.25_224.pt", 3, 224)
+    if failures:
+        print(f"{len(failures)} oracle check(s) failed", flush=True)
+        sys.exit(1)
+    print("all oracle checks passed")
+
+
+if __name__ == "__main__":
+    main()
