@@ -15,8 +15,8 @@ struct CommandInfo {
 };
 const CommandInfo kCommands[] = {
     {"eval", "eval     --config FILE   evaluate the FP32 network (top-1/top-5), images split over ranks", true},
-    {"inspect", "inspect  FILE            describe a .pt checkpoint or a .json result record", true},
-    {"synth", "synth    --config FILE   synthesize a calibration set (not in this version)", false},
+    {"synth", "synth    --config FILE   synthesize a calibration set (dsg | zeroq | gaussian | real) to HDF5", true},
+    {"inspect", "inspect  FILE            describe a .pt checkpoint, a .h5 synthetic set or a .json result record", true},
     {"quantize", "quantize --config FILE   calibrate and AdaRound (not in this version)", false},
     {"run", "run      --config FILE   synth -> quantize -> eval for one point (not in this version)", false},
     {"sweep", "sweep    --config FILE   a grid of points (not in this version)", false},
@@ -46,7 +46,7 @@ std::string usage() {
 
 Args parse_args(int argc, char** argv) {
   Args a;
-  if (argc < 2) throw InputError("no command given; expected one of eval, inspect (dsgq --help lists them)");
+  if (argc < 2) throw InputError("no command given; expected one of eval, synth, inspect (dsgq --help lists them)");
   a.command = argv[1];
   if (a.command == "--help" || a.command == "-h" || a.command == "help") {
     a.command = "help";
@@ -58,9 +58,9 @@ Args parse_args(int argc, char** argv) {
     known = true;
     if (!c.available)
       throw InputError("command " + quote_value(a.command) + " is not available in dsgq " + kVersion +
-                       "; available: eval, inspect");
+                       "; available: eval, synth, inspect");
   }
-  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, inspect (dsgq --help)");
+  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, inspect (dsgq --help)");
 
   auto value = [&](int& i, const std::string& opt) -> std::string {
     if (i + 1 >= argc) throw InputError("option " + opt + " needs a value");

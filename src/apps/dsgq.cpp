@@ -12,6 +12,7 @@
 #include "dist/comm.hpp"
 #include "pipeline/eval_stage.hpp"
 #include "pipeline/inspect.hpp"
+#include "pipeline/synth_stage.hpp"
 
 int main(int argc, char** argv) {
   dsgq::tune_allocator();
@@ -23,14 +24,19 @@ int main(int argc, char** argv) {
   int code = 0;
   std::string message, output;
   dsgq::apps::Args args;
-  std::unique_ptr<dsgq::pipeline::EvalStage> stage;
+  std::unique_ptr<dsgq::pipeline::EvalStage> eval_stage;
+  std::unique_ptr<dsgq::pipeline::SynthStage> synth_stage;
   try {
     args = dsgq::apps::parse_args(argc, argv);
     if (args.command == "help") output = dsgq::apps::usage();
     if (args.command == "inspect" && world.is_root()) output = dsgq::pipeline::inspect_file(args.positional[0]);
     if (args.command == "eval") {
-      stage = dsgq::pipeline::EvalStage::prepare(args.common, world);
-      if (args.common.dry_run) output = stage->resolved_toml();
+      eval_stage = dsgq::pipeline::EvalStage::prepare(args.common, world);
+      if (args.common.dry_run) output = eval_stage->resolved_toml();
+    }
+    if (args.command == "synth") {
+      synth_stage = dsgq::pipeline::SynthStage::prepare(args.common, world);
+      if (args.common.dry_run) output = synth_stage->resolved_toml() + "# output: " + synth_stage->output_path() + "\n";
     }
   } catch (const dsgq::InputError& e) {
     code = 2;
@@ -51,14 +57,14 @@ int main(int argc, char** argv) {
     }
     return worst;
   }
-  if (!output.empty() || !stage) {
+  if (!output.empty() || (!eval_stage && !synth_stage)) {
     if (world.is_root()) std::fputs(output.c_str(), stdout);
     return 0;
   }
 
   // Phase 2, collective: run. A failure now may leave other ranks inside a collective: abort the job.
   try {
-    return stage->execute(world);
+    return eval_stage ? eval_stage->execute(world) : synth_stage->execute(world);
   } catch (const dsgq::InputError& e) {
     log_error("%s", e.what());
     world.abort(2);

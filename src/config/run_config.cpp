@@ -10,7 +10,7 @@
 namespace dsgq::config {
 namespace {
 
-const std::vector<std::string> kSections = {"model", "eval", "output", "runtime"};
+const std::vector<std::string> kSections = {"model", "synth", "eval", "output", "runtime"};
 
 // Applies "section.key=value" to the table; records the origin of each overridden key.
 void apply_override(toml::table& root, const std::string& text, OverrideOrigins& origins) {
@@ -65,6 +65,25 @@ RunConfig read(const toml::table& root, const std::string& source, const Overrid
   cfg.model.dataset = m.get_enum("dataset", cfg.model.dataset, {"", "cifar10", "imagenet"});
   m.reject_unread();
 
+  TomlSection sy = section("synth");
+  SynthConfig& y = cfg.synth;
+  y.method = sy.get_enum("method", y.method, {"dsg", "zeroq", "gaussian", "real"});
+  y.preset = sy.get_enum("preset", y.preset, {"paper", "official"});
+  y.real_data = sy.get_path("real_data", y.real_data);
+  y.n_images = sy.get_int("n_images", y.n_images, 1, int64_t(1) << 31);
+  y.batch = sy.get_int("batch", y.batch, 1, 1 << 16);
+  y.iters = sy.get_int("iters", y.iters, 1, 1000000);
+  y.lr = sy.get_double("lr", y.lr, 0.0, 1e3);
+  y.patience = sy.get_int("patience", y.patience, 0, 1000000);
+  y.stats = sy.get_enum("stats", y.stats, {"per_sample", "batch"});
+  y.slack_quantile = sy.get_double("slack_quantile", y.slack_quantile, 0.0, 1.0);
+  y.margin_samples = sy.get_int("margin_samples", y.margin_samples, 1, 1 << 20);
+  y.margin_scale = sy.get_double("margin_scale", y.margin_scale, 0.0, 1e6);
+  y.lse = sy.get_bool("lse", y.lse);
+  y.seed = sy.get_int("seed", y.seed, 0, int64_t(1) << 62);
+  y.out = sy.get_path("out", y.out);
+  sy.reject_unread();
+
   TomlSection e = section("eval");
   cfg.eval.data = e.get_path("data", cfg.eval.data);
   cfg.eval.batch = e.get_int("batch", cfg.eval.batch, 1, 1 << 20);
@@ -109,6 +128,13 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 std::string to_toml(const RunConfig& cfg) {
   toml::table root{
       {"model", toml::table{{"arch", cfg.model.arch}, {"weights", cfg.model.weights}, {"dataset", cfg.model.dataset}}},
+      {"synth", toml::table{{"method", cfg.synth.method}, {"preset", cfg.synth.preset},
+                            {"real_data", cfg.synth.real_data}, {"n_images", cfg.synth.n_images},
+                            {"batch", cfg.synth.batch}, {"iters", cfg.synth.iters}, {"lr", cfg.synth.lr},
+                            {"patience", cfg.synth.patience}, {"stats", cfg.synth.stats},
+                            {"slack_quantile", cfg.synth.slack_quantile}, {"margin_samples", cfg.synth.margin_samples},
+                            {"margin_scale", cfg.synth.margin_scale}, {"lse", cfg.synth.lse}, {"seed", cfg.synth.seed},
+                            {"out", cfg.synth.out}}},
       {"eval", toml::table{{"data", cfg.eval.data}, {"batch", cfg.eval.batch}, {"n_images", cfg.eval.n_images}}},
       {"output", toml::table{{"dir", cfg.output.dir}}},
       {"runtime", toml::table{{"device", cfg.runtime.device}, {"threads", cfg.runtime.threads}}},

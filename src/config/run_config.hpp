@@ -19,6 +19,25 @@ struct EvalConfig {
   int64_t n_images = 0;     // first n images of `data`; 0 = all
 };
 
+// [synth]: making a calibration set without data (method.md sections 1-5, 11).
+struct SynthConfig {
+  std::string method = "dsg";          // dsg | zeroq | gaussian (N(0,1), no optimisation) | real (images of real_data)
+  std::string preset = "paper";        // paper | official (the released code, bug for bug; method.md section 11)
+  std::string real_data = "${DSGQ_DATA}/cifar10/data_batch_1.bin";  // method = "real": its first n_images images
+  int64_t n_images = 256;              // images in the dataset
+  int64_t batch = 64;                  // images optimised together (split over ranks)
+  int64_t iters = 500;                 // Adam steps per batch
+  double lr = 0.0;                     // 0 = the preset's: paper 0.5; official dsg 0.9, zeroq 0.5
+  int64_t patience = 0;                // ReduceLROnPlateau patience; 0 = the preset's: paper 100; official dsg 260, zeroq 100
+  std::string stats = "per_sample";    // per_sample (the official code) | batch (batch statistics all-reduced over ranks)
+  double slack_quantile = 0.9;         // SDA margins: this quantile of Gaussian images' deviations
+  int64_t margin_samples = 1024;       // Gaussian images used for the margins (spread over ranks)
+  double margin_scale = 1.0;           // SDA margins are multiplied by this (1 = the paper's recipe)
+  bool lse = true;                     // layerwise sample enhancement (dsg only)
+  int64_t seed = 0;                    // every random draw derives from (seed, global sample index)
+  std::string out;                     // "" = <output.dir>/synth/<key>.h5
+};
+
 struct OutputConfig {
   std::string dir = "runs/quickstart";  // results/<key>.json and resolved.toml go here
 };
@@ -31,6 +50,7 @@ struct RuntimeConfig {
 struct RunConfig {
   std::string source = "(defaults)";  // the file it came from, for messages
   ModelConfig model;
+  SynthConfig synth;
   EvalConfig eval;
   OutputConfig output;
   RuntimeConfig runtime;

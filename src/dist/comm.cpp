@@ -109,6 +109,39 @@ void Comm::allreduce_sum(at::Tensor& tensor) const {
   if (!host.is_same(tensor)) tensor.copy_(host);
 }
 
+std::vector<float> Comm::allgatherv(const std::vector<float>& values) const {
+  int len = static_cast<int>(values.size());
+  std::vector<int> lens(size_);
+  check(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, as_mpi(handle_)), "MPI_Allgather(len)");
+  std::vector<int> displs(size_, 0);
+  for (int r = 1; r < size_; ++r) displs[r] = displs[r - 1] + lens[r - 1];
+  std::vector<float> all(static_cast<size_t>(displs.back()) + lens.back());
+  check(MPI_Allgatherv(values.data(), len, MPI_FLOAT, all.data(), lens.data(), displs.data(), MPI_FLOAT,
+                       as_mpi(handle_)),
+        "MPI_Allgatherv(float)");
+  return all;
+}
+
+namespace {
+class AllreduceSumFn : public torch::autograd::Function<AllreduceSumFn> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& local, int64_t comm_ptr) {
+    at::Tensor global = local.detach().clone().contiguous();
+    reinterpret_cast<const Comm*>(comm_ptr)->allreduce_sum(global);
+    return global;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
+                                                 torch::autograd::variable_list grad) {
+    return {grad[0], at::Tensor()};
+  }
+};
+}  // namespace
+
+at::Tensor allreduce_sum_autograd(const at::Tensor& local, const Comm& comm) {
+  if (comm.size() == 1) return local;
+  return AllreduceSumFn::apply(local, static_cast<int64_t>(reinterpret_cast<intptr_t>(&comm)));
+}
+
 std::vector<std::string> Comm::allgather(const std::string& value) const {
   int len = static_cast<int>(value.size());
   std::vector<int> lens(size_);

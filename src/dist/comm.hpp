@@ -37,6 +37,8 @@ class Comm {
   double allreduce_sum(double value) const;
   // In-place elementwise sum of a float32/float64/int64 tensor (any device: non-CPU tensors go through a host copy).
   void allreduce_sum(at::Tensor& tensor) const;
+  // Every rank's values concatenated in rank order (shares may differ in length).
+  std::vector<float> allgatherv(const std::vector<float>& values) const;
   // Every rank's string, in rank order.
   std::vector<std::string> allgather(const std::string& value) const;
   // Rank 0's value on every rank.
@@ -46,11 +48,19 @@ class Comm {
   // be inside a collective; a single-rank job simply exits.
   [[noreturn]] void abort(int code) const;
 
+  // The MPI_Comm handle, for libraries that take one (parallel HDF5). Local.
+  void* native() const { return handle_; }
+
  private:
   friend class MpiEnv;
   void* handle_ = nullptr;  // MPI_Comm
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
 };
+
+// Collective sum whose backward pass is the identity: every rank then holds the same (replicated) loss built on
+// the global sums, so the gradient w.r.t. each rank's share is the incoming gradient itself (design.md 5,
+// stats = "batch"). float/double tensors; with one rank it is the identity.
+at::Tensor allreduce_sum_autograd(const at::Tensor& local, const Comm& comm);
 
 // Initializes MPI (threads FUNNELED) and finalizes it on normal destruction. Construct once, in main.
 class MpiEnv {

@@ -10,3 +10,14 @@ namespace dsgq::pipeline {
 std::string fp32_eval_key(const config::RunConfig& cfg);
 
 }  // namespace dsgq::pipeline
+
+namespace dsgq::pipeline {
+
+// What defines a synthetic dataset (the [synth] section without `out`, the architecture and the weights' sha256),
+// as TOML text: stored in the file and compared on resume and skip.
+std::string synth_identity(const config::RunConfig& cfg, const std::string& weights_sha256);
+
+// "<arch>-<method>-<preset>-n<N>-s<seed>-<first 8 hex of sha256(identity)>"
+std::string synth_key(const config::RunConfig& cfg, const std::string& identity);
+
+}  // namespace dsgq::pipeline

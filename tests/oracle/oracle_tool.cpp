@@ -3,18 +3,54 @@
 //   oracle_tool roundtrip IN.pt OUT.pt              read IN with dsgq's checkpoint reader, write every tensor back
 //   oracle_tool forward ARCH WEIGHTS IN.pt OUT.pt   IN holds 'x' (normalized input); OUT holds 'logits' and the
 //                                                   BN taps 'bn.<i>' (input of BN i, layer order) and 'act.<i>'
+//   oracle_tool synth-margins ARCH WEIGHTS IN.pt OUT.pt   IN {x, q}: SDA margins of the images x -> {delta, gamma}
+//   oracle_tool synth-loss ARCH WEIGHTS IN.pt OUT.pt      IN {x, delta, gamma, labels, roll, method, preset, lse,
+//                                                   first_index}: synthesis loss and d loss/d x -> {loss, grad}
+//   (interface of tests/oracle/test_synth_oracle.py)
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <map>
 #include <string>
 
 #include "core/error.hpp"
 #include "models/checkpoint.hpp"
+#include "dist/comm.hpp"
 #include "models/registry.hpp"
+#include "synth/margins.hpp"
+#include "synth/objective.hpp"
 
 using namespace dsgq;
 
+namespace {
+
+std::map<std::string, at::Tensor> read_dict(const std::string& path) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& nt : models::read_checkpoint(path).tensors) out[nt.name] = nt.tensor;
+  return out;
+}
+
+at::Tensor need(const std::map<std::string, at::Tensor>& d, const std::string& key) {
+  auto it = d.find(key);
+  if (it == d.end()) throw InputError("oracle input has no tensor '" + key + "'");
+  return it->second;
+}
+
+std::string ascii(const at::Tensor& t) {
+  std::string s;
+  for (int64_t i = 0; i < t.numel(); ++i) s += static_cast<char>(t[i].item<int64_t>());
+  return s;
+}
+
+std::vector<double> to_vec(const at::Tensor& t) {
+  const at::Tensor d = t.to(at::kDouble).contiguous();
+  return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  dist::MpiEnv mpi(argc, argv);
   try {
     at::set_num_threads(1);
     const std::string cmd = argc > 1 ? argv[1] : "";
@@ -45,7 +81,39 @@ int main(int argc, char** argv) {
       models::write_checkpoint(argv[5], out);
       return 0;
     }
-    std::fprintf(stderr, "usage: oracle_tool roundtrip IN OUT | forward ARCH WEIGHTS IN OUT\n");
+    if ((cmd == "synth-margins" || cmd == "synth-loss") && argc == 6) {
+      auto net = models::build_network(argv[2], "arch");
+      net->load(models::read_checkpoint(argv[3]));
+      const auto in = read_dict(argv[4]);
+      if (cmd == "synth-margins") {
+        const synth::Margins m = synth::margins_of(*net, need(in, "x"), need(in, "q").item<double>());
+        models::write_checkpoint(argv[5], {{"delta", torch::tensor(m.delta).to(torch::kFloat)},
+                                           {"gamma", torch::tensor(m.gamma).to(torch::kFloat)}});
+        return 0;
+      }
+      const std::string method = ascii(need(in, "method")), preset = ascii(need(in, "preset"));
+      synth::ObjectiveConfig oc;
+      oc.sda = method == "dsg";
+      oc.lse = oc.sda && need(in, "lse").item<int64_t>() != 0;
+      oc.official = oc.sda && preset == "official";
+      if (oc.sda) {
+        oc.delta = to_vec(need(in, "delta"));
+        oc.gamma = to_vec(need(in, "gamma"));
+      }
+      const synth::Objective objective(*net, oc, mpi.world());
+      at::Tensor x = need(in, "x").clone().requires_grad_(true);
+      synth::BatchSlice slice;
+      slice.global_batch = x.size(0);
+      slice.batch_offset = 0;
+      slice.first_global = need(in, "first_index").item<int64_t>();
+      slice.labels = need(in, "labels");
+      slice.roll = need(in, "roll").item<int64_t>();
+      synth::LossValue value;
+      objective.evaluate(x, slice, &value).backward();
+      models::write_checkpoint(argv[5], {{"loss", torch::tensor(value.total, torch::kDouble)}, {"grad", x.grad()}});
+      return 0;
+    }
+    std::fprintf(stderr, "usage: oracle_tool roundtrip IN OUT | forward ARCH WEIGHTS IN OUT | synth-margins|synth-loss ARCH WEIGHTS IN OUT\n");
     return 2;
   } catch (const InputError& e) {
     std::fprintf(stderr, "%s\n", e.what());

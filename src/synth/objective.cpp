@@ -1,0 +1,145 @@
+#include "synth/objective.hpp"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/error.hpp"
+#include "models/network.hpp"
+#include "synth/bn_stats.hpp"
+
+namespace dsgq::synth {
+
+Objective::Objective(const models::Network& net, ObjectiveConfig cfg, const dist::Comm& comm)
+    : net_(net), cfg_(std::move(cfg)), comm_(comm), n_layers_(static_cast<int64_t>(net.bns().size())) {
+  if (cfg_.sda)
+    DSGQ_CHECK(static_cast<int64_t>(cfg_.delta.size()) == n_layers_ && static_cast<int64_t>(cfg_.gamma.size()) == n_layers_,
+               "one margin per BN layer");
+  DSGQ_CHECK(!(cfg_.batch_stats && (cfg_.lse || cfg_.official)), "batch statistics exclude LSE and the official form");
+}
+
+int64_t Objective::lse_layer(int64_t dataset_index, int64_t batch_position) const {
+  if (!cfg_.lse) return -1;
+  if (cfg_.official) return batch_position < std::min(kOfficialLseLayers, n_layers_) ? batch_position : -1;
+  return dataset_index % n_layers_;
+}
+
+at::Tensor Objective::evaluate(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
+  return cfg_.batch_stats ? batch_loss(x, slice, value) : per_sample_loss(x, slice, value);
+}
+
+at::Tensor Objective::per_sample_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
+  const int64_t n = x.size(0), B = slice.global_batch;
+  const auto opts = x.options().requires_grad(false);
+  const std::vector<Target> targets = bn_targets(net_);
+  // Per-sample LSE weights for every layer: [L, n]. Paper: weight 2 on the own layer (after squaring);
+  // official: factor 2 on the own layer (before squaring).
+  at::Tensor own = torch::full({n}, -1, torch::kLong);
+  for (int64_t i = 0; i < n; ++i) own[i] = lse_layer(slice.first_global + i, slice.batch_offset + i);
+  own = own.to(x.device());
+
+  at::Tensor bn_sum = torch::zeros({}, opts);
+  models::ForwardHooks hooks;
+  hooks.bn_input = [&](int l, const at::Tensor& f) {
+    const Stats st = per_sample_stats(f);
+    at::Tensor weight, factor;
+    if (cfg_.lse) {
+      const at::Tensor is_own = own.eq(l).to(x.scalar_type());
+      (cfg_.official ? factor : weight) = 1.0 + is_own;
+    }
+    const double delta = cfg_.sda ? cfg_.delta[l] : 0.0, gamma = cfg_.sda ? cfg_.gamma[l] : 0.0;
+    bn_sum = bn_sum + alignment_term(st, targets[l], delta, gamma, weight, factor, B);
+  };
+  const at::Tensor logits = net_.forward(x, &hooks);
+  const at::Tensor input_term =
+      alignment_term(per_sample_stats(x), input_target(x.size(1), opts), 0.0, 0.0, {}, {}, B);
+
+  std::vector<double> local = {bn_sum.item<double>(), input_term.item<double>()};
+  at::Tensor surrogate = bn_sum + input_term;
+  double tv_global = 0;
+  if (cfg_.official) {
+    // 2 x cross-entropy with the random labels (mean over the global batch), on the un-jittered images.
+    const at::Tensor ce = torch::nn::functional::cross_entropy(
+        logits, slice.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) / double(B);
+    // Priors on a cyclic roll of the images: TV-L2 (sum of Frobenius norms of 4 difference images, a norm over the
+    // whole batch: its squared sums are all-reduced) and L2 (mean over samples of ||x_n||).
+    const at::Tensor xj = torch::roll(x, {slice.roll, slice.roll}, {2, 3});
+    const int64_t H = x.size(2), W = x.size(3);
+    const at::Tensor diffs[4] = {
+        xj.slice(3, 0, W - 1) - xj.slice(3, 1, W), xj.slice(2, 0, H - 1) - xj.slice(2, 1, H),
+        xj.slice(2, 1, H).slice(3, 0, W - 1) - xj.slice(2, 0, H - 1).slice(3, 1, W),
+        xj.slice(2, 0, H - 1).slice(3, 0, W - 1) - xj.slice(2, 1, H).slice(3, 1, W)};
+    std::vector<double> sq(4);
+    at::Tensor sq_local[4];
+    for (int k = 0; k < 4; ++k) {
+      sq_local[k] = diffs[k].square().sum();
+      sq[k] = sq_local[k].item<double>();
+    }
+    comm_.allreduce_sum(sq);
+    at::Tensor tv_surrogate = torch::zeros({}, opts);
+    for (int k = 0; k < 4; ++k) {
+      const double norm = std::sqrt(sq[k]);
+      tv_global += norm;
+      if (norm > 0) tv_surrogate = tv_surrogate + sq_local[k] / (2.0 * norm);  // d sqrt(S) = dS / (2 sqrt(S))
+    }
+    const at::Tensor l2 = xj.reshape({n, -1}).norm(2, 1).sum() / double(B);
+    local.push_back(ce.item<double>());
+    local.push_back(l2.item<double>());
+    surrogate = surrogate + 2.0 * ce + 0.01 * tv_surrogate + 0.01 * l2;
+  }
+  comm_.allreduce_sum(local);
+  value->terms = {{"bn", local[0]}, {"input", local[1]}};
+  value->total = local[0] + local[1];
+  if (cfg_.official) {
+    value->terms.push_back({"ce", local[2]});
+    value->terms.push_back({"tv", tv_global});
+    value->terms.push_back({"l2", local[3]});
+    value->total += 2.0 * local[2] + 0.01 * tv_global + 0.01 * local[3];
+  }
+  return surrogate;
+}
+
+at::Tensor Objective::batch_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
+  // Per-channel sums and sums of squares (in double) of every BN input and of the input, all-reduced in one call
+  // with an identity backward; mean and unbiased variance are formed from the global sums.
+  std::vector<at::Tensor> sums;
+  std::vector<int64_t> counts, channels;
+  auto add = [&](const at::Tensor& f) {
+    const at::Tensor fd = f.to(at::kDouble);
+    sums.push_back(fd.sum({0, 2, 3}));
+    sums.push_back(fd.square().sum({0, 2, 3}));
+    counts.push_back(slice.global_batch * f.size(2) * f.size(3));
+    channels.push_back(f.size(1));
+  };
+  models::ForwardHooks hooks;
+  hooks.bn_input = [&](int, const at::Tensor& f) { add(f); };
+  add(x);  // the input statistics come first
+  net_.forward(x, &hooks);
+  const at::Tensor global = dist::allreduce_sum_autograd(torch::cat(sums), comm_);
+
+  const std::vector<Target> targets = bn_targets(net_);
+  at::Tensor bn_sum = torch::zeros({}, global.options()), input_term;
+  int64_t off = 0;
+  for (size_t k = 0; k < counts.size(); ++k) {
+    const int64_t C = channels[k];
+    const double N = static_cast<double>(counts[k]);
+    const at::Tensor s1 = global.slice(0, off, off + C), s2 = global.slice(0, off + C, off + 2 * C);
+    off += 2 * C;
+    const at::Tensor mean = s1 / N;
+    const at::Tensor stdv = ((s2 - N * mean.square()) / (N - 1.0) + kStatEps).clamp_min(0).sqrt();
+    if (k == 0) {
+      input_term = mean.square().sum() + (stdv - 1.0).square().sum();
+      continue;
+    }
+    const int64_t l = static_cast<int64_t>(k) - 1;
+    const double delta = cfg_.sda ? cfg_.delta[l] : 0.0, gamma = cfg_.sda ? cfg_.gamma[l] : 0.0;
+    const at::Tensor dm = ((mean - targets[l].mean.to(at::kDouble)).abs() - delta).relu();
+    const at::Tensor ds = ((stdv - targets[l].std.to(at::kDouble)).abs() - gamma).relu();
+    bn_sum = bn_sum + dm.square().sum() + ds.square().sum();
+  }
+  value->terms = {{"bn", bn_sum.item<double>()}, {"input", input_term.item<double>()}};
+  value->total = value->terms[0].second + value->terms[1].second;
+  return (bn_sum + input_term).to(x.scalar_type());
+}
+
+}  // namespace dsgq::synth

@@ -1,0 +1,64 @@
+#pragma once
+// The synthesis loss of one batch (method.md sections 1-4, 11), split over ranks. Each rank holds a contiguous
+// share of the batch; evaluate() returns a local tensor whose gradient w.r.t. the rank's images is exactly its
+// share of d(global loss)/d(images), and the global loss value (identical on every rank).
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dist/comm.hpp"
+
+namespace dsgq::models {
+class Network;
+}
+
+namespace dsgq::synth {
+
+struct ObjectiveConfig {
+  bool sda = false;       // hinge with margins (dsg); false = ZeroQ's plain alignment
+  bool lse = false;       // layerwise sample enhancement (dsg)
+  bool official = false;  // released-code form: LSE factor 2 before squaring on the first 20 layers, CE x2, priors
+  bool batch_stats = false;  // stats = "batch": batch statistics all-reduced over ranks (no LSE, not official)
+  std::vector<double> delta, gamma;  // per BN layer margins (sda)
+};
+
+struct BatchSlice {
+  int64_t global_batch = 0;   // B: images in the whole batch (all ranks)
+  int64_t batch_offset = 0;   // position of this rank's first image within the batch
+  int64_t first_global = 0;   // dataset index of this rank's first image (paper LSE: layer = index mod L)
+  at::Tensor labels;          // int64 [n] (official CE), on the device
+  int64_t roll = 0;           // official priors: cyclic shift in H and W
+};
+
+struct LossValue {
+  double total = 0;
+  std::vector<std::pair<std::string, double>> terms;  // "bn", "input", and official "ce", "tv", "l2"
+};
+
+class Objective {
+ public:
+  // comm: the ranks sharing each batch (collective calls in evaluate()).
+  Objective(const models::Network& net, ObjectiveConfig cfg, const dist::Comm& comm);
+
+  // Collective. x: [n, C, H, W], requires grad.
+  at::Tensor evaluate(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const;
+
+  // The BN layer a sample enhances (-1 for none): paper: dataset index mod L; official: its batch position when
+  // below min(20, L).
+  int64_t lse_layer(int64_t dataset_index, int64_t batch_position) const;
+
+ private:
+  at::Tensor per_sample_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const;
+  at::Tensor batch_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const;
+
+  const models::Network& net_;
+  ObjectiveConfig cfg_;
+  const dist::Comm& comm_;
+  int64_t n_layers_;
+};
+
+inline constexpr int64_t kOfficialLseLayers = 20;  // hard-coded in the released code (ResNet-18's BN count)
+
+}  // namespace dsgq::synth

@@ -1,0 +1,50 @@
+#include "synth/sampling.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+namespace dsgq::synth {
+
+uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index) {
+  // splitmix64 over the three words
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(stream) * 0xBF58476D1CE4E5B9ull + index;
+  for (int k = 0; k < 2; ++k) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+  }
+  return z;
+}
+
+at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, int64_t n, int64_t C, int64_t H,
+                       int64_t W) {
+  at::Tensor out = torch::empty({n, C, H, W});
+  for (int64_t i = 0; i < n; ++i) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, stream, static_cast<uint64_t>(first + i)));
+    switch (init) {
+      case Init::gaussian: out[i] = at::randn({C, H, W}, gen); break;
+      case Init::uniform01: out[i] = at::rand({C, H, W}, gen); break;
+      case Init::zeroq_official:
+        out[i] = (at::randint(0, 255, {C, H, W}, gen).to(at::kFloat) - 127.5f) / 5418.75f;
+        break;
+    }
+  }
+  return out;
+}
+
+at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes) {
+  at::Tensor out = torch::empty({n}, torch::kLong);
+  for (int64_t i = 0; i < n; ++i) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, Stream::label, static_cast<uint64_t>(first + i)));
+    out[i] = at::randint(0, classes, {1}, gen)[0];
+  }
+  return out;
+}
+
+int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration) {
+  const uint64_t z = mix_seed(seed, Stream::roll, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration));
+  return static_cast<int64_t>(z % 60) - 30;
+}
+
+}  // namespace dsgq::synth

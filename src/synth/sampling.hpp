@@ -1,0 +1,26 @@
+#pragma once
+// Per-sample random draws seeded by (seed, stream, global sample index), so a dataset does not depend on how its
+// samples are split over ranks. Drawn on the CPU, then moved: identical on every device.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace dsgq::synth {
+
+enum class Stream : uint64_t { init = 1, margin = 2, label = 3, roll = 4 };
+
+uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
+
+enum class Init { gaussian, uniform01, zeroq_official };
+
+// [n, C, H, W] images for global indices first..first+n-1. gaussian: N(0,1); uniform01: U[0,1) (the released DSG
+// code); zeroq_official: (k - 127.5) / 5418.75 with k uniform on {0..254} (the released ZeroQ code).
+at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, int64_t n, int64_t C, int64_t H, int64_t W);
+
+// [n] labels uniform on {0..classes-1}, one per global index.
+at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes);
+
+// Official jitter offset for (batch, iteration): uniform on {-30..29}.
+int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration);
+
+}  // namespace dsgq::synth
