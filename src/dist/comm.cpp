@@ -59,6 +59,16 @@ std::string MpiEnv::processor_name() {
   return std::string(name, len);
 }
 
+Comm Comm::self() {
+  Comm c;
+  c.handle_ = reinterpret_cast<void*>(MPI_COMM_SELF);
+  c.rank_ = 0;
+  c.size_ = 1;
+  c.local_rank_ = 0;
+  c.local_size_ = 1;
+  return c;
+}
+
 void Comm::barrier() const { check(MPI_Barrier(as_mpi(handle_)), "MPI_Barrier"); }
 
 void Comm::allreduce_sum(std::vector<int64_t>& values) const {

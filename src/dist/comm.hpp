@@ -48,6 +48,9 @@ class Comm {
   // be inside a collective; a single-rank job simply exits.
   [[noreturn]] void abort(int code) const;
 
+  // A communicator holding only the calling rank (MPI_COMM_SELF): a one-rank reference inside a multi-rank job.
+  static Comm self();
+
   // The MPI_Comm handle, for libraries that take one (parallel HDF5). Local.
   void* native() const { return handle_; }
 

@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""The reference for bench/synth: DSG image synthesis (the "paper" preset of method.md §2-3 and §11) written in plain
+Python on Debian's python3-torch the way a user would write it from the ZeroQ/DSG code, timed per iteration.
+
+The loop (one batch of B images):
+  model = tests/oracle/models_ref.py build(arch) with the real weights, eval mode; parameters left requiring grad
+  as in the official code (`--frozen yes` or `both` also times the variant with requires_grad_(False));
+  forward hooks on every BatchNorm2d collect its input; targets mu = running_mean, sigma = sqrt(running_var + 1e-6);
+  SDA margins once, from 1024 Gaussian N(0,1) images (per layer, 0.9-quantile over all (n, c) of |m - mu| and |s - sigma|);
+  x = torch.randn(B, 3, H, W, requires_grad=True); Adam([x], lr 0.5); ReduceLROnPlateau(min, 0.1, patience 100,
+  min_lr 1e-4); per iteration: zero grads, forward, loss = input term (ZeroQ, targets 0/1, no margin)
+  + sum_l (1/B) sum_n w[l,n] sum_c (relu(|m-mu|-delta_l)^2 + relu(|s-sigma|-gamma_l)^2), w = 2 where n mod L == l
+  else 1 (LSE, X = I + 11^T), per-sample m = mean over HxW, s = sqrt(unbiased var + 1e-6); backward; Adam step;
+  scheduler step on the loss value.
+Timing: `--warmup` iterations (default 3) untimed, then `--iters` timed; images_per_s is the 500-iteration
+equivalent batch / (500 * seconds_per_iter).
+
+Modes (each prints JSON objects, one per line):
+  synth_ref.py --arch resnet20 --batch 64 --threads 2 --iters 30 [--frozen no|yes|both] [--peak-gflops G]
+  synth_ref.py --flops --arch resnet20          forward FLOPs per image (convs and linear layers, 2 per multiply-add)
+  synth_ref.py --peak [--repeats 5]             float32 matrix-multiply GFLOP/s with 1 and 2 threads
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "tests", "oracle"))
+import models_ref  # noqa: E402
+
+EPS = 1e-6
+ITERS_EQUIVALENT = 500
+
+
+def load_model(arch, data):
+    model = models_ref.build(arch).eval()
+    model.load_state_dict(torch.load(os.path.join(data, "models", f"cifar10_{arch}.pt")))
+    return model
+
+
+def input_shape(model):
+    return (3, 32, 32)  # the CIFAR-10 architectures of models_ref
+
+
+# ------------------------------------------------------------------------------------------------------------- FLOPs
+def forward_flops_per_image(model):
+    """2 * Cout * (Cin / groups) * kh * kw * Hout * Wout per conv and 2 * in * out per linear layer, from forward hooks
+    on one image. Refuses models whose convs are not called as modules (resnet8's TF-SAME convs call F.conv2d)."""
+    counts = {"flops": 0, "convs": 0, "linears": 0}
+
+    def conv_hook(mod, inp, out):
+        counts["flops"] += 2 * mod.out_channels * (mod.in_channels // mod.groups) * mod.kernel_size[0] \
+            * mod.kernel_size[1] * out.shape[2] * out.shape[3]
+        counts["convs"] += 1
+
+    def linear_hook(mod, inp, out):
+        counts["flops"] += 2 * mod.in_features * mod.out_features
+        counts["linears"] += 1
+
+    hooks = []
+    n_conv = n_lin = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+            n_conv += 1
+        elif isinstance(m, torch.nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+            n_lin += 1
+    with torch.no_grad():
+        model(torch.zeros((1,) + input_shape(model)))
+    for h in hooks:
+        h.remove()
+    if counts["convs"] != n_conv or counts["linears"] != n_lin:
+        raise SystemExit(f"synth_ref.py --flops: {counts['convs']} of {n_conv} convs and {counts['linears']} of {n_lin} "
+                         "linear layers ran as modules; expected all (this architecture calls F.conv2d directly)")
+    return counts["flops"], n_conv, n_lin
+
+
+# -------------------------------------------------------------------------------------------------------------- peak
+def peak(repeats):
+    """float32 GEMM 2048x2048x2048: torch.mm (dispatches to the BLAS that python3-torch links, libblas.so.3) and the
+    same product as a 1x1 convolution (dispatches to oneDNN, the library the network's convolutions use)."""
+    n = 2048
+    flop = 2.0 * n ** 3
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    x = a.t().contiguous().view(1, n, n, 1)   # [1, Cin=n, H=n, W=1]: output[co, h] = sum_ci w[co, ci] x[ci, h]
+    w = b.t().contiguous().view(n, n, 1, 1)
+    ref = torch.mm(a, b)
+    got = F.conv2d(x, w).view(n, n).t()
+    err = (got - ref).abs().max().item() / ref.abs().max().item()
+    out = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        best_mm = best_conv = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best_mm = min(best_mm, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            F.conv2d(x, w)
+            best_conv = min(best_conv, time.perf_counter() - t0)
+        out[threads] = (flop / best_mm / 1e9, flop / best_conv / 1e9)
+    blas = "unknown"
+    try:
+        blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    except OSError:
+        pass
+    return {
+        "bench": "synth", "figure": "peak", "impl": "python3-torch " + torch.__version__,
+        "gemm": f"float32 {n}x{n} @ {n}x{n}, best of {repeats}",
+        "torch_mm_gflop_per_s": {str(t): round(v[0], 1) for t, v in out.items()},
+        "onednn_gemm_gflop_per_s": {str(t): round(v[1], 1) for t, v in out.items()},
+        "peak_gflop_per_s": {str(t): round(max(v), 1) for t, v in out.items()},
+        "onednn_gemm_rel_err_vs_mm": float(f"{err:.2g}"),
+        "blas_library": blas,
+        "note": "torch.mm runs on the BLAS python3-torch links (BLAS_INFO=generic: Debian's libblas.so.3); the same "
+                "GEMM as a 1x1 convolution runs on oneDNN, which the networks' convolutions use. peak_gflop_per_s is "
+                "the better of the two and is what fraction_of_peak refers to",
+    }
+
+
+# --------------------------------------------------------------------------------------------------------- synthesis
+def bn_modules(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def sample_stats(f):
+    m = f.mean(dim=(2, 3))
+    s = torch.sqrt(f.var(dim=(2, 3), unbiased=True) + EPS)
+    return m, s
+
+
+def margins(model, bns, feats, n_images, q, seed):
+    """Per-layer scalar margins: q-quantile over all (n, c) of |m - mu| and |s - sigma| on N(0,1) images."""
+    g = torch.Generator().manual_seed(seed + 1)
+    xg = torch.randn((n_images,) + input_shape(model), generator=g)
+    feats.clear()
+    with torch.no_grad():
+        model(xg)
+    deltas, gammas = [], []
+    for bn, f in zip(bns, feats):
+        m, s = sample_stats(f)
+        mu, sigma = bn.running_mean, torch.sqrt(bn.running_var + EPS)
+        deltas.append(torch.quantile((m - mu).abs().flatten(), q).item())
+        gammas.append(torch.quantile((s - sigma).abs().flatten(), q).item())
+    feats.clear()
+    return deltas, gammas
+
+
+def run_loop(a, frozen):
+    torch.manual_seed(a.seed)
+    model = load_model(a.arch, a.data)
+    if frozen:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    bns = bn_modules(model)
+    L = len(bns)
+    feats = []
+    for bn in bns:
+        bn.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
+    mus = [bn.running_mean.detach() for bn in bns]
+    sigmas = [torch.sqrt(bn.running_var.detach() + EPS) for bn in bns]
+    t0 = time.perf_counter()
+    deltas, gammas = margins(model, bns, feats, a.margin_samples, a.slack_quantile, a.seed)
+    t_margins = time.perf_counter() - t0
+
+    B = a.batch
+    idx = torch.arange(B)
+    lse_w = [1.0 + (idx % L == l).float() for l in range(L)]  # X_LSE = I + 11^T, sample n's own layer is n mod L
+
+    x = torch.randn((B,) + input_shape(model), requires_grad=True)
+    opt = torch.optim.Adam([x], lr=a.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=a.patience,
+                                                       threshold=1e-4, min_lr=1e-4)
+
+    def step():
+        model.zero_grad()
+        opt.zero_grad()
+        feats.clear()
+        model(x)
+        m0, s0 = sample_stats(x)
+        loss = (m0 * m0).sum() / B + ((s0 - 1) ** 2).sum() / B
+        for l, f in enumerate(feats):
+            m, s = sample_stats(f)
+            dm = torch.relu((m - mus[l]).abs() - deltas[l])
+            ds = torch.relu((s - sigmas[l]).abs() - gammas[l])
+            loss = loss + (lse_w[l] * (dm * dm + ds * ds).sum(dim=1)).sum() / B
+        loss.backward()
+        opt.step()
+        value = loss.item()
+        sched.step(value)
+        return value
+
+    for _ in range(a.warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(a.iters):
+        value = step()
+    spi = (time.perf_counter() - t0) / a.iters
+    return spi, value, t_margins, L
+
+
+def figure(a, frozen, flops_image):
+    spi, loss, t_margins, L = run_loop(a, frozen)
+    gflop_iter = 2.0 * flops_image * a.batch / 1e9
+    out = {
+        "bench": "synth", "impl": "python3-torch", "model": a.arch, "method": "dsg", "preset": "paper",
+        "ranks": 1, "threads_per_rank": a.threads, "threads": a.threads, "batch": a.batch, "arch": a.arch,
+        "params_require_grad": not frozen,
+        "warmup_iters": a.warmup, "iters_timed": a.iters,
+        "seconds_per_iter": round(spi, 5),
+        "images_per_s": round(a.batch / (ITERS_EQUIVALENT * spi), 3),
+        "images_per_s_definition": "batch / (500 * seconds_per_iter): images per second for 500-iteration synthesis",
+        "gflop_per_iter": round(gflop_iter, 3),
+        "gflop_per_s": round(gflop_iter / spi, 1),
+        "flop_model": "2 x forward FLOPs (forward + backward to the input); convs and linear only"
+                      + ("" if frozen else "; weight gradients, computed here because the parameters require grad, "
+                                           "are extra work not counted"),
+        "final_loss": round(loss, 6), "bn_layers": L, "margin_images": a.margin_samples,
+        "margins_s": round(t_margins, 2),
+    }
+    if a.peak_gflops:
+        out["peak_gflop_per_s"] = a.peak_gflops
+        out["fraction_of_peak"] = round(gflop_iter / spi / a.peak_gflops, 3)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", default="resnet20")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=20, help="timed iterations")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
+    ap.add_argument("--frozen", choices=("no", "yes", "both"), default="no",
+                    help="no: parameters require grad (official code); yes: requires_grad_(False); both: two figures")
+    ap.add_argument("--lr", type=float, default=0.5)
+    ap.add_argument("--patience", type=int, default=100)
+    ap.add_argument("--margin-samples", type=int, default=1024)
+    ap.add_argument("--slack-quantile", type=float, default=0.9)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--peak-gflops", type=float, default=0.0, help="adds fraction_of_peak to the figures")
+    ap.add_argument("--flops", action="store_true", help="print the forward FLOPs per image and exit")
+    ap.add_argument("--peak", action="store_true", help="print the matrix-multiply peak figure and exit")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "shared", "data"))
+    a = ap.parse_args()
+
+    if a.peak:
+        print(json.dumps(peak(a.repeats)), flush=True)
+        return
+    torch.set_num_threads(a.threads)
+    flops_image, n_conv, n_lin = forward_flops_per_image(load_model(a.arch, a.data))
+    if a.flops:
+        print(json.dumps({"model": a.arch, "forward_flop_per_image": flops_image, "convs": n_conv, "linears": n_lin}))
+        return
+    for frozen in {"no": [False], "yes": [True], "both": [False, True]}[a.frozen]:
+        print(json.dumps(figure(a, frozen, flops_image)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

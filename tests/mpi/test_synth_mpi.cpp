@@ -1,0 +1,169 @@
+// Synthesis split over ranks (any world size, uneven shares) against a one-rank reference computed inside the
+// same job on MPI_COMM_SELF by rank 0; the collective HDF5 writer and its resume state.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "io/synth_file.hpp"
+#include "models/checkpoint.hpp"
+#include "models/registry.hpp"
+#include "mpi/mpi_world.hpp"
+#include "synth/margins.hpp"
+#include "synth/synthesizer.hpp"
+#include "test_util.hpp"
+
+using namespace dsgq;
+
+namespace {
+
+std::unique_ptr<models::Network> resnet20() {
+  auto net = models::build_network("resnet20", "arch");
+  net->load(models::read_checkpoint(test::data_path("models/cifar10_resnet20.pt")));
+  return net;
+}
+
+// All ranks' images of batch 0, gathered in global order.
+at::Tensor gather_batch(const synth::BatchResult& r, const dist::Comm& comm) {
+  const at::Tensor flat = r.images.contiguous().reshape({-1});
+  const std::vector<float> mine(flat.data_ptr<float>(), flat.data_ptr<float>() + flat.numel());
+  std::vector<float> all = comm.allgatherv(mine);  // rank order = global order (contiguous shares)
+  return torch::from_blob(all.data(), {static_cast<int64_t>(all.size())}, torch::kFloat).clone().view({-1, 3, 32, 32});
+}
+
+synth::SynthSettings settings(const std::string& method, bool batch_stats, int64_t batch) {
+  synth::SynthSettings s;
+  s.method = method;
+  s.preset = "paper";
+  s.n_images = batch;
+  s.batch = batch;
+  s.iters = 20;
+  s.lr = 0.5;
+  s.patience = 100;
+  s.batch_stats = batch_stats;
+  s.lse = !batch_stats;
+  s.seed = 11;
+  s.label = "test";
+  return s;
+}
+
+// Synthesizes batch 0 on `world` and, on rank 0, on MPI_COMM_SELF; returns the max abs difference (on rank 0).
+double distributed_vs_single(const synth::SynthSettings& s, const synth::Margins& margins) {
+  const auto& w = test::world();
+  at::set_num_threads(1);
+  auto net = resnet20();
+  synth::Synthesizer dist_synth(*net, s, margins, w);
+  const at::Tensor distributed = gather_batch(dist_synth.make_batch(0), w);
+  double err = 0;
+  if (w.rank() == 0) {
+    const dist::Comm self = dist::Comm::self();
+    synth::Synthesizer single(*net, s, margins, self);
+    err = (single.make_batch(0).images - distributed).abs().max().item<double>();
+  }
+  return w.allreduce_max(err);
+}
+
+}  // namespace
+
+TEST(SynthMpi, MarginQuantilesIdenticalForAnyRankCount) {
+  const auto& w = test::world();
+  at::set_num_threads(1);
+  auto net = resnet20();
+  const synth::Margins m = synth::gaussian_margins(*net, 200, 0.9, 3, false, 64, w);  // 4 chunks, last one short
+  double diff = 0;
+  if (w.rank() == 0) {
+    const synth::Margins ref = synth::gaussian_margins(*net, 200, 0.9, 3, false, 64, dist::Comm::self());
+    for (size_t l = 0; l < ref.delta.size(); ++l)
+      diff = std::max({diff, std::abs(ref.delta[l] - m.delta[l]), std::abs(ref.gamma[l] - m.gamma[l])});
+  }
+  EXPECT_EQ(w.allreduce_max(diff), 0.0) << "world " << w.size();
+}
+
+TEST(SynthMpi, PerSampleImagesIndependentOfRankCount) {
+  const auto& w = test::world();
+  auto net = resnet20();
+  const synth::Margins m = synth::gaussian_margins(*net, 128, 0.9, 11, false, 64, w);
+  for (const std::string method : {"dsg", "zeroq"}) {
+    const double err = distributed_vs_single(settings(method, false, 7), m);
+    EXPECT_LE(err, 1e-5) << method << " world " << w.size() << " (7 images, 20 iterations)";
+  }
+}
+
+TEST(SynthMpi, BatchStatisticsMatchOneRankWithTheWholeBatch) {
+  const auto& w = test::world();
+  auto net = resnet20();
+  const synth::Margins m = synth::gaussian_margins(*net, 128, 0.9, 11, true, 8, w);
+  const double err = distributed_vs_single(settings("dsg", true, 8), m);
+  EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+}
+
+TEST(SynthMpi, CollectiveFileWriteResumeAndRead) {
+  const auto& w = test::world();
+  const std::string dir = w.broadcast(w.rank() == 0 ? std::string(::mkdtemp(strdup("/tmp/dsgq_mpi_XXXXXX"))) : "");
+  const std::string path = dir + "/set.h5";
+  io::SynthMeta meta;
+  meta.model = "resnet20";
+  meta.method = "dsg";
+  meta.preset = "paper";
+  meta.config_toml = "a = 1\n";
+  meta.n_images = 10;
+  meta.batch = 7;  // batches of 7 and 3 images, split unevenly over the ranks
+  meta.world_size = w.size();
+  const std::vector<double> delta = {0.5, 1.5}, gamma = {0.25, 2.0};
+  auto write = [&](io::SynthWriter& wr, int64_t b) {
+    const int64_t B = std::min<int64_t>(7, 10 - 7 * b);
+    const auto share = dist::share_of(B, w.rank(), w.size());
+    const int64_t first = 7 * b + share.begin, n = share.size();
+    const at::Tensor idx = torch::arange(first, first + n, torch::kFloat);
+    wr.write_batch(b, first, idx.view({n, 1, 1, 1}).expand({n, 3, 32, 32}).contiguous(), idx.to(torch::kLong) * 2,
+                   idx.to(torch::kLong) % 3, 0.5 * static_cast<double>(b + 1));
+  };
+  {
+    io::SynthWriter wr(path, meta, delta, gamma, w, false);
+    write(wr, 0);  // then "crash": no finish()
+  }
+  if (w.rank() == 0) {
+    try {
+      io::read_synth(path + ".part");
+      ADD_FAILURE() << "a .part must be refused";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("incomplete dataset (.part"), std::string::npos) << e.what();
+    }
+  }
+  w.barrier();
+  {
+    io::SynthMeta other = meta;
+    other.config_toml = "a = 2\n";
+    bool refused = false;
+    try {
+      io::SynthWriter wr(path, other, delta, gamma, w, false);
+    } catch (const InputError& e) {
+      refused = std::string(e.what()).find("partial dataset from a different config") != std::string::npos;
+    }
+    EXPECT_TRUE(refused) << "a .part from another config must be refused on every rank";
+  }
+  {
+    io::SynthWriter wr(path, meta, delta, gamma, w, false);
+    ASSERT_EQ(wr.done().size(), 2u);
+    EXPECT_EQ(wr.done()[0], 1);
+    EXPECT_EQ(wr.done()[1], 0);
+    write(wr, 1);
+    wr.finish();
+  }
+  if (w.rank() == 0) {
+    const io::SynthSet set = io::read_synth(path);
+    EXPECT_EQ(set.meta.n_images, 10);
+    for (int64_t i = 0; i < 10; ++i) {
+      EXPECT_EQ(set.images[i][2][31][31].item<float>(), static_cast<float>(i)) << "image " << i;
+      EXPECT_EQ(set.labels[i].item<int64_t>(), 2 * i);
+      EXPECT_EQ(set.lse_layer[i].item<int>(), i % 3);
+    }
+    EXPECT_FLOAT_EQ(set.loss[1].item<float>(), 1.0f);
+    EXPECT_EQ(set.delta, delta);
+    EXPECT_EQ(set.gamma, gamma);
+    std::filesystem::remove_all(dir);
+  }
+  w.barrier();
+}
