@@ -14,6 +14,7 @@
 #include "io/synth_file.hpp"
 #include "models/registry.hpp"
 #include "synth/bn_stats.hpp"
+#include "synth/sampling.hpp"
 
 namespace dsgq::pipeline {
 namespace {
@@ -83,6 +84,19 @@ std::string inspect_synth(const std::string& path) {
       gmax = std::max(gmax, set.gamma[l]);
     }
     os << "SDA margins: " << set.delta.size() << " layers, max delta " << dmax << ", max gamma " << gmax << "\n";
+  }
+  // How far optimisation moved the images from their (reproducible) initialisation.
+  if (m.method == "dsg" || m.method == "zeroq") {
+    const synth::Init init = m.preset == "paper"  ? synth::Init::gaussian
+                             : m.method == "dsg" ? synth::Init::uniform01
+                                                 : synth::Init::zeroq_official;
+    const at::Tensor x0 = synth::draw_images(init, static_cast<uint64_t>(m.seed), synth::Stream::init, 0, m.n_images,
+                                             m.channels, m.height, m.width);
+    char line[200];
+    std::snprintf(line, sizeof line, "moved from initialisation: rms(x - x0) %.4f, rms(x0) %.4f (ratio %.3f)\n",
+                  (x - x0).square().mean().sqrt().item<double>(), x0.square().mean().sqrt().item<double>(),
+                  ((x - x0).square().mean() / x0.square().mean().clamp_min(1e-30)).sqrt().item<double>());
+    os << line;
   }
   // Homogeneity (method.md section 13) against the network that made the set, when its weights are still there.
   if (file_exists(m.weights) && sha256_file(m.weights) == m.weights_sha256 && m.n_images >= 2) {

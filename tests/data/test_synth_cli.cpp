@@ -1,0 +1,113 @@
+// `dsgq synth` end to end on the real resnet20: bad input (exit 2, one line, nothing existing overwritten) and a
+// kill -9 of one rank mid-run (the job ends, the rerun resumes and produces the same bytes).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "core/fs.hpp"
+#include "core/sha256.hpp"
+#include "io/synth_file.hpp"
+#include "test_util.hpp"
+
+using namespace dsgq;
+
+namespace {
+
+std::string dsgq_bin() { return test::env_or("DSGQ_BIN", "dsgq"); }
+std::string mpiexec() { return test::env_or("DSGQ_MPIEXEC", "mpiexec") + " --oversubscribe --bind-to none"; }
+
+std::string synth_cmd(const std::string& out, const std::string& extra) {
+  return dsgq_bin() + " synth --threads 1 --set synth.out=" + out + " " + extra;
+}
+
+void expect_exit2(const test::CommandResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  size_t errors = 0, pos = 0;
+  while ((pos = r.output.find("] error: ", pos)) != std::string::npos) ++errors, ++pos;
+  EXPECT_EQ(errors, 1u) << r.output;
+  EXPECT_NE(r.output.find(fragment), std::string::npos) << "missing '" << fragment << "' in\n" << r.output;
+}
+
+bool wait_for(const std::function<bool()>& cond, double seconds) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return cond();
+}
+
+}  // namespace
+
+TEST(SynthCli, BadInputExitsTwoAndOverwritesNothing) {
+  test::TempDir tmp;
+  // iters = 0
+  expect_exit2(test::run_command(synth_cmd(tmp / "a.h5", "--set synth.iters=0")),
+               "--set synth.iters=0: iters = '0' is out of range; expected 1..1000000");
+  // batch smaller than the ranks
+  expect_exit2(test::run_command(mpiexec() + " -n 3 " + synth_cmd(tmp / "a.h5", "--set synth.batch=2")),
+               "batch = '2' is smaller than the 3 ranks; expected batch >= ranks");
+  // unwritable output folder (a regular file where a folder is needed; root ignores permission bits)
+  atomic_write_file(tmp / "file", "x");
+  expect_exit2(test::run_command(synth_cmd(tmp / "file/sub/a.h5", "")), tmp / "file/sub: cannot create folder");
+  // An existing dataset made by another model/config is not overwritten.
+  auto ok = test::run_command(synth_cmd(tmp / "g.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  const std::string sha = sha256_file(tmp / "g.h5");
+  expect_exit2(test::run_command(synth_cmd(tmp / "g.h5", "--set model.arch=resnet8 --set synth.method=gaussian "
+                                                         "--set synth.n_images=8 --set synth.batch=8")),
+               tmp / "g.h5: exists and was made by a different config (model resnet20, method gaussian, 8 images)");
+  EXPECT_EQ(sha256_file(tmp / "g.h5"), sha);
+  // The same config is skipped, not redone.
+  ok = test::run_command(synth_cmd(tmp / "g.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
+  EXPECT_NE(ok.output.find("complete; skipped"), std::string::npos) << ok.output;
+  // A .part from a different config is refused and kept.
+  std::filesystem::rename(tmp / "g.h5", tmp / "p.h5.part");
+  expect_exit2(test::run_command(synth_cmd(tmp / "p.h5", "--set synth.method=gaussian --set synth.n_images=8 "
+                                                         "--set synth.batch=8 --set synth.seed=5")),
+               tmp / "p.h5.part: is a partial dataset from a different config");
+  EXPECT_EQ(sha256_file(tmp / "p.h5.part"), sha);
+  // Readers refuse a .part and a foreign file.
+  auto r = test::run_command(dsgq_bin() + " inspect " + (tmp / "p.h5.part"));
+  expect_exit2(r, "is an incomplete dataset (.part: synthesis was interrupted)");
+  atomic_write_file(tmp / "foreign.h5", "not hdf5");
+  expect_exit2(test::run_command(dsgq_bin() + " inspect " + (tmp / "foreign.h5")), "is not an HDF5 file");
+}
+
+TEST(SynthCli, KillNineOfOneRankEndsTheJobAndTheRerunResumesToTheSameBytes) {
+  test::TempDir tmp;
+  const std::string args = "--set synth.method=zeroq --set synth.n_images=24 --set synth.batch=6 --set synth.iters=300";
+  auto full = test::run_command(mpiexec() + " -n 2 " + synth_cmd(tmp / "full.h5", args));
+  ASSERT_EQ(full.exit_code, 0) << full.output;
+
+  const std::string log = tmp / "killed.log";
+  test::run_command("(" + mpiexec() + " -n 2 " + synth_cmd(tmp / "killed.h5", args) + " > " + log +
+                    " 2>&1; echo $? > " + (tmp / "killed.rc") + ") > /dev/null 2>&1 &");
+  ASSERT_TRUE(wait_for([&] { return file_exists(log) && read_file(log).find("batch 1/4 written") != std::string::npos; }, 120))
+      << (file_exists(log) ? read_file(log) : "no log");
+  // Kill one dsgq rank (not mpirun) with SIGKILL.
+  const auto pids = test::run_command("pgrep -f '^" + dsgq_bin() + " synth .*killed.h5' | head -1");
+  ASSERT_FALSE(pids.output.empty()) << "no rank process found";
+  const auto t0 = std::chrono::steady_clock::now();
+  test::run_command("kill -9 " + pids.output);
+  ASSERT_TRUE(wait_for([&] { return file_exists(tmp / "killed.rc"); }, 60)) << "the job did not end within 60 s";
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(std::stoi(read_file(tmp / "killed.rc")), 0);
+  EXPECT_LT(secs, 60.0);
+  std::printf("[ info     ] the job ended %.1f s after kill -9 of one rank\n", secs);
+  EXPECT_TRUE(file_exists(tmp / "killed.h5.part"));
+  EXPECT_FALSE(file_exists(tmp / "killed.h5"));
+
+  auto rerun = test::run_command(mpiexec() + " -n 2 " + synth_cmd(tmp / "killed.h5", args));
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.output;
+  EXPECT_NE(rerun.output.find("resumed: "), std::string::npos) << rerun.output;
+  const io::SynthSet a = io::read_synth(tmp / "full.h5"), b = io::read_synth(tmp / "killed.h5");
+  EXPECT_TRUE(torch::equal(a.images, b.images)) << "max diff " << (a.images - b.images).abs().max().item<float>();
+  EXPECT_TRUE(torch::equal(a.labels, b.labels));
+  EXPECT_TRUE(torch::equal(a.loss, b.loss));
+}
