@@ -37,6 +37,13 @@ EPS = 1e-6
 ITERS_EQUIVALENT = 500
 
 
+def busy_cpu_s():
+    """Busy CPU seconds of the whole machine since boot (user, nice, system, irq, softirq, steal of /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(t) for t in f.readline().split()[1:9]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+
+
 def load_model(arch, data):
     model = models_ref.build(arch).eval()
     model.load_state_dict(torch.load(os.path.join(data, "models", f"cifar10_{arch}.pt")))
@@ -97,6 +104,7 @@ def peak(repeats):
     got = F.conv2d(x, w).view(16, n, n // 16).permute(0, 2, 1).reshape(n, n)
     err = (got - ref).abs().max().item() / ref.abs().max().item()
     out = {}
+    busy0, own0, t0 = busy_cpu_s(), time.process_time(), time.perf_counter()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         best_mm = best_conv = float("inf")
@@ -109,6 +117,7 @@ def peak(repeats):
             F.conv2d(x, w)
             best_conv = min(best_conv, time.perf_counter() - t0)
         out[threads] = (flop / best_mm / 1e9, flop / best_conv / 1e9)
+    foreign = max(0.0, (busy_cpu_s() - busy0) - (time.process_time() - own0)) / (time.perf_counter() - t0)
     blas = "unknown"
     try:
         blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
@@ -121,7 +130,7 @@ def peak(repeats):
         "onednn_gemm_gflop_per_s": {str(t): round(v[1], 1) for t, v in out.items()},
         "peak_gflop_per_s": {str(t): round(max(v), 1) for t, v in out.items()},
         "onednn_gemm_rel_err_vs_mm": float(f"{err:.2g}"),
-        "blas_library": blas,
+        "blas_library": blas, "foreign_cpu_load": round(foreign, 2),
         "note": "torch.mm runs on the BLAS python3-torch links (BLAS_INFO=generic: Debian's libblas.so.3); the same "
                 "GEMM as a 1x1 convolution runs on oneDNN, which the networks' convolutions use. peak_gflop_per_s is "
                 "the better of the two and is what fraction_of_peak refers to",
@@ -202,15 +211,16 @@ def run_loop(a, frozen):
 
     for _ in range(a.warmup):
         step()
-    t0 = time.perf_counter()
+    busy0, own0, t0 = busy_cpu_s(), time.process_time(), time.perf_counter()
     for _ in range(a.iters):
         value = step()
-    spi = (time.perf_counter() - t0) / a.iters
-    return spi, value, t_margins, L, deltas, gammas
+    wall = time.perf_counter() - t0
+    foreign = max(0.0, (busy_cpu_s() - busy0) - (time.process_time() - own0)) / wall
+    return wall / a.iters, value, t_margins, L, deltas, gammas, foreign
 
 
 def figure(a, frozen, flops_image):
-    spi, loss, t_margins, L, deltas, gammas = run_loop(a, frozen)
+    spi, loss, t_margins, L, deltas, gammas, foreign = run_loop(a, frozen)
     gflop_iter = 2.0 * flops_image * a.batch / 1e9
     out = {
         "bench": "synth", "impl": "python3-torch", "model": a.arch, "method": "dsg", "preset": "paper",
@@ -227,7 +237,11 @@ def figure(a, frozen, flops_image):
                                            "are extra work not counted"),
         "final_loss": round(loss, 6), "bn_layers": L, "margin_images": a.margin_samples,
         "max_delta": round(max(deltas), 3), "max_gamma": round(max(gammas), 3), "margins_s": round(t_margins, 2),
+        "foreign_cpu_load": round(foreign, 2),
     }
+    if foreign > 0.1:
+        print(f"synth_ref.py: warning: other processes used {foreign:.2f} cores during the timed loop; "
+              "the figure is not a clean measurement", file=sys.stderr)
     if a.peak_gflops:
         out["peak_gflop_per_s"] = a.peak_gflops
         out["fraction_of_peak"] = round(gflop_iter / spi / a.peak_gflops, 3)

@@ -27,6 +27,14 @@ ObjectiveConfig objective_config(const SynthSettings& s, const Margins& margins)
   return c;
 }
 
+void check_finite(const LossValue& value, const std::string& label, int64_t batch, int64_t iteration) {
+  for (const auto& [name, v] : value.terms)
+    if (!std::isfinite(v))
+      throw InputError(label + ": the loss diverged at batch " + std::to_string(batch) + ", iteration " +
+                       std::to_string(iteration) + ": term '" + name + "' is " + std::to_string(v) +
+                       "; expected a finite value (lower [synth] lr?)");
+}
+
 Synthesizer::Synthesizer(const models::Network& net, SynthSettings settings, Margins margins, const dist::Comm& comm)
     : net_(net),
       s_(std::move(settings)),
@@ -81,11 +89,7 @@ BatchResult Synthesizer::make_batch(int64_t b) {
     opt.zero_grad();
     if (oc.official) slice.roll = draw_roll(s_.seed, b, it);
     const at::Tensor loss = objective_.evaluate(x, slice, &value);
-    for (const auto& [name, v] : value.terms)
-      if (!std::isfinite(v))
-        throw InputError(s_.label + ": the loss diverged at batch " + std::to_string(b) + ", iteration " +
-                         std::to_string(it) + ": term '" + name + "' is " + std::to_string(v) +
-                         "; expected a finite value (lower [synth] lr?)");
+    check_finite(value, s_.label, b, it);
     loss.backward();
     opt.step();
     const double lr = plateau.step(value.total);

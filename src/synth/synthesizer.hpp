@@ -54,6 +54,10 @@ class Synthesizer {
   Objective objective_;
 };
 
+// Throws InputError "<label>: the loss diverged at batch b, iteration i: term 'x' is nan; ..." for the first
+// non-finite term (every rank holds the same global values, so every rank stops the same way).
+void check_finite(const LossValue& value, const std::string& label, int64_t batch, int64_t iteration);
+
 // ObjectiveConfig for a method/preset (margins attached when the method uses them).
 ObjectiveConfig objective_config(const SynthSettings& s, const Margins& margins);
 

@@ -8,6 +8,8 @@
 #include "synth/bn_stats.hpp"
 #include "synth/plateau.hpp"
 #include "synth/sampling.hpp"
+#include "synth/synthesizer.hpp"
+#include "core/error.hpp"
 
 using namespace dsgq;
 using namespace dsgq::synth;
@@ -107,4 +109,18 @@ TEST(Homogeneity, IdenticalImagesHaveNoSpread) {
   EXPECT_LT(h.spread, 1e-5);
   const Homogeneity g = homogeneity(*net, torch::randn({5, 3, 32, 32}));
   EXPECT_GT(g.spread, 1e-3);
+}
+
+TEST(Synthesizer, NonFiniteLossNamesBatchIterationAndTerm) {
+  LossValue v;
+  v.terms = {{"bn", 1.0}, {"input", std::nan("")}, {"ce", INFINITY}};
+  try {
+    check_finite(v, "synth k", 3, 17);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "synth k: the loss diverged at batch 3, iteration 17: term 'input' is nan; expected a finite value (lower [synth] lr?)");
+  }
+  v.terms = {{"bn", 1.0}};
+  EXPECT_NO_THROW(check_finite(v, "synth k", 0, 0));
 }
