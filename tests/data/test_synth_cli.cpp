@@ -11,6 +11,7 @@
 
 #include "core/fs.hpp"
 #include "core/sha256.hpp"
+#include "dsgq/version.hpp"
 #include "io/synth_file.hpp"
 #include "test_util.hpp"
 
@@ -110,4 +111,18 @@ TEST(SynthCli, KillNineOfOneRankEndsTheJobAndTheRerunResumesToTheSameBytes) {
   EXPECT_TRUE(torch::equal(a.images, b.images)) << "max diff " << (a.images - b.images).abs().max().item<float>();
   EXPECT_TRUE(torch::equal(a.labels, b.labels));
   EXPECT_TRUE(torch::equal(a.loss, b.loss));
+}
+
+// Every shipped config validates (--dry-run resolves it, loads the weights and checks the data).
+TEST(Configs, EveryShippedConfigValidates) {
+  namespace fs = std::filesystem;
+  int checked = 0;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(kSourceDir) / "configs")) {
+    if (e.path().extension() != ".toml") continue;
+    const std::string cmd = e.path().parent_path().filename() == "synth" ? "synth" : "eval";
+    const auto r = test::run_command(dsgq_bin() + " " + cmd + " --dry-run --config " + e.path().string());
+    EXPECT_EQ(r.exit_code, 0) << e.path() << "\n" << r.output;
+    ++checked;
+  }
+  EXPECT_GE(checked, 8);
 }
