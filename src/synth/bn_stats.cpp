@@ -12,8 +12,9 @@ namespace dsgq::synth {
 Stats per_sample_stats(const at::Tensor& f) {
   DSGQ_CHECK(f.dim() == 4 && f.size(2) * f.size(3) >= 2, "per_sample_stats: need [n,C,H,W] with H*W >= 2");
   Stats s;
-  s.mean = f.mean({2, 3});
-  s.std = (f.var({2, 3}, /*unbiased=*/true) + kStatEps).sqrt();
+  auto [var, mean] = at::var_mean(f, {2, 3}, /*unbiased=*/true);  // one pass over the feature map
+  s.mean = mean;
+  s.std = (var + kStatEps).sqrt();
   return s;
 }
 
