@@ -104,10 +104,13 @@ BatchResult Synthesizer::make_batch(int64_t b) {
         std::snprintf(buf, sizeof buf, " %s %.4g", name.c_str(), v);
         terms += buf;
       }
-      log_info0("%s batch %lld/%lld iter %lld/%lld loss %.6g (%s ) lr %.3g  %.1f img/s  eta %s", s_.label.c_str(),
+      log_info0("%s batch %lld/%lld iter %lld/%lld loss %.6g (%s ) lr %.3g  %.2f img/s  eta %s (all batches)", s_.label.c_str(),
                 static_cast<long long>(b + 1), static_cast<long long>(n_batches), static_cast<long long>(it + 1),
                 static_cast<long long>(s_.iters), value.total, terms.c_str() + 1, lr,
-                t > 0 ? done * static_cast<double>(B) / t : 0.0, format_duration(t / done - t).c_str());
+                t > 0 ? done * static_cast<double>(B) / t : 0.0,
+                format_duration(t / static_cast<double>(it + 1) *
+                                static_cast<double>(s_.iters - it - 1 + (n_batches - b - 1) * s_.iters))
+                    .c_str());
     }
   }
   r.images = x.detach();
