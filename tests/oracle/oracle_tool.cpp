@@ -7,6 +7,7 @@
 //   oracle_tool synth-loss ARCH WEIGHTS IN.pt OUT.pt      IN {x, delta, gamma, labels, roll, method, preset, lse,
 //                                                   first_index}: synthesis loss and d loss/d x -> {loss, grad}
 //   (interface of tests/oracle/test_synth_oracle.py)
+//   oracle_tool fake-quant IN.pt OUT.pt             IN {x, scale, zero_point, qmin, qmax, axis} -> {y}
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "models/checkpoint.hpp"
 #include "dist/comm.hpp"
 #include "models/registry.hpp"
+#include "quant/quantizer.hpp"
 #include "synth/margins.hpp"
 #include "synth/objective.hpp"
 
@@ -79,6 +81,14 @@ int main(int argc, char** argv) {
       torch::NoGradGuard ng;
       out.push_back({"logits", net->forward(x, &hooks)});
       models::write_checkpoint(argv[5], out);
+      return 0;
+    }
+    if (cmd == "fake-quant" && argc == 4) {
+      const auto in = read_dict(argv[2]);
+      const at::Tensor y = quant::fake_quant_affine(need(in, "x"), need(in, "scale"), need(in, "zero_point"),
+                                                    need(in, "qmin").item<int64_t>(), need(in, "qmax").item<int64_t>(),
+                                                    need(in, "axis").item<int64_t>());
+      models::write_checkpoint(argv[3], {{"y", y}});
       return 0;
     }
     if ((cmd == "synth-margins" || cmd == "synth-loss") && argc == 6) {
