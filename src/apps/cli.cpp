@@ -17,8 +17,8 @@ const CommandInfo kCommands[] = {
     {"eval", "eval     --config FILE   evaluate the FP32 network (top-1/top-5), images split over ranks", true},
     {"synth", "synth    --config FILE   synthesize a calibration set (dsg | zeroq | gaussian | real) to HDF5", true},
     {"inspect", "inspect  FILE            describe a .pt checkpoint, a .h5 synthetic set or a .json result record", true},
-    {"quantize", "quantize --config FILE   calibrate and AdaRound (not in this version)", false},
-    {"run", "run      --config FILE   synth -> quantize -> eval for one point (not in this version)", false},
+    {"quantize", "quantize --config FILE   calibrate on a calibration set, export encodings, evaluate (zeroq protocol)", true},
+    {"run", "run      --config FILE   synth (skipped when done) -> quantize -> eval for one point", true},
     {"sweep", "sweep    --config FILE   a grid of points (not in this version)", false},
     {"report", "report   RUNS_DIR        aggregate results into tables (not in this version)", false},
     {"pack", "pack     --images DIR    pack an ImageNet-style folder (not in this version)", false},
@@ -46,7 +46,7 @@ std::string usage() {
 
 Args parse_args(int argc, char** argv) {
   Args a;
-  if (argc < 2) throw InputError("no command given; expected one of eval, synth, inspect (dsgq --help lists them)");
+  if (argc < 2) throw InputError("no command given; expected one of eval, synth, quantize, run, inspect (dsgq --help lists them)");
   a.command = argv[1];
   if (a.command == "--help" || a.command == "-h" || a.command == "help") {
     a.command = "help";
@@ -58,9 +58,9 @@ Args parse_args(int argc, char** argv) {
     known = true;
     if (!c.available)
       throw InputError("command " + quote_value(a.command) + " is not available in dsgq " + kVersion +
-                       "; available: eval, synth, inspect");
+                       "; available: eval, synth, quantize, run, inspect");
   }
-  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, inspect (dsgq --help)");
+  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, quantize, run, inspect (dsgq --help)");
 
   auto value = [&](int& i, const std::string& opt) -> std::string {
     if (i + 1 >= argc) throw InputError("option " + opt + " needs a value");

@@ -12,6 +12,7 @@
 #include "dist/comm.hpp"
 #include "pipeline/eval_stage.hpp"
 #include "pipeline/inspect.hpp"
+#include "pipeline/quant_stage.hpp"
 #include "pipeline/synth_stage.hpp"
 
 int main(int argc, char** argv) {
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   dsgq::apps::Args args;
   std::unique_ptr<dsgq::pipeline::EvalStage> eval_stage;
   std::unique_ptr<dsgq::pipeline::SynthStage> synth_stage;
+  std::unique_ptr<dsgq::pipeline::QuantStage> quant_stage;
   try {
     args = dsgq::apps::parse_args(argc, argv);
     if (args.command == "help") output = dsgq::apps::usage();
@@ -34,9 +36,13 @@ int main(int argc, char** argv) {
       eval_stage = dsgq::pipeline::EvalStage::prepare(args.common, world);
       if (args.common.dry_run) output = eval_stage->resolved_toml();
     }
-    if (args.command == "synth") {
+    if (args.command == "synth" || args.command == "run") {
       synth_stage = dsgq::pipeline::SynthStage::prepare(args.common, world);
-      if (args.common.dry_run) output = synth_stage->resolved_toml() + "# output: " + synth_stage->output_path() + "\n";
+      if (args.common.dry_run) output = synth_stage->resolved_toml() + "# synth output: " + synth_stage->output_path() + "\n";
+    }
+    if (args.command == "quantize" || args.command == "run") {
+      quant_stage = dsgq::pipeline::QuantStage::prepare(args.common, world, args.command == "run");
+      if (args.common.dry_run && output.empty()) output = quant_stage->resolved_toml();
     }
   } catch (const dsgq::InputError& e) {
     code = 2;
@@ -57,14 +63,16 @@ int main(int argc, char** argv) {
     }
     return worst;
   }
-  if (!output.empty() || (!eval_stage && !synth_stage)) {
+  if (!output.empty() || (!eval_stage && !synth_stage && !quant_stage)) {
     if (world.is_root()) std::fputs(output.c_str(), stdout);
     return 0;
   }
 
   // Phase 2, collective: run. A failure now may leave other ranks inside a collective: abort the job.
   try {
-    return eval_stage ? eval_stage->execute(world) : synth_stage->execute(world);
+    if (eval_stage) return eval_stage->execute(world);
+    if (synth_stage && synth_stage->execute(world) != 0) return 1;
+    return quant_stage ? quant_stage->execute(world) : 0;
   } catch (const dsgq::InputError& e) {
     log_error("%s", e.what());
     world.abort(2);

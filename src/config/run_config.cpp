@@ -10,7 +10,7 @@
 namespace dsgq::config {
 namespace {
 
-const std::vector<std::string> kSections = {"model", "synth", "eval", "output", "runtime"};
+const std::vector<std::string> kSections = {"model", "synth", "quant", "eval", "output", "runtime"};
 
 // Applies "section.key=value" to the table; records the origin of each overridden key.
 void apply_override(toml::table& root, const std::string& text, OverrideOrigins& origins) {
@@ -84,6 +84,20 @@ RunConfig read(const toml::table& root, const std::string& source, const Overrid
   y.out = sy.get_path("out", y.out);
   sy.reject_unread();
 
+  TomlSection qs = section("quant");
+  QuantConfig& q = cfg.quant;
+  q.protocol = qs.get_string("protocol", q.protocol);
+  if (q.protocol != "zeroq")
+    throw InputError(qs.where("protocol") + " = " + quote_value(q.protocol) +
+                     (q.protocol == "adaround" ? " is not available in this dsgq version yet" : " is not a protocol") +
+                     "; expected zeroq");
+  q.w_bits = qs.get_int("w_bits", q.w_bits, 2, 8);
+  q.a_bits = qs.get_int("a_bits", q.a_bits, 2, 8);
+  q.act_observer = qs.get_enum("act_observer", q.act_observer, {"minmax", "ema", "percentile", "mse"});
+  q.calib_data = qs.get_path("calib_data", q.calib_data);
+  q.n_calib = qs.get_int("n_calib", q.n_calib, 0, int64_t(1) << 31);
+  qs.reject_unread();
+
   TomlSection e = section("eval");
   cfg.eval.data = e.get_path("data", cfg.eval.data);
   cfg.eval.batch = e.get_int("batch", cfg.eval.batch, 1, 1 << 20);
@@ -135,6 +149,9 @@ std::string to_toml(const RunConfig& cfg) {
                             {"slack_quantile", cfg.synth.slack_quantile}, {"margin_samples", cfg.synth.margin_samples},
                             {"margin_scale", cfg.synth.margin_scale}, {"lse", cfg.synth.lse}, {"seed", cfg.synth.seed},
                             {"out", cfg.synth.out}}},
+      {"quant", toml::table{{"protocol", cfg.quant.protocol}, {"w_bits", cfg.quant.w_bits}, {"a_bits", cfg.quant.a_bits},
+                            {"act_observer", cfg.quant.act_observer}, {"calib_data", cfg.quant.calib_data},
+                            {"n_calib", cfg.quant.n_calib}}},
       {"eval", toml::table{{"data", cfg.eval.data}, {"batch", cfg.eval.batch}, {"n_images", cfg.eval.n_images}}},
       {"output", toml::table{{"dir", cfg.output.dir}}},
       {"runtime", toml::table{{"device", cfg.runtime.device}, {"threads", cfg.runtime.threads}}},

@@ -38,6 +38,16 @@ struct SynthConfig {
   std::string out;                     // "" = <output.dir>/synth/<key>.h5
 };
 
+// [quant]: quantization protocol and calibration (method.md sections 6 and 11).
+struct QuantConfig {
+  std::string protocol = "zeroq";      // zeroq (the released DSG/ZeroQ pipeline); adaround lands with issue 4's rest
+  int64_t w_bits = 4;                  // 2..8
+  int64_t a_bits = 4;                  // 2..8
+  std::string act_observer = "ema";    // minmax | ema | percentile | mse
+  std::string calib_data;              // dsgq-synth/1 file; "" = the file [synth] describes (dsgq run makes it)
+  int64_t n_calib = 0;                 // first n images of the calibration file; 0 = all
+};
+
 struct OutputConfig {
   std::string dir = "runs/quickstart";  // results/<key>.json and resolved.toml go here
 };
@@ -51,6 +61,7 @@ struct RunConfig {
   std::string source = "(defaults)";  // the file it came from, for messages
   ModelConfig model;
   SynthConfig synth;
+  QuantConfig quant;
   EvalConfig eval;
   OutputConfig output;
   RuntimeConfig runtime;

@@ -54,7 +54,7 @@ TEST(RunConfig, UnknownKeyListsKnownKeys) {
 
 TEST(RunConfig, UnknownSectionListsKnownSections) {
   EXPECT_EQ(error_of("[evall]\nbatch = 3\n"),
-            "configs/t.toml: [evall] is an unknown section; known sections: model, synth, eval, output, runtime");
+            "configs/t.toml: [evall] is an unknown section; known sections: model, synth, quant, eval, output, runtime");
 }
 
 TEST(RunConfig, WrongTypeNamesKeyValueAndExpectation) {

@@ -1,0 +1,205 @@
+#include "pipeline/quant_stage.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <torch/torch.h>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "core/sha256.hpp"
+#include "core/timer.hpp"
+#include "dsgq/version.hpp"
+#include "eval/evaluate.hpp"
+#include "io/cifar10.hpp"
+#include "io/json_record.hpp"
+#include "io/synth_file.hpp"
+#include "models/checkpoint.hpp"
+#include "models/registry.hpp"
+#include "pipeline/keys.hpp"
+#include "quant/encodings.hpp"
+#include "quant/zeroq_protocol.hpp"
+
+namespace dsgq::pipeline {
+
+struct QuantStage::Impl {
+  CommonArgs args;
+  config::RunConfig cfg;
+  Runtime rt;
+  std::unique_ptr<models::Network> net;
+  std::string weights_sha256, calib_path, key, record_path, enc_path, pt_path;
+  int64_t n_eval = 0;
+  nlohmann::json point;
+};
+
+QuantStage::QuantStage() : impl_(std::make_unique<Impl>()) {}
+QuantStage::~QuantStage() = default;
+
+namespace {
+void check_calibration_file(const std::string& path, const config::RunConfig& cfg, const models::Network& net,
+                            const std::string& weights_sha256) {
+  const io::SynthMeta m = io::read_synth_meta(path);
+  const auto& in = net.input();
+  if (m.model != cfg.model.arch)
+    throw InputError(path + ": calibration set was made for model " + quote_value(m.model) + "; expected one made for " +
+                     cfg.model.arch + " (dsgq synth with [model] arch = \"" + cfg.model.arch + "\")");
+  if (m.channels != in.channels || m.height != in.height || m.width != in.width)
+    throw InputError(path + ": images are [" + std::to_string(m.channels) + "," + std::to_string(m.height) + "," +
+                     std::to_string(m.width) + "]; " + cfg.model.arch + " expects [N," + std::to_string(in.channels) +
+                     "," + std::to_string(in.height) + "," + std::to_string(in.width) + "]");
+  if (m.weights_sha256 != weights_sha256)
+    throw InputError(path + ": calibration set was made with other weights (sha256 " + m.weights_sha256.substr(0, 12) +
+                     "...); expected " + cfg.model.weights + " (sha256 " + weights_sha256.substr(0, 12) + "...)");
+  if (cfg.quant.n_calib > m.n_images)
+    throw InputError(cfg.source + " [quant]: n_calib = '" + std::to_string(cfg.quant.n_calib) + "' but " + path +
+                     " holds " + std::to_string(m.n_images) + " images");
+}
+}  // namespace
+
+std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const dist::Comm& comm, bool calib_will_exist) {
+  std::unique_ptr<QuantStage> stage(new QuantStage());
+  Impl& s = *stage->impl_;
+  s.args = args;
+  s.cfg = resolve_config(args);
+  s.rt = setup_runtime(s.cfg, args, comm);
+  s.net = models::build_network(s.cfg.model.arch, s.cfg.source + " [model]: arch");
+  s.net->load(models::read_checkpoint(s.cfg.model.weights));
+  s.net->to(s.rt.device);
+  s.weights_sha256 = sha256_file(s.cfg.model.weights);
+  const config::QuantConfig& q = s.cfg.quant;
+
+  std::string synth_key_str;
+  if (calib_will_exist && !q.calib_data.empty())
+    throw InputError(s.cfg.source + " [quant]: calib_data = " + quote_value(q.calib_data) +
+                     " is set, but dsgq run makes its own calibration set from [synth]; expected calib_data unset "
+                     "(or use dsgq quantize)");
+  if (q.calib_data.empty()) {
+    const std::string identity = synth_identity(s.cfg, s.weights_sha256);
+    synth_key_str = synth_key(s.cfg, identity);
+    s.calib_path = s.cfg.synth.out.empty() ? s.cfg.output.dir + "/synth/" + synth_key_str + ".h5" : s.cfg.synth.out;
+  } else {
+    s.calib_path = q.calib_data;
+  }
+  if (!calib_will_exist) {
+    if (!file_exists(s.calib_path))
+      throw InputError(s.cfg.source + " [quant]: calibration set " + quote_value(s.calib_path) +
+                       " does not exist; expected a dsgq-synth/1 file (make it with dsgq synth, or use dsgq run)");
+    check_calibration_file(s.calib_path, s.cfg, *s.net, s.weights_sha256);
+  }
+  if (s.cfg.model.dataset != "cifar10")
+    throw InputError(s.cfg.source + " [model]: dataset = " + quote_value(s.cfg.model.dataset) +
+                     ": evaluation in this dsgq version reads CIFAR-10 binary files only; expected cifar10");
+  const int64_t available = io::cifar10_count(s.cfg.eval.data);
+  s.n_eval = s.cfg.eval.n_images > 0 ? s.cfg.eval.n_images : available;
+  if (s.n_eval > available)
+    throw InputError(s.cfg.source + " [eval]: n_images = '" + std::to_string(s.cfg.eval.n_images) + "' but " +
+                     s.cfg.eval.data + " holds " + std::to_string(available) + " images");
+
+  const std::string calib_name = q.calib_data.empty() ? synth_key_str
+                                                      : std::filesystem::path(q.calib_data).stem().string();
+  s.key = calib_name + "-" + q.protocol + "-w" + std::to_string(q.w_bits) + "a" + std::to_string(q.a_bits) + "-" +
+          q.act_observer + (q.n_calib > 0 ? "-c" + std::to_string(q.n_calib) : "") +
+          (s.cfg.eval.n_images > 0 ? "-e" + std::to_string(s.cfg.eval.n_images) : "");
+  s.record_path = s.cfg.output.dir + "/results/" + s.key + ".json";
+  s.enc_path = s.cfg.output.dir + "/quant/" + s.key + ".encodings.json";
+  s.pt_path = s.cfg.output.dir + "/quant/" + s.key + ".pt";
+  s.point = {{"stage", "quantize"},         {"arch", s.cfg.model.arch},  {"dataset", s.cfg.model.dataset},
+             {"weights_sha256", s.weights_sha256}, {"calib_data", s.calib_path}, {"n_calib", q.n_calib},
+             {"method", s.cfg.synth.method}, {"preset", s.cfg.synth.preset}, {"seed", s.cfg.synth.seed},
+             {"protocol", q.protocol},      {"w_bits", q.w_bits},        {"a_bits", q.a_bits},
+             {"act_observer", q.act_observer}, {"precision", "w" + std::to_string(q.w_bits) + "a" + std::to_string(q.a_bits)},
+             {"eval_data", s.cfg.eval.data}, {"n_images", s.n_eval}};
+  if (!q.calib_data.empty()) s.point.erase("method"), s.point.erase("preset"), s.point.erase("seed");
+  make_dirs(s.cfg.output.dir + "/results");
+  make_dirs(s.cfg.output.dir + "/quant");
+  if (::access((s.cfg.output.dir + "/results").c_str(), W_OK) != 0)
+    throw InputError(s.cfg.source + " [output]: dir = " + quote_value(s.cfg.output.dir) + " is not writable");
+  if (!args.force && file_exists(s.record_path)) {
+    const nlohmann::json old = io::read_json(s.record_path);
+    if (!old.contains("point") || old["point"] != s.point)
+      throw InputError(s.record_path + ": exists for a different point; pass --force to overwrite or set output.dir elsewhere");
+  }
+  return stage;
+}
+
+std::string QuantStage::resolved_toml() const { return config::to_toml(impl_->cfg); }
+
+int QuantStage::execute(const dist::Comm& comm) {
+  Impl& s = *impl_;
+  Timer total;
+  if (!s.args.force && file_exists(s.record_path)) {
+    const nlohmann::json old = io::read_json(s.record_path);
+    log_info0("%s: %s already done (top1 %.2f); skipped, pass --force to redo", s.record_path.c_str(), s.key.c_str(),
+              old["metrics"].value("top1", -1.0));
+    return 0;
+  }
+  check_calibration_file(s.calib_path, s.cfg, *s.net, s.weights_sha256);  // dsgq run: made by now
+  const config::QuantConfig& q = s.cfg.quant;
+
+  Timer calib_timer;
+  const io::SynthSet calib = io::read_synth(s.calib_path, 0, q.n_calib > 0 ? q.n_calib : -1);
+  quant::ZeroqSpec spec;
+  spec.w_bits = static_cast<int>(q.w_bits);
+  spec.a_bits = static_cast<int>(q.a_bits);
+  spec.act_observer = q.act_observer;
+  quant::ZeroqQuantizer quantizer(*s.net, spec);
+  quantizer.calibrate(calib.images.to(s.net->device()));  // every rank: identical, deterministic
+  const double calib_s = calib_timer.seconds();
+  if (comm.is_root()) {
+    io::write_json_atomic(s.enc_path, quant::encodings_json(*s.net, quantizer));
+    quant::write_quantized_state_dict(s.pt_path, *s.net, quantizer);
+  }
+
+  Timer eval_timer;
+  const dist::Share share = dist::share_of(s.n_eval, comm.rank(), comm.size());
+  const io::ImageSet images = io::read_cifar10(s.cfg.eval.data, share.begin, share.size());
+  const eval::Counts fp32 = eval::allreduce(
+      eval::count_correct(*s.net, images.images, images.labels, s.cfg.eval.batch, s.n_eval), comm);
+  const eval::Counts qc = eval::allreduce(
+      eval::count_correct(*s.net, images.images, images.labels, s.cfg.eval.batch, s.n_eval, &quantizer.hooks()), comm);
+  const double eval_s = eval_timer.seconds();
+
+  const Span cs = span_over_ranks(calib_s, comm), es = span_over_ranks(eval_s, comm),
+             ts = span_over_ranks(total.seconds(), comm);
+  const std::vector<std::string> hosts_all = comm.allgather(dist::MpiEnv::processor_name());
+  if (!comm.is_root()) return 0;
+  auto span = [](const Span& p) { return nlohmann::json{{"min", p.min}, {"mean", p.mean}, {"max", p.max}}; };
+  const std::set<std::string> hosts(hosts_all.begin(), hosts_all.end());
+  nlohmann::json rec = {
+      {"format", io::kResultFormat},
+      {"key", s.key},
+      {"point", s.point},
+      {"metrics",
+       {{"top1", qc.top1_pct()},
+        {"top5", qc.top5_pct()},
+        {"n_images", qc.n},
+        {"top1_correct", qc.top1},
+        {"top5_correct", qc.top5},
+        {"fp32_top1", fp32.top1_pct()},
+        {"fp32_top5", fp32.top5_pct()},
+        {"n_calib", calib.images.size(0)}}},
+      {"timings_s", {{"calibrate", span(cs)}, {"eval", span(es)}, {"total", span(ts)}}},
+      {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
+      {"provenance",
+       {{"dsgq_version", kVersion},
+        {"git", kGitDescribe},
+        {"config_sha256", sha256_hex(config::to_toml(s.cfg))},
+        {"calib_sha256", sha256_file(s.calib_path)},
+        {"world_size", comm.size()},
+        {"threads_per_rank", s.rt.threads},
+        {"device", s.rt.device.str()},
+        {"hosts", std::vector<std::string>(hosts.begin(), hosts.end())},
+        {"created", io::utc_timestamp()}}}};
+  io::write_json_atomic(s.record_path, rec);
+  log_info0("%s %s W%lldA%lld (%s, %lld calibration images): top1 %.2f%% (FP32 %.2f%%), top5 %.2f%% -> %s",
+            s.cfg.model.arch.c_str(), q.protocol.c_str(), static_cast<long long>(q.w_bits),
+            static_cast<long long>(q.a_bits), q.act_observer.c_str(), static_cast<long long>(calib.images.size(0)),
+            qc.top1_pct(), fp32.top1_pct(), qc.top5_pct(), s.record_path.c_str());
+  return 0;
+}
+
+}  // namespace dsgq::pipeline

@@ -1,0 +1,29 @@
+#pragma once
+// `dsgq quantize`: calibrate the quantized network on a calibration set (a dsgq-synth/1 file: synthetic or real
+// images), export its encodings (AIMET layout) and quantized weights, evaluate FP32 and quantized top-1/top-5 over
+// the ranks, and write the point's result record. `dsgq run` is synth (skipped when complete) then quantize.
+#include <memory>
+#include <string>
+
+#include "dist/comm.hpp"
+#include "pipeline/runtime.hpp"
+
+namespace dsgq::pipeline {
+
+class QuantStage {
+ public:
+  // Local: validates config, weights, calibration file (unless `calib_will_exist`: dsgq run makes it first), eval
+  // data and output. Throws InputError on bad input.
+  static std::unique_ptr<QuantStage> prepare(const CommonArgs& args, const dist::Comm& comm, bool calib_will_exist);
+  ~QuantStage();
+  std::string resolved_toml() const;
+  // Collective. Returns 0.
+  int execute(const dist::Comm& comm);
+
+ private:
+  QuantStage();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsgq::pipeline

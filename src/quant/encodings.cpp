@@ -1,0 +1,68 @@
+#include "quant/encodings.hpp"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "models/checkpoint.hpp"
+#include "models/network.hpp"
+#include "quant/zeroq_protocol.hpp"
+
+namespace dsgq::quant {
+namespace {
+
+nlohmann::json entry(double a, double b, int bits) {
+  // Official: s = (2^k - 1)/(b - a), z = round(s*a) + 2^(k-1), x^ = (q + z)/s, q in [-2^(k-1), 2^(k-1) - 1].
+  // With q_u = q + 2^(k-1) in [0, 2^k - 1]: x^ = (q_u + round(s*a)) / s, i.e. scale = 1/s, offset = round(s*a).
+  const double levels = std::pow(2.0, bits) - 1.0;
+  const double s = levels / std::max(b - a, 1e-8);
+  const double offset = std::nearbyint(s * a);
+  const double scale = 1.0 / s;
+  return {{"bitwidth", bits},
+          {"dtype", "int"},
+          {"is_symmetric", "False"},
+          {"min", offset * scale},
+          {"max", (offset + levels) * scale},
+          {"offset", static_cast<int64_t>(offset)},
+          {"scale", scale}};
+}
+
+}  // namespace
+
+nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& q) {
+  nlohmann::json acts = nlohmann::json::object(), params = nlohmann::json::object();
+  for (size_t i = 0; i < net.acts().size(); ++i)
+    acts[net.acts()[i].name] = nlohmann::json::array({entry(q.act_ranges()[i].a, q.act_ranges()[i].b, q.spec().a_bits)});
+  for (size_t l = 0; l < net.layers().size(); ++l) {
+    const at::Tensor mn = q.weight_min()[l].to(at::kDouble).cpu(), mx = q.weight_max()[l].to(at::kDouble).cpu();
+    nlohmann::json per_channel = nlohmann::json::array();
+    for (int64_t c = 0; c < mn.numel(); ++c)
+      per_channel.push_back(entry(mn[c].item<double>(), mx[c].item<double>(), q.spec().w_bits));
+    params[net.layers()[l].name + ".weight"] = per_channel;
+  }
+  return {{"version", "0.6.1"},
+          {"activation_encodings", acts},
+          {"param_encodings", params},
+          {"excluded_layers", nlohmann::json::array()},
+          {"quantizer_args",
+           {{"activation_bitwidth", q.spec().a_bits},
+            {"param_bitwidth", q.spec().w_bits},
+            {"dtype", "int"},
+            {"per_channel_quantization", true},
+            {"quant_scheme", "post_training_zeroq_" + q.spec().act_observer},
+            {"is_symmetric", false},
+            {"strict_symmetric", false},
+            {"unsigned_symmetric", false}}}};
+}
+
+void write_quantized_state_dict(const std::string& path, const models::Network& net, const ZeroqQuantizer& q) {
+  std::vector<models::NamedTensor> out;
+  for (const auto& [name, shape] : net.param_specs()) out.push_back({name, net.param(name)});
+  for (size_t l = 0; l < net.layers().size(); ++l)
+    for (auto& nt : out)
+      if (nt.name == net.layers()[l].name + ".weight") nt.tensor = q.weights()[l];
+  models::write_checkpoint(path, out);
+}
+
+}  // namespace dsgq::quant

@@ -1,0 +1,24 @@
+#pragma once
+// Export of a quantized network: AIMET's encodings layout (version 0.6.1: activation_encodings and
+// param_encodings keyed by tensor name, one entry per channel for per-channel weights, each with bitwidth, dtype,
+// is_symmetric, min, max, offset, scale) and a state_dict of the fake-quantized weights that torch.load reads.
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+
+namespace dsgq::models {
+class Network;
+}
+
+namespace dsgq::quant {
+
+class ZeroqQuantizer;
+
+// The official quantizer's range [a, b] at k bits as AIMET's (scale, offset): scale = (b - a)/(2^k - 1) after the
+// official rounding of the offset, offset = round(a/scale) (so x^ = (q + offset) * scale, q in 0..2^k - 1).
+nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& q);
+
+// Every parameter of `net`, with conv/linear weights replaced by their fake-quantized values. Atomic, local.
+void write_quantized_state_dict(const std::string& path, const models::Network& net, const ZeroqQuantizer& q);
+
+}  // namespace dsgq::quant
