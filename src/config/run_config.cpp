@@ -92,7 +92,10 @@ RunConfig read(const toml::table& root, const std::string& source, const Overrid
                      (q.protocol == "adaround" ? " is not available in this dsgq version yet" : " is not a protocol") +
                      "; expected zeroq");
   q.w_bits = qs.get_int("w_bits", q.w_bits, 2, 8);
-  q.a_bits = qs.get_int("a_bits", q.a_bits, 2, 8);
+  q.a_bits = qs.get_int("a_bits", q.a_bits, 2, 32);
+  if (q.a_bits > 8 && q.a_bits != 32)
+    throw InputError(qs.where("a_bits") + " = '" + std::to_string(q.a_bits) +
+                     "' is out of range; expected 2..8, or 32 for activations in floating point");
   q.act_observer = qs.get_enum("act_observer", q.act_observer, {"minmax", "ema", "percentile", "mse"});
   q.calib_data = qs.get_path("calib_data", q.calib_data);
   q.n_calib = qs.get_int("n_calib", q.n_calib, 0, int64_t(1) << 31);

@@ -42,7 +42,7 @@ struct SynthConfig {
 struct QuantConfig {
   std::string protocol = "zeroq";      // zeroq (the released DSG/ZeroQ pipeline); adaround lands with issue 4's rest
   int64_t w_bits = 4;                  // 2..8
-  int64_t a_bits = 4;                  // 2..8
+  int64_t a_bits = 4;                  // 2..8; 32 = activations in floating point (weights-only quantization)
   std::string act_observer = "ema";    // minmax | ema | percentile | mse
   std::string calib_data;              // dsgq-synth/1 file; "" = the file [synth] describes (dsgq run makes it)
   int64_t n_calib = 0;                 // first n images of the calibration file; 0 = all

@@ -32,7 +32,7 @@ nlohmann::json entry(double a, double b, int bits) {
 
 nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& q) {
   nlohmann::json acts = nlohmann::json::object(), params = nlohmann::json::object();
-  for (size_t i = 0; i < net.acts().size(); ++i)
+  for (size_t i = 0; i < net.acts().size() && q.spec().a_bits < 32; ++i)
     acts[net.acts()[i].name] = nlohmann::json::array({entry(q.act_ranges()[i].a, q.act_ranges()[i].b, q.spec().a_bits)});
   for (size_t l = 0; l < net.layers().size(); ++l) {
     const at::Tensor mn = q.weight_min()[l].to(at::kDouble).cpu(), mx = q.weight_max()[l].to(at::kDouble).cpu();

@@ -126,3 +126,28 @@ TEST(Configs, EveryShippedConfigValidates) {
   }
   EXPECT_GE(checked, 8);
 }
+
+TEST(QuantCli, BadInputExitsTwo) {
+  test::TempDir tmp;
+  const std::string base = dsgq_bin() + " quantize --threads 1 --set output.dir=" + (tmp / "runs") + " ";
+  expect_exit2(test::run_command(base + "--set quant.w_bits=9"), "--set quant.w_bits=9: w_bits = '9' is out of range; expected 2..8");
+  expect_exit2(test::run_command(base + "--set quant.a_bits=1"),
+               "--set quant.a_bits=1: a_bits = '1' is out of range; expected 2..32");
+  expect_exit2(test::run_command(base + "--set quant.a_bits=16"),
+               "a_bits = '16' is out of range; expected 2..8, or 32 for activations in floating point");
+  expect_exit2(test::run_command(base + "--set quant.act_observer=kl"),
+               "act_observer = 'kl' is not allowed; expected one of minmax, ema, percentile, mse");
+  expect_exit2(test::run_command(base + "--set quant.protocol=adaround"),
+               "protocol = 'adaround' is not available in this dsgq version yet; expected zeroq");
+  expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "none.h5")),
+               "calibration set '" + (tmp / "none.h5") + "' does not exist");
+  // A calibration set made for another model.
+  auto ok = test::run_command(synth_cmd(tmp / "r8.h5", "--set model.arch=resnet8 --set synth.method=gaussian "
+                                                       "--set synth.n_images=8 --set synth.batch=8"));
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "r8.h5")),
+               tmp / "r8.h5: calibration set was made for model 'resnet8'; expected one made for resnet20");
+  expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "r8.h5") + " --set model.arch=resnet8 "
+                                 "--set quant.n_calib=9"),
+               "n_calib = '9' but " + (tmp / "r8.h5") + " holds 8 images");
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/python3
+"""Oracle test (CTest label `oracle`): what `dsgq run` exports is usable from Python.
+1. The quantized state_dict (<key>.pt) of resnet20 W4 with activations in floating point, loaded by python3-torch
+   into the independent definition of tests/oracle/models_ref.py, gives the same top-1 on the 10,000 CIFAR-10 test
+   images as dsgq's own evaluation of that point, to 0.01.
+2. The AIMET-layout encodings reproduce those weights: per channel, (clamp(round(w/scale) - offset, 0, 2^k - 1) +
+   offset) * scale of the FP32 weight equals the exported weight (up to rounding ties).
+usage: test_quant_export.py --dsgq build/bin/dsgq [--data DIR]"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models_ref  # noqa: E402
+
+failures = []
+
+
+def check(cond, msg):
+    print(("ok   " if cond else "FAIL ") + msg, flush=True)
+    if not cond:
+        failures.append(msg)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dsgq", required=True)
+    ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "..", "shared", "data"))
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [a.dsgq, "run", "--threads", "2", "--set", f"output.dir={tmp}", "--set", "synth.method=real",
+               "--set", "synth.n_images=40", "--set", "synth.batch=40", "--set", "quant.w_bits=4",
+               "--set", "quant.a_bits=32"]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(r.stdout, r.stderr)
+            sys.exit(1)
+        (rec_name,) = os.listdir(os.path.join(tmp, "results"))
+        rec = json.load(open(os.path.join(tmp, "results", rec_name)))
+        sd = torch.load(rec["outputs"]["state_dict"])
+        enc = json.load(open(rec["outputs"]["encodings"]))
+
+        model = models_ref.build("resnet20").eval()
+        model.load_state_dict(sd)
+        raw = np.fromfile(os.path.join(a.data, "cifar10", "test_batch.bin"), dtype=np.uint8).reshape(-1, 3073)
+        labels = torch.from_numpy(raw[:, 0].astype(np.int64))
+        x = torch.from_numpy(raw[:, 1:].copy()).view(-1, 3, 32, 32).float() / 255
+        x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        with torch.no_grad():
+            correct = sum((model(x[b:b + 500]).argmax(1) == labels[b:b + 500]).sum().item() for b in range(0, 10000, 500))
+        py_top1 = correct / 100.0
+        check(abs(py_top1 - rec["metrics"]["top1"]) <= 0.01,
+              f"W4 weights-only: python3-torch top-1 {py_top1:.2f} vs dsgq {rec['metrics']['top1']:.2f} (FP32 {rec['metrics']['fp32_top1']:.2f})")
+
+        fp = torch.load(os.path.join(a.data, "models", "cifar10_resnet20.pt"))
+        worst = 0.0
+        for name, entries in enc["param_encodings"].items():
+            w = fp[name].double()
+            scale = torch.tensor([e["scale"] for e in entries], dtype=torch.float64).view(-1, *[1] * (w.dim() - 1))
+            offset = torch.tensor([e["offset"] for e in entries], dtype=torch.float64).view(-1, *[1] * (w.dim() - 1))
+            bits = entries[0]["bitwidth"]
+            q = (torch.clamp(torch.round(w / scale) - offset, 0, 2 ** bits - 1) + offset) * scale
+            mism = ((q - sd[name].double()).abs() > 1e-5).double().mean().item()
+            worst = max(worst, mism)
+        check(worst < 1e-3, f"encodings reproduce the exported weights ({len(enc['param_encodings'])} tensors; "
+              f"worst fraction of mismatching elements {worst:.2e}, ties only)")
+        check(len(enc["activation_encodings"]) == 0, "weights-only point: no activation encodings")
+    if failures:
+        sys.exit(1)
+    print("all export checks passed")
+
+
+if __name__ == "__main__":
+    main()
