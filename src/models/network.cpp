@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <set>
 
 #include "core/error.hpp"
@@ -33,9 +34,16 @@ bool tolerated(const std::string& key) {
 // ---- Ops ----
 
 at::Tensor Ops::conv(int layer, const at::Tensor& x) const {
-  const LayerSpec& s = net_.layers_[layer];
   const auto& p = net_.layer_params_[layer];
   const at::Tensor w = hooks_ && hooks_->weight ? hooks_->weight(layer, p[0]) : p[0];
+  at::Tensor y = net_.layer_forward(layer, x, w, p[1]);
+  if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, x, y);
+  return y;
+}
+
+at::Tensor Network::layer_forward(int layer, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) const {
+  const LayerSpec& s = layers_[static_cast<size_t>(layer)];
+  if (s.kind == LayerSpec::Kind::linear) return at::linear(x, w, bias);
   at::Tensor in = x;
   int64_t pad_h = s.pad, pad_w = s.pad;
   if (s.tf_same) {
@@ -55,20 +63,19 @@ at::Tensor Ops::conv(int layer, const at::Tensor& x) const {
       pad_h = pad_w = 0;
     }
   }
-  at::Tensor y = at::conv2d(in, w, p[1], {s.stride, s.stride}, {pad_h, pad_w}, {1, 1}, s.groups);
-  if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, in, y);
-  return y;
+  return at::conv2d(in, w, bias, {s.stride, s.stride}, {pad_h, pad_w}, {1, 1}, s.groups);
 }
 
 at::Tensor Ops::linear(int layer, const at::Tensor& x) const {
   const auto& p = net_.layer_params_[layer];
   const at::Tensor w = hooks_ && hooks_->weight ? hooks_->weight(layer, p[0]) : p[0];
-  at::Tensor y = at::linear(x, w, p[1]);
+  at::Tensor y = net_.layer_forward(layer, x, w, p[1]);
   if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, x, y);
   return y;
 }
 
 at::Tensor Ops::bn(int bn, const at::Tensor& x) const {
+  if (net_.bn_folded_) return x;
   if (hooks_ && hooks_->bn_input) hooks_->bn_input(bn, x);
   const auto& p = net_.bn_params_[bn];
   return at::batch_norm(x, p[0], p[1], p[2], p[3], /*training=*/false, /*momentum=*/0.1, net_.bns_[bn].eps,
@@ -127,6 +134,11 @@ int Network::add_linear(const std::string& name, int64_t in, int64_t out, bool b
 
 int Network::add_bn(const std::string& name, int64_t channels, double eps) {
   bns_.push_back({name, channels, eps});
+  int source = -1;
+  for (int i = static_cast<int>(layers_.size()) - 1; i >= 0 && source < 0; --i)
+    if (layers_[static_cast<size_t>(i)].kind == LayerSpec::Kind::conv && layers_[static_cast<size_t>(i)].out == channels) source = i;
+  DSGQ_CHECK(source >= 0, "BN " + name + " follows no conv with " + std::to_string(channels) + " channels");
+  bn_source_.push_back(source);
   for (const char* p : {".weight", ".bias", ".running_mean", ".running_var"}) add_param(name + p, {channels});
   params_[name + ".weight"].fill_(1.0);
   params_[name + ".running_var"].fill_(1.0);
@@ -212,6 +224,13 @@ void Network::load(const Checkpoint& ck) {
 void Network::to(c10::Device device) {
   device_ = device;
   for (auto& [name, t] : params_) t = t.to(device);
+  if (bn_folded_) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const auto& n = layers_[i].name;
+      layer_params_[i] = {params_[n + ".weight"], layers_[i].bias ? params_[n + ".bias"] : at::Tensor()};
+    }
+    return;
+  }
   for (size_t i = 0; i < layers_.size(); ++i) {
     const auto& n = layers_[i].name;
     layer_params_[i] = {params_[n + ".weight"], layers_[i].bias ? params_[n + ".bias"] : at::Tensor()};
@@ -221,6 +240,41 @@ void Network::to(c10::Device device) {
     bn_params_[i] = {params_[n + ".weight"], params_[n + ".bias"], params_[n + ".running_mean"],
                      params_[n + ".running_var"]};
   }
+}
+
+std::unique_ptr<Network> Network::folded() const {
+  auto f = std::make_unique<Network>(*this);
+  for (auto& [name, t] : f->params_) t = t.clone();
+  for (size_t b = 0; b < bns_.size(); ++b) {
+    const int l = bn_source_[b];
+    LayerSpec& spec = f->layers_[static_cast<size_t>(l)];
+    const auto& bp = bn_params_[b];  // weight, bias, mean, var
+    const at::Tensor k = bp[0] / (bp[3] + bns_[b].eps).sqrt();
+    at::Tensor& w = f->params_[spec.name + ".weight"];
+    w = w * k.view({-1, 1, 1, 1});
+    const at::Tensor old_bias = spec.bias ? f->params_[spec.name + ".bias"] : at::zeros_like(k);
+    if (!spec.bias) {
+      spec.bias = true;
+      auto it = std::find_if(f->param_specs_.begin(), f->param_specs_.end(),
+                             [&](const auto& p) { return p.first == spec.name + ".weight"; });
+      f->param_specs_.insert(it + 1, {spec.name + ".bias", {spec.out}});
+    }
+    f->params_[spec.name + ".bias"] = (old_bias - bp[2]) * k + bp[1];
+  }
+  // BN parameters are no longer used; drop them from the state_dict of the folded network.
+  for (const auto& bn : bns_)
+    for (const char* p : {".weight", ".bias", ".running_mean", ".running_var"}) {
+      f->params_.erase(bn.name + p);
+      f->param_specs_.erase(std::remove_if(f->param_specs_.begin(), f->param_specs_.end(),
+                                           [&](const auto& ps) { return ps.first == bn.name + p; }),
+                            f->param_specs_.end());
+    }
+  f->bn_folded_ = true;
+  for (size_t i = 0; i < f->layers_.size(); ++i) {
+    const auto& n = f->layers_[i].name;
+    f->layer_params_[i] = {f->params_[n + ".weight"], f->layers_[i].bias ? f->params_[n + ".bias"] : at::Tensor()};
+  }
+  return f;
 }
 
 const at::Tensor& Network::param(const std::string& name) const {

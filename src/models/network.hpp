@@ -98,6 +98,19 @@ class Network {
   std::string mismatch(const Checkpoint& ck) const;
 
   void to(c10::Device device);
+
+  // A deep copy with every BatchNorm folded into the conv that feeds it: W' = W * g/sqrt(v + eps) per output
+  // channel, b' = (b - mu) * g/sqrt(v + eps) + beta (a bias is added where the conv had none). The folded network's
+  // bn() is the identity (and calls no BN tap). FP32 logits equal the original's within float rounding.
+  std::unique_ptr<Network> folded() const;
+  bool bn_folded() const { return bn_folded_; }
+  // The conv/linear layer whose output BN `bn` normalizes.
+  int bn_source(int bn) const { return bn_source_[static_cast<size_t>(bn)]; }
+
+  // Layer `layer` applied to its input x (before any padding) with the given weight and bias (bias may be
+  // undefined): what Ops::conv / Ops::linear compute, for layer-wise reconstruction (AdaRound).
+  at::Tensor layer_forward(int layer, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
+  const at::Tensor& layer_bias(int layer) const { return layer_params_[static_cast<size_t>(layer)][1]; }
   c10::Device device() const { return device_; }
   const at::Tensor& param(const std::string& name) const;
 
@@ -125,6 +138,8 @@ class Network {
   std::vector<std::array<at::Tensor, 4>> bn_params_;
   ForwardFn forward_;
   c10::Device device_{c10::kCPU};
+  bool bn_folded_ = false;
+  std::vector<int> bn_source_;  // per BN: the most recent conv added before it
 };
 
 }  // namespace dsgq::models

@@ -1,0 +1,101 @@
+#include "quant/adaround.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "models/network.hpp"
+
+namespace dsgq::quant {
+namespace {
+constexpr double kZeta = 1.1, kGamma = -0.1;
+
+at::Tensor per_out(const at::Tensor& p, const at::Tensor& w) {
+  std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
+  shape[0] = -1;
+  return p.view(shape);
+}
+
+at::Tensor rectified_sigmoid(const at::Tensor& v) { return (v.sigmoid() * (kZeta - kGamma) + kGamma).clamp(0, 1); }
+}  // namespace
+
+at::Tensor quantize_nearest(const at::Tensor& w, const WeightGrid& g) {
+  const at::Tensor s = per_out(g.scale, w), z = per_out(g.zero_point, w);
+  return ((w / s).round() + z).clamp(0, std::pow(2.0, g.bits) - 1).sub(z).mul(s);
+}
+
+WeightGrid mse_weight_grid(const at::Tensor& w, int bits) {
+  torch::NoGradGuard no_grad;
+  const at::Tensor flat = w.reshape({w.size(0), -1});
+  const at::Tensor mn = std::get<0>(flat.min(1)).clamp_max(0), mx = std::get<0>(flat.max(1)).clamp_min(0);
+  const double levels = std::pow(2.0, bits) - 1.0;
+  WeightGrid best;
+  best.bits = bits;
+  at::Tensor best_err;
+  for (int i = 0; i <= 80; ++i) {
+    const double alpha = 1.0 - 0.01 * i;
+    WeightGrid g;
+    g.bits = bits;
+    g.scale = ((mx - mn) * alpha / levels).clamp_min(1e-8);
+    g.zero_point = (-(mn * alpha) / g.scale).round();
+    const at::Tensor err = (quantize_nearest(w, g) - w).reshape({w.size(0), -1}).square().sum(1);
+    if (!best_err.defined()) {
+      best = g;
+      best_err = err;
+      continue;
+    }
+    const at::Tensor better = err < best_err;
+    best.scale = at::where(better, g.scale, best.scale);
+    best.zero_point = at::where(better, g.zero_point, best.zero_point);
+    best_err = at::where(better, err, best_err);
+  }
+  return best;
+}
+
+AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
+                              const WeightGrid& grid, const at::Tensor& x_in, const at::Tensor& y_target,
+                              const AdaRoundConfig& cfg) {
+  const at::Tensor s = per_out(grid.scale, weight), z = per_out(grid.zero_point, weight);
+  const double qmax = std::pow(2.0, grid.bits) - 1.0;
+  const at::Tensor w_floor = (weight / s).floor();
+  const at::Tensor rest = (weight / s - w_floor).clamp(1e-4, 1 - 1e-4);
+  // Start at the soft value that reproduces the FP weight: h(V0) = rest.
+  at::Tensor v = (-((kZeta - kGamma) / (rest - kGamma) - 1.0).log()).detach().requires_grad_(true);
+  auto soft_weight = [&](const at::Tensor& h) { return (w_floor + h + z).clamp(0, qmax).sub(z).mul(s); };
+
+  AdaRoundResult r;
+  const at::Tensor nearest = quantize_nearest(weight, grid);
+  {
+    torch::NoGradGuard ng;
+    r.mse_nearest = (net.layer_forward(layer, x_in, nearest, bias) - y_target).square().mean().item<double>();
+  }
+  torch::optim::Adam opt(std::vector<at::Tensor>{v}, torch::optim::AdamOptions(cfg.lr));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.seed * 7919 + static_cast<uint64_t>(layer));
+  const int64_t n = x_in.size(0);
+  const int64_t warm = static_cast<int64_t>(cfg.warmup * static_cast<double>(cfg.iters));
+  for (int64_t it = 0; it < cfg.iters; ++it) {
+    const at::Tensor idx = at::randint(0, n, {std::min(cfg.batch, n)}, gen).to(x_in.device());
+    const at::Tensor xb = x_in.index_select(0, idx), yb = y_target.index_select(0, idx);
+    opt.zero_grad();
+    const at::Tensor h = rectified_sigmoid(v);
+    // Reconstruction: mean over the batch of the summed squared output error (BRECQ's 'mse' with reduction).
+    at::Tensor loss = (net.layer_forward(layer, xb, soft_weight(h), bias) - yb).square().sum() / double(xb.size(0));
+    if (it >= warm) {
+      const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(cfg.iters - warm));
+      const double beta = cfg.beta_start + (cfg.beta_end - cfg.beta_start) * t;  // linear decay (BRECQ)
+      loss = loss + cfg.reg * (1.0 - (2.0 * h - 1.0).abs().pow(beta)).sum();
+    }
+    loss.backward();
+    opt.step();
+  }
+  torch::NoGradGuard ng;
+  const at::Tensor h = rectified_sigmoid(v);
+  r.undecided = (h.gt(1e-3) & h.lt(1 - 1e-3)).to(at::kFloat).mean().item<double>();
+  r.weight = soft_weight(v.ge(0).to(weight.dtype()));
+  r.flipped = r.weight.ne(nearest).to(at::kFloat).mean().item<double>();
+  r.mse_adaround = (net.layer_forward(layer, x_in, r.weight, bias) - y_target).square().mean().item<double>();
+  return r;
+}
+
+}  // namespace dsgq::quant

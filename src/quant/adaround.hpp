@@ -1,0 +1,53 @@
+#pragma once
+// AdaRound (Nagel et al. 2020) with the BRECQ reference defaults (method.md section 6): per weight, a learned
+// choice between rounding down and up, h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1) with zeta = 1.1,
+// gamma = -0.1, minimising the layer's output MSE plus lambda * sum(1 - |2h - 1|^beta), beta annealed from 20 to 2
+// after a warm-up (no regulariser) of 20 % of the iterations; Adam on V. Per-channel asymmetric weight grids whose
+// ranges come from an MSE search. Local.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace dsgq::models {
+class Network;
+}
+
+namespace dsgq::quant {
+
+struct AdaRoundConfig {
+  int64_t iters = 2000;     // optimisation steps per layer (BRECQ: 20000, the AdaRound paper: 10000)
+  int64_t batch = 32;       // images per step
+  double reg = 0.01;        // lambda, weight of the rounding regulariser
+  double beta_start = 20.0; // annealed linearly ...
+  double beta_end = 2.0;    // ... to this
+  double warmup = 0.2;      // fraction of iterations without the regulariser
+  double lr = 1e-3;         // Adam on V
+  uint64_t seed = 0;        // batch sampling
+};
+
+// Per-output-channel asymmetric grid: w^ = (clamp(round(w/scale) + zp, 0, 2^bits - 1) - zp) * scale.
+struct WeightGrid {
+  at::Tensor scale;       // [out]
+  at::Tensor zero_point;  // [out], integer-valued
+  int bits = 8;
+};
+
+// Range [alpha * min, alpha * max] per channel with alpha in {1.00, 0.99, ..., 0.20} minimising ||w - w^||^2.
+WeightGrid mse_weight_grid(const at::Tensor& w, int bits);
+at::Tensor quantize_nearest(const at::Tensor& w, const WeightGrid& g);
+
+struct AdaRoundResult {
+  at::Tensor weight;          // the rounded (fake-quantized) weight
+  double mse_nearest = 0;     // output MSE of round-to-nearest on the reconstruction data
+  double mse_adaround = 0;    // output MSE after AdaRound (hard rounding)
+  double flipped = 0;         // fraction of weights rounded differently from nearest
+  double undecided = 0;       // fraction of h(V) strictly between 0 and 1 before hardening (should end ~0)
+};
+
+// x_in: the layer's inputs from the (partially) quantized network; y_target: the FP layer's outputs for the FP
+// inputs. Both [N, ...] on the network's device.
+AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
+                              const WeightGrid& grid, const at::Tensor& x_in, const at::Tensor& y_target,
+                              const AdaRoundConfig& cfg);
+
+}  // namespace dsgq::quant

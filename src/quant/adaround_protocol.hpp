@@ -1,0 +1,65 @@
+#pragma once
+// Protocol "adaround" (method.md section 11): BatchNorm folded into the preceding convs; per-channel asymmetric
+// weight grids with MSE-searched ranges; the first and last layers' weights (and the classifier's input
+// activation) at first_last_bits; AdaRound layer by layer in forward order, each layer fed by the outputs of the
+// already-rounded layers before it (activations in floating point while rounding) and matched to the FP layer's
+// outputs; then per-tensor activation quantizers after every ReLU/ReLU6 calibrated on the rounded network.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/network.hpp"
+#include "quant/adaround.hpp"
+#include "quant/observer.hpp"
+
+namespace dsgq::quant {
+
+struct AdaRoundSpec {
+  int w_bits = 4, a_bits = 4;       // a_bits 32 = activations in floating point
+  int first_last_bits = 8;          // 0 = same as w_bits / a_bits
+  std::string act_observer = "mse";
+  bool adaround = true;             // false = round to nearest on the MSE grid
+  AdaRoundConfig cfg;
+};
+
+struct LayerReport {
+  std::string name;
+  int bits = 0;
+  double mse_nearest = 0, mse_adaround = 0, flipped = 0, undecided = 0, seconds = 0;
+};
+
+class AdaRoundQuantizer {
+ public:
+  AdaRoundQuantizer(const models::Network& fp, AdaRoundSpec spec);
+
+  // Local: rounds every layer on `calib` (normalized images on the device), then calibrates activations.
+  // `chunk` images per forward pass when capturing layer inputs.
+  void run(const at::Tensor& calib, int64_t chunk = 256);
+
+  const models::Network& folded() const { return *folded_; }
+  const models::ForwardHooks& hooks() const { return hooks_; }
+  const std::vector<at::Tensor>& weights() const { return weights_; }
+  const std::vector<WeightGrid>& grids() const { return grids_; }
+  const std::vector<Range>& act_ranges() const { return ranges_; }
+  const std::vector<int>& act_bits() const { return act_bits_; }
+  const std::vector<LayerReport>& reports() const { return reports_; }
+  const AdaRoundSpec& spec() const { return spec_; }
+
+ private:
+  at::Tensor capture_input(int layer, const at::Tensor& calib, bool quantized_before, int64_t chunk) const;
+
+  std::unique_ptr<models::Network> folded_;
+  AdaRoundSpec spec_;
+  std::vector<WeightGrid> grids_;
+  std::vector<at::Tensor> weights_;  // current weight per layer (FP until rounded)
+  std::vector<Range> ranges_;
+  std::vector<int> act_bits_;
+  std::vector<bool> observed_;
+  bool calibrating_ = false;
+  std::vector<LayerReport> reports_;
+  models::ForwardHooks hooks_;
+};
+
+}  // namespace dsgq::quant
