@@ -29,13 +29,21 @@ void apply_override(toml::table& root, const std::string& text, OverrideOrigins&
   }
   if (!sec->is_table())
     throw InputError(origin + ": '" + section + "' is not a section in the config file");
-  toml::table& t = *sec->as_table();
+  toml::table* t = sec->as_table();
+  // Nested keys (quant.adaround.iters): walk or create the inner tables.
+  std::string leaf = key;
+  for (size_t dot2; (dot2 = leaf.find('.')) != std::string::npos; leaf = leaf.substr(dot2 + 1)) {
+    const std::string part = leaf.substr(0, dot2);
+    if (!t->get(part)) t->insert(part, toml::table{});
+    if (!t->get(part)->is_table()) throw InputError(origin + ": '" + part + "' is not a table");
+    t = t->get(part)->as_table();
+  }
   // Parse the value as TOML; a bare word (resnet56, runs/x) is taken as a string.
   try {
     toml::table parsed = toml::parse("v = " + value);
-    t.insert_or_assign(key, *parsed.get("v"));
+    t->insert_or_assign(leaf, *parsed.get("v"));
   } catch (const toml::parse_error&) {
-    t.insert_or_assign(key, value);
+    t->insert_or_assign(leaf, value);
   }
   origins[section + "." + key] = origin;
 }
@@ -86,11 +94,7 @@ RunConfig read(const toml::table& root, const std::string& source, const Overrid
 
   TomlSection qs = section("quant");
   QuantConfig& q = cfg.quant;
-  q.protocol = qs.get_string("protocol", q.protocol);
-  if (q.protocol != "zeroq")
-    throw InputError(qs.where("protocol") + " = " + quote_value(q.protocol) +
-                     (q.protocol == "adaround" ? " is not available in this dsgq version yet" : " is not a protocol") +
-                     "; expected zeroq");
+  q.protocol = qs.get_enum("protocol", q.protocol, {"zeroq", "adaround"});
   q.w_bits = qs.get_int("w_bits", q.w_bits, 2, 8);
   q.a_bits = qs.get_int("a_bits", q.a_bits, 2, 32);
   if (q.a_bits > 8 && q.a_bits != 32)
@@ -99,6 +103,18 @@ RunConfig read(const toml::table& root, const std::string& source, const Overrid
   q.act_observer = qs.get_enum("act_observer", q.act_observer, {"minmax", "ema", "percentile", "mse"});
   q.calib_data = qs.get_path("calib_data", q.calib_data);
   q.n_calib = qs.get_int("n_calib", q.n_calib, 0, int64_t(1) << 31);
+  q.first_last_bits = qs.get_int("first_last_bits", q.first_last_bits, 0, 8);
+  if (q.first_last_bits == 1) throw InputError(qs.where("first_last_bits") + " = '1' is out of range; expected 2..8, or 0 for the same bits as the rest");
+  TomlSection ar = qs.sub("adaround");
+  q.adaround.enabled = ar.get_bool("enabled", q.adaround.enabled);
+  q.adaround.iters = ar.get_int("iters", q.adaround.iters, 1, 10000000);
+  q.adaround.batch = ar.get_int("batch", q.adaround.batch, 1, 1 << 16);
+  q.adaround.reg = ar.get_double("reg", q.adaround.reg, 0.0, 1e6);
+  q.adaround.beta_start = ar.get_double("beta_start", q.adaround.beta_start, 0.0, 1e3);
+  q.adaround.beta_end = ar.get_double("beta_end", q.adaround.beta_end, 0.0, 1e3);
+  q.adaround.warmup = ar.get_double("warmup", q.adaround.warmup, 0.0, 1.0);
+  q.adaround.lr = ar.get_double("lr", q.adaround.lr, 1e-8, 10.0);
+  ar.reject_unread();
   qs.reject_unread();
 
   TomlSection e = section("eval");
@@ -154,7 +170,15 @@ std::string to_toml(const RunConfig& cfg) {
                             {"out", cfg.synth.out}}},
       {"quant", toml::table{{"protocol", cfg.quant.protocol}, {"w_bits", cfg.quant.w_bits}, {"a_bits", cfg.quant.a_bits},
                             {"act_observer", cfg.quant.act_observer}, {"calib_data", cfg.quant.calib_data},
-                            {"n_calib", cfg.quant.n_calib}}},
+                            {"n_calib", cfg.quant.n_calib}, {"first_last_bits", cfg.quant.first_last_bits},
+                            {"adaround", toml::table{{"enabled", cfg.quant.adaround.enabled},
+                                                     {"iters", cfg.quant.adaround.iters},
+                                                     {"batch", cfg.quant.adaround.batch},
+                                                     {"reg", cfg.quant.adaround.reg},
+                                                     {"beta_start", cfg.quant.adaround.beta_start},
+                                                     {"beta_end", cfg.quant.adaround.beta_end},
+                                                     {"warmup", cfg.quant.adaround.warmup},
+                                                     {"lr", cfg.quant.adaround.lr}}}}},
       {"eval", toml::table{{"data", cfg.eval.data}, {"batch", cfg.eval.batch}, {"n_images", cfg.eval.n_images}}},
       {"output", toml::table{{"dir", cfg.output.dir}}},
       {"runtime", toml::table{{"device", cfg.runtime.device}, {"threads", cfg.runtime.threads}}},

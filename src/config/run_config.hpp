@@ -38,14 +38,28 @@ struct SynthConfig {
   std::string out;                     // "" = <output.dir>/synth/<key>.h5
 };
 
+// [quant.adaround]: AdaRound with the BRECQ reference defaults (method.md section 6).
+struct AdaRoundConfig {
+  bool enabled = true;        // false: round to nearest on the MSE-searched grid
+  int64_t iters = 2000;       // per layer (BRECQ: 20000; the AdaRound paper: 10000)
+  int64_t batch = 32;
+  double reg = 0.01;          // lambda
+  double beta_start = 20.0;   // annealed linearly to beta_end after the warm-up
+  double beta_end = 2.0;
+  double warmup = 0.2;        // fraction of iterations without the regulariser
+  double lr = 1e-3;           // Adam on the rounding variables
+};
+
 // [quant]: quantization protocol and calibration (method.md sections 6 and 11).
 struct QuantConfig {
-  std::string protocol = "zeroq";      // zeroq (the released DSG/ZeroQ pipeline); adaround lands with issue 4's rest
+  std::string protocol = "zeroq";      // zeroq (the released DSG/ZeroQ pipeline) | adaround (BN folded, AdaRound)
   int64_t w_bits = 4;                  // 2..8
   int64_t a_bits = 4;                  // 2..8; 32 = activations in floating point (weights-only quantization)
   std::string act_observer = "ema";    // minmax | ema | percentile | mse
   std::string calib_data;              // dsgq-synth/1 file; "" = the file [synth] describes (dsgq run makes it)
   int64_t n_calib = 0;                 // first n images of the calibration file; 0 = all
+  int64_t first_last_bits = 8;         // adaround: first/last layer weights and the classifier input; 0 = same
+  AdaRoundConfig adaround;
 };
 
 struct OutputConfig {

@@ -67,6 +67,12 @@ void TomlSection::type_error(const std::string& key, const toml::node& n, const 
   throw InputError(where(key) + " = " + quote_value(node_to_string(n)) + " is " + type_name(n) + "; expected " + expected);
 }
 
+TomlSection TomlSection::sub(const std::string& key) {
+  const toml::node* n = find(key);
+  if (n && !n->is_table()) type_error(key, *n, "a table { ... }");
+  return TomlSection(n ? n->as_table() : nullptr, source_, section_ + "." + key, origins_);
+}
+
 std::string TomlSection::get_string(const std::string& key, const std::string& def) {
   const toml::node* n = find(key);
   if (!n) return def;

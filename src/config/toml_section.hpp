@@ -25,6 +25,8 @@ class TomlSection {
   double get_double(const std::string& key, double def, double min, double max);
   bool get_bool(const std::string& key, bool def);
   std::string get_enum(const std::string& key, const std::string& def, const std::vector<std::string>& allowed);
+  // A nested table (`key = { ... }` or [section.key]); absent = every key takes its default.
+  TomlSection sub(const std::string& key);
   // Throws InputError for the first key never asked for, listing the keys this section knows.
   void reject_unread() const;
 

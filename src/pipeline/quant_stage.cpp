@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <torch/torch.h>
 
 #include "core/error.hpp"
@@ -22,6 +23,7 @@
 #include "models/registry.hpp"
 #include "pipeline/keys.hpp"
 #include "quant/encodings.hpp"
+#include "quant/adaround_protocol.hpp"
 #include "quant/zeroq_protocol.hpp"
 
 namespace dsgq::pipeline {
@@ -101,8 +103,17 @@ std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const di
 
   const std::string calib_name = q.calib_data.empty() ? synth_key_str
                                                       : std::filesystem::path(q.calib_data).stem().string();
+  std::string variant;
+  if (q.protocol == "adaround") {
+    std::ostringstream os;
+    os.precision(17);
+    os << q.first_last_bits << q.adaround.enabled << q.adaround.iters << q.adaround.batch << q.adaround.reg
+       << q.adaround.beta_start << q.adaround.beta_end << q.adaround.warmup << q.adaround.lr;
+    variant = "-fl" + std::to_string(q.first_last_bits) + (q.adaround.enabled ? "-ar" : "-nearest") +
+              std::to_string(q.adaround.iters) + "-" + sha256_hex(os.str()).substr(0, 6);
+  }
   s.key = calib_name + "-" + q.protocol + "-w" + std::to_string(q.w_bits) + "a" + std::to_string(q.a_bits) + "-" +
-          q.act_observer + (q.n_calib > 0 ? "-c" + std::to_string(q.n_calib) : "") +
+          q.act_observer + variant + (q.n_calib > 0 ? "-c" + std::to_string(q.n_calib) : "") +
           (s.cfg.eval.n_images > 0 ? "-e" + std::to_string(s.cfg.eval.n_images) : "");
   s.record_path = s.cfg.output.dir + "/results/" + s.key + ".json";
   s.enc_path = s.cfg.output.dir + "/quant/" + s.key + ".encodings.json";
@@ -113,6 +124,12 @@ std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const di
              {"protocol", q.protocol},      {"w_bits", q.w_bits},        {"a_bits", q.a_bits},
              {"act_observer", q.act_observer}, {"precision", "w" + std::to_string(q.w_bits) + "a" + std::to_string(q.a_bits)},
              {"eval_data", s.cfg.eval.data}, {"n_images", s.n_eval}};
+  if (q.protocol == "adaround")
+    s.point["adaround"] = {{"first_last_bits", q.first_last_bits}, {"enabled", q.adaround.enabled},
+                           {"iters", q.adaround.iters},           {"batch", q.adaround.batch},
+                           {"reg", q.adaround.reg},               {"beta_start", q.adaround.beta_start},
+                           {"beta_end", q.adaround.beta_end},     {"warmup", q.adaround.warmup},
+                           {"lr", q.adaround.lr}};
   if (!q.calib_data.empty()) s.point.erase("method"), s.point.erase("preset"), s.point.erase("seed");
   make_dirs(s.cfg.output.dir + "/results");
   make_dirs(s.cfg.output.dir + "/quant");
@@ -142,16 +159,54 @@ int QuantStage::execute(const dist::Comm& comm) {
 
   Timer calib_timer;
   const io::SynthSet calib = io::read_synth(s.calib_path, 0, q.n_calib > 0 ? q.n_calib : -1);
-  quant::ZeroqSpec spec;
-  spec.w_bits = static_cast<int>(q.w_bits);
-  spec.a_bits = static_cast<int>(q.a_bits);
-  spec.act_observer = q.act_observer;
-  quant::ZeroqQuantizer quantizer(*s.net, spec);
-  quantizer.calibrate(calib.images.to(s.net->device()));  // every rank: identical, deterministic
+  const at::Tensor calib_images = calib.images.to(s.net->device());
+  // Every rank calibrates the same way on the same images (deterministic); rank 0 exports.
+  std::unique_ptr<quant::ZeroqQuantizer> zq;
+  std::unique_ptr<quant::AdaRoundQuantizer> aq;
+  const models::Network* qnet = s.net.get();
+  const models::ForwardHooks* qhooks = nullptr;
+  nlohmann::json layer_reports = nlohmann::json::array();
+  if (q.protocol == "zeroq") {
+    quant::ZeroqSpec spec;
+    spec.w_bits = static_cast<int>(q.w_bits);
+    spec.a_bits = static_cast<int>(q.a_bits);
+    spec.act_observer = q.act_observer;
+    zq = std::make_unique<quant::ZeroqQuantizer>(*s.net, spec);
+    zq->calibrate(calib_images);
+    qhooks = &zq->hooks();
+  } else {
+    quant::AdaRoundSpec spec;
+    spec.w_bits = static_cast<int>(q.w_bits);
+    spec.a_bits = static_cast<int>(q.a_bits);
+    spec.first_last_bits = static_cast<int>(q.first_last_bits);
+    spec.act_observer = q.act_observer;
+    spec.adaround = q.adaround.enabled;
+    spec.cfg.iters = q.adaround.iters;
+    spec.cfg.batch = q.adaround.batch;
+    spec.cfg.reg = q.adaround.reg;
+    spec.cfg.beta_start = q.adaround.beta_start;
+    spec.cfg.beta_end = q.adaround.beta_end;
+    spec.cfg.warmup = q.adaround.warmup;
+    spec.cfg.lr = q.adaround.lr;
+    spec.cfg.seed = static_cast<uint64_t>(s.cfg.synth.seed);
+    aq = std::make_unique<quant::AdaRoundQuantizer>(*s.net, spec);
+    aq->run(calib_images);
+    qnet = &aq->folded();
+    qhooks = &aq->hooks();
+    for (const auto& r : aq->reports())
+      layer_reports.push_back({{"layer", r.name}, {"bits", r.bits}, {"mse_nearest", r.mse_nearest},
+                               {"mse_adaround", r.mse_adaround}, {"flipped", r.flipped}, {"undecided", r.undecided},
+                               {"seconds", r.seconds}});
+  }
   const double calib_s = calib_timer.seconds();
   if (comm.is_root()) {
-    io::write_json_atomic(s.enc_path, quant::encodings_json(*s.net, quantizer));
-    quant::write_quantized_state_dict(s.pt_path, *s.net, quantizer);
+    if (zq) {
+      io::write_json_atomic(s.enc_path, quant::encodings_json(*s.net, *zq));
+      quant::write_quantized_state_dict(s.pt_path, *s.net, *zq);
+    } else {
+      io::write_json_atomic(s.enc_path, quant::encodings_json(*aq));
+      quant::write_quantized_state_dict(s.pt_path, *aq);
+    }
   }
 
   Timer eval_timer;
@@ -160,7 +215,7 @@ int QuantStage::execute(const dist::Comm& comm) {
   const eval::Counts fp32 = eval::allreduce(
       eval::count_correct(*s.net, images.images, images.labels, s.cfg.eval.batch, s.n_eval), comm);
   const eval::Counts qc = eval::allreduce(
-      eval::count_correct(*s.net, images.images, images.labels, s.cfg.eval.batch, s.n_eval, &quantizer.hooks()), comm);
+      eval::count_correct(*qnet, images.images, images.labels, s.cfg.eval.batch, s.n_eval, qhooks), comm);
   const double eval_s = eval_timer.seconds();
 
   const Span cs = span_over_ranks(calib_s, comm), es = span_over_ranks(eval_s, comm),
@@ -184,6 +239,7 @@ int QuantStage::execute(const dist::Comm& comm) {
         {"n_calib", calib.images.size(0)}}},
       {"timings_s", {{"calibrate", span(cs)}, {"eval", span(es)}, {"total", span(ts)}}},
       {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
+      {"layers", layer_reports},
       {"provenance",
        {{"dsgq_version", kVersion},
         {"git", kGitDescribe},

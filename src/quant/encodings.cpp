@@ -7,6 +7,7 @@
 
 #include "models/checkpoint.hpp"
 #include "models/network.hpp"
+#include "quant/adaround_protocol.hpp"
 #include "quant/zeroq_protocol.hpp"
 
 namespace dsgq::quant {
@@ -30,6 +31,49 @@ nlohmann::json entry(double a, double b, int bits) {
 
 }  // namespace
 
+nlohmann::json grid_entry(double scale, double zero_point, int bits) {
+  const double offset = -zero_point, levels = std::pow(2.0, bits) - 1.0;
+  return {{"bitwidth", bits}, {"dtype", "int"}, {"is_symmetric", "False"}, {"min", offset * scale},
+          {"max", (offset + levels) * scale}, {"offset", static_cast<int64_t>(offset)}, {"scale", scale}};
+}
+
+nlohmann::json quantizer_args(int a_bits, int w_bits, const std::string& scheme) {
+  return {{"activation_bitwidth", a_bits}, {"param_bitwidth", w_bits}, {"dtype", "int"},
+          {"per_channel_quantization", true}, {"quant_scheme", scheme}, {"is_symmetric", false},
+          {"strict_symmetric", false}, {"unsigned_symmetric", false}};
+}
+
+nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
+  const models::Network& net = q.folded();
+  nlohmann::json acts = nlohmann::json::object(), params = nlohmann::json::object();
+  for (size_t i = 0; i < net.acts().size(); ++i)
+    if (q.act_bits()[i] < 32)
+      acts[net.acts()[i].name] = nlohmann::json::array({entry(q.act_ranges()[i].a, q.act_ranges()[i].b, q.act_bits()[i])});
+  for (size_t l = 0; l < net.layers().size(); ++l) {
+    const WeightGrid& g = q.grids()[l];
+    const at::Tensor sc = g.scale.to(at::kDouble).cpu(), zp = g.zero_point.to(at::kDouble).cpu();
+    nlohmann::json per_channel = nlohmann::json::array();
+    for (int64_t c = 0; c < sc.numel(); ++c)
+      per_channel.push_back(grid_entry(sc[c].item<double>(), zp[c].item<double>(), g.bits));
+    params[net.layers()[l].name + ".weight"] = per_channel;
+  }
+  return {{"version", "0.6.1"}, {"activation_encodings", acts}, {"param_encodings", params},
+          {"excluded_layers", nlohmann::json::array()},
+          {"quantizer_args", quantizer_args(q.spec().a_bits, q.spec().w_bits,
+                                            std::string(q.spec().adaround ? "adaround" : "nearest") + "_bn_folded_" +
+                                                q.spec().act_observer)}};
+}
+
+void write_quantized_state_dict(const std::string& path, const AdaRoundQuantizer& q) {
+  const models::Network& net = q.folded();
+  std::vector<models::NamedTensor> out;
+  for (const auto& [name, shape] : net.param_specs()) out.push_back({name, net.param(name)});
+  for (size_t l = 0; l < net.layers().size(); ++l)
+    for (auto& nt : out)
+      if (nt.name == net.layers()[l].name + ".weight") nt.tensor = q.weights()[l];
+  models::write_checkpoint(path, out);
+}
+
 nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& q) {
   nlohmann::json acts = nlohmann::json::object(), params = nlohmann::json::object();
   for (size_t i = 0; i < net.acts().size() && q.spec().a_bits < 32; ++i)
@@ -45,15 +89,7 @@ nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& 
           {"activation_encodings", acts},
           {"param_encodings", params},
           {"excluded_layers", nlohmann::json::array()},
-          {"quantizer_args",
-           {{"activation_bitwidth", q.spec().a_bits},
-            {"param_bitwidth", q.spec().w_bits},
-            {"dtype", "int"},
-            {"per_channel_quantization", true},
-            {"quant_scheme", "post_training_zeroq_" + q.spec().act_observer},
-            {"is_symmetric", false},
-            {"strict_symmetric", false},
-            {"unsigned_symmetric", false}}}};
+          {"quantizer_args", quantizer_args(q.spec().a_bits, q.spec().w_bits, "post_training_zeroq_" + q.spec().act_observer)}};
 }
 
 void write_quantized_state_dict(const std::string& path, const models::Network& net, const ZeroqQuantizer& q) {

@@ -137,8 +137,10 @@ TEST(QuantCli, BadInputExitsTwo) {
                "a_bits = '16' is out of range; expected 2..8, or 32 for activations in floating point");
   expect_exit2(test::run_command(base + "--set quant.act_observer=kl"),
                "act_observer = 'kl' is not allowed; expected one of minmax, ema, percentile, mse");
-  expect_exit2(test::run_command(base + "--set quant.protocol=adaround"),
-               "protocol = 'adaround' is not available in this dsgq version yet; expected zeroq");
+  expect_exit2(test::run_command(base + "--set quant.protocol=brecq"),
+               "protocol = 'brecq' is not allowed; expected one of zeroq, adaround");
+  expect_exit2(test::run_command(base + "--set quant.adaround.iterations=5"),
+               "--set quant.adaround.iterations=5: iterations is an unknown key; known keys in [quant.adaround]:");
   expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "none.h5")),
                "calibration set '" + (tmp / "none.h5") + "' does not exist");
   // A calibration set made for another model.
