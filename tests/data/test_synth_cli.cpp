@@ -153,3 +153,26 @@ TEST(QuantCli, BadInputExitsTwo) {
                                  "--set quant.n_calib=9"),
                "n_calib = '9' but " + (tmp / "r8.h5") + " holds 8 images");
 }
+
+// The adaround protocol end to end through `dsgq run` on two ranks (short: 64 real images, 50 iterations per
+// layer, 2000 test images): a record with per-layer reports, encodings for every layer, a W4A4 top-1 near FP32.
+TEST(QuantCli, AdaroundRunEndToEndOnTwoRanks) {
+  test::TempDir tmp;
+  const auto r = test::run_command(
+      mpiexec() + " -n 2 " + dsgq_bin() + " run --threads 1 --set output.dir=" + (tmp / "runs") +
+      " --set synth.method=real --set synth.n_images=64 --set synth.batch=64 --set quant.protocol=adaround"
+      " --set quant.adaround.iters=50 --set quant.adaround.lr=0.01 --set eval.n_images=2000");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string rec_path;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path / "runs/results")) rec_path = e.path().string();
+  const std::string rec = read_file(rec_path);
+  const auto j_top1 = rec.find("\"top1\": ");
+  ASSERT_NE(j_top1, std::string::npos) << rec;
+  const double top1 = std::stod(rec.substr(j_top1 + 8));
+  std::printf("[ info     ] adaround W4A4, 64 real images, 50 iterations/layer, 2 ranks: top-1 %.2f on 2000 test images\n", top1);
+  EXPECT_GT(top1, 85.0);
+  EXPECT_NE(rec.find("\"layer\": \"layer3.2.conv2\""), std::string::npos);
+  const std::string enc = read_file(tmp / ("runs/quant/" + std::filesystem::path(rec_path).stem().string() + ".encodings.json"));
+  EXPECT_NE(enc.find("\"linear.weight\""), std::string::npos);
+  EXPECT_NE(enc.find("\"layer3.2.relu2\""), std::string::npos);
+}
