@@ -1,10 +1,18 @@
 #include "core/timer.hpp"
 
+#include <sys/resource.h>
+
 #include <cstdio>
 
 #include "core/log.hpp"
 
 namespace dsgq {
+
+double peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // kilobytes on Linux
+}
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0)) seconds = 0;

@@ -18,6 +18,9 @@ class Timer {
   std::chrono::steady_clock::time_point start_;
 };
 
+// Peak resident memory of this process so far, in MiB (getrusage).
+double peak_rss_mib();
+
 // "hh:mm:ss" (or "mm:ss" under an hour).
 std::string format_duration(double seconds);
 

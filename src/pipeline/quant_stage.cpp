@@ -221,6 +221,7 @@ int QuantStage::execute(const dist::Comm& comm) {
   const Span cs = span_over_ranks(calib_s, comm), es = span_over_ranks(eval_s, comm),
              ts = span_over_ranks(total.seconds(), comm);
   const std::vector<std::string> hosts_all = comm.allgather(dist::MpiEnv::processor_name());
+  const double peak_mib = comm.allreduce_max(peak_rss_mib());
   if (!comm.is_root()) return 0;
   auto span = [](const Span& p) { return nlohmann::json{{"min", p.min}, {"mean", p.mean}, {"max", p.max}}; };
   const std::set<std::string> hosts(hosts_all.begin(), hosts_all.end());
@@ -238,6 +239,7 @@ int QuantStage::execute(const dist::Comm& comm) {
         {"fp32_top5", fp32.top5_pct()},
         {"n_calib", calib.images.size(0)}}},
       {"timings_s", {{"calibrate", span(cs)}, {"eval", span(es)}, {"total", span(ts)}}},
+      {"peak_rss_mib", peak_mib},
       {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
       {"layers", layer_reports},
       {"provenance",
