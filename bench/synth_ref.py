@@ -104,7 +104,7 @@ def peak(repeats):
     got = F.conv2d(x, w).view(16, n, n // 16).permute(0, 2, 1).reshape(n, n)
     err = (got - ref).abs().max().item() / ref.abs().max().item()
     out = {}
-    busy0, own0, t0 = busy_cpu_s(), time.process_time(), time.perf_counter()
+    busy0, own0, start = busy_cpu_s(), time.process_time(), time.perf_counter()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         best_mm = best_conv = float("inf")
@@ -117,7 +117,7 @@ def peak(repeats):
             F.conv2d(x, w)
             best_conv = min(best_conv, time.perf_counter() - t0)
         out[threads] = (flop / best_mm / 1e9, flop / best_conv / 1e9)
-    foreign = max(0.0, (busy_cpu_s() - busy0) - (time.process_time() - own0)) / (time.perf_counter() - t0)
+    foreign = max(0.0, (busy_cpu_s() - busy0) - (time.process_time() - own0)) / (time.perf_counter() - start)
     blas = "unknown"
     try:
         blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
@@ -265,7 +265,7 @@ def main():
     ap.add_argument("--peak-gflops", type=float, default=0.0, help="adds fraction_of_peak to the figures")
     ap.add_argument("--flops", action="store_true", help="print the forward FLOPs per image and exit")
     ap.add_argument("--peak", action="store_true", help="print the matrix-multiply peak figure and exit")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "shared", "data"))
     a = ap.parse_args()
 
