@@ -2,11 +2,9 @@
 
 #include <torch/torch.h>
 
-#include <unistd.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -17,9 +15,9 @@
 #include "eval/evaluate.hpp"
 #include "io/cifar10.hpp"
 #include "io/json_record.hpp"
-#include "models/checkpoint.hpp"
 #include "models/registry.hpp"
 #include "pipeline/keys.hpp"
+#include "pipeline/record.hpp"
 
 namespace dsgq::pipeline {
 
@@ -47,11 +45,9 @@ std::unique_ptr<EvalStage> EvalStage::prepare(const CommonArgs& args, const dist
   s.rt = setup_runtime(s.cfg, args, comm);
   const std::string& src = s.cfg.source;
 
-  s.net = models::build_network(s.cfg.model.arch, src + " [model]: arch");
-  const models::Checkpoint ck = models::read_checkpoint(s.cfg.model.weights);
-  s.net->load(ck);
-  s.net->to(s.rt.device);
-  s.weights_sha256 = sha256_file(s.cfg.model.weights);
+  LoadedModel model = load_model(s.cfg, s.rt);
+  s.net = std::move(model.net);
+  s.weights_sha256 = model.weights_sha256;
 
   if (s.cfg.model.dataset != "cifar10")
     throw InputError(src + " [model]: dataset = " + quote_value(s.cfg.model.dataset) +
@@ -68,16 +64,7 @@ std::unique_ptr<EvalStage> EvalStage::prepare(const CommonArgs& args, const dist
   s.point = {{"stage", "eval"},           {"arch", s.cfg.model.arch}, {"dataset", s.cfg.model.dataset},
              {"precision", "fp32"},       {"weights", s.cfg.model.weights},
              {"weights_sha256", s.weights_sha256}, {"eval_data", s.cfg.eval.data}, {"n_images", s.n_images}};
-  make_dirs(s.cfg.output.dir + "/results");
-  if (::access((s.cfg.output.dir + "/results").c_str(), W_OK) != 0)
-    throw InputError(src + " [output]: dir = " + quote_value(s.cfg.output.dir) + " is not writable; expected a writable folder");
-  if (!args.force && file_exists(s.record_path)) {
-    const nlohmann::json old = io::read_json(s.record_path);
-    if (!old.contains("point") || old["point"] != s.point)
-      throw InputError(s.record_path + ": exists for a different point (" +
-                       (old.contains("point") ? old["point"].dump() : std::string("no 'point' field")) +
-                       "); expected " + s.point.dump() + "; pass --force to overwrite or set output.dir elsewhere");
-  }
+  check_record_slot(s.cfg, s.record_path, s.point, args.force);
   s.prepare_s = timer.seconds();
   return stage;
 }
@@ -89,17 +76,11 @@ int EvalStage::execute(const dist::Comm& comm) {
   Timer total;
   log_info0("dsgq %s (%s), %d rank(s), %d torch thread(s) per rank (%s), device %s", kVersion, kGitDescribe,
             comm.size(), s.rt.threads, s.rt.threads_source.c_str(), s.rt.device.str().c_str());
-  if (!s.args.force && file_exists(s.record_path)) {
-    const nlohmann::json old = io::read_json(s.record_path);
-    log_info0("%s: %s already done (top1 %.2f); skipped, pass --force to redo", s.record_path.c_str(), s.key.c_str(),
-              old["metrics"].value("top1", -1.0));
-    return 0;
-  }
+  if (already_done(s.record_path, s.key, s.args.force)) return 0;
   if (comm.is_root()) atomic_write_file(s.cfg.output.dir + "/resolved.toml", config::to_toml(s.cfg));
 
   Timer load_timer;
-  const dist::Share share = dist::share_of(s.n_images, comm.rank(), comm.size());
-  const io::ImageSet images = io::read_cifar10(s.cfg.eval.data, share.begin, share.size());
+  const io::ImageSet images = eval_share(s.cfg, s.n_images, comm);
   const double load_s = load_timer.seconds();
 
   Timer eval_timer;
@@ -110,12 +91,10 @@ int EvalStage::execute(const dist::Comm& comm) {
 
   const Span prep = span_over_ranks(s.prepare_s, comm), load = span_over_ranks(load_s, comm),
              ev = span_over_ranks(eval_s, comm), tot = span_over_ranks(total.seconds() + s.prepare_s, comm);
-  const std::vector<std::string> hosts_all = comm.allgather(dist::MpiEnv::processor_name());
+  const nlohmann::json provenance = provenance_json(s.cfg, s.rt, comm);
   if (!comm.is_root()) return 0;
 
-  auto span = [](const Span& p) { return nlohmann::json{{"min", p.min}, {"mean", p.mean}, {"max", p.max}}; };
   const double published = models::arch_info(s.cfg.model.arch, "arch").published_top1;
-  const std::set<std::string> hosts(hosts_all.begin(), hosts_all.end());
   nlohmann::json rec = {
       {"format", io::kResultFormat},
       {"key", s.key},
@@ -128,17 +107,10 @@ int EvalStage::execute(const dist::Comm& comm) {
         {"top5_correct", global.top5},
         {"fp32_top1", global.top1_pct()},
         {"published_top1", published >= 0 ? nlohmann::json(published) : nlohmann::json(nullptr)}}},
-      {"timings_s", {{"prepare", span(prep)}, {"load", span(load)}, {"eval", span(ev)}, {"total", span(tot)}}},
+      {"timings_s",
+       {{"prepare", span_json(prep)}, {"load", span_json(load)}, {"eval", span_json(ev)}, {"total", span_json(tot)}}},
       {"throughput_images_per_s", ev.max > 0 ? static_cast<double>(global.n) / ev.max : 0.0},
-      {"provenance",
-       {{"dsgq_version", kVersion},
-        {"git", kGitDescribe},
-        {"config_sha256", sha256_hex(config::to_toml(s.cfg))},
-        {"world_size", comm.size()},
-        {"threads_per_rank", s.rt.threads},
-        {"device", s.rt.device.str()},
-        {"hosts", std::vector<std::string>(hosts.begin(), hosts.end())},
-        {"created", io::utc_timestamp()}}}};
+      {"provenance", provenance}};
   io::write_json_atomic(s.record_path, rec);
   log_info0("%s fp32: top1 %.2f%% (%lld/%lld), top5 %.2f%%, %.1f images/s -> %s", s.cfg.model.arch.c_str(),
             global.top1_pct(), static_cast<long long>(global.top1), static_cast<long long>(global.n),

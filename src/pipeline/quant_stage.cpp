@@ -1,11 +1,9 @@
 #include "pipeline/quant_stage.hpp"
 
-#include <unistd.h>
 
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <torch/torch.h>
 
@@ -19,9 +17,9 @@
 #include "io/cifar10.hpp"
 #include "io/json_record.hpp"
 #include "io/synth_file.hpp"
-#include "models/checkpoint.hpp"
 #include "models/registry.hpp"
 #include "pipeline/keys.hpp"
+#include "pipeline/record.hpp"
 #include "quant/encodings.hpp"
 #include "quant/adaround_protocol.hpp"
 #include "quant/zeroq_protocol.hpp"
@@ -68,10 +66,9 @@ std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const di
   s.args = args;
   s.cfg = resolve_config(args);
   s.rt = setup_runtime(s.cfg, args, comm);
-  s.net = models::build_network(s.cfg.model.arch, s.cfg.source + " [model]: arch");
-  s.net->load(models::read_checkpoint(s.cfg.model.weights));
-  s.net->to(s.rt.device);
-  s.weights_sha256 = sha256_file(s.cfg.model.weights);
+  LoadedModel model = load_model(s.cfg, s.rt);
+  s.net = std::move(model.net);
+  s.weights_sha256 = model.weights_sha256;
   const config::QuantConfig& q = s.cfg.quant;
 
   std::string synth_key_str;
@@ -131,15 +128,8 @@ std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const di
                            {"beta_end", q.adaround.beta_end},     {"warmup", q.adaround.warmup},
                            {"lr", q.adaround.lr}};
   if (!q.calib_data.empty()) s.point.erase("method"), s.point.erase("preset"), s.point.erase("seed");
-  make_dirs(s.cfg.output.dir + "/results");
+  check_record_slot(s.cfg, s.record_path, s.point, args.force);
   make_dirs(s.cfg.output.dir + "/quant");
-  if (::access((s.cfg.output.dir + "/results").c_str(), W_OK) != 0)
-    throw InputError(s.cfg.source + " [output]: dir = " + quote_value(s.cfg.output.dir) + " is not writable");
-  if (!args.force && file_exists(s.record_path)) {
-    const nlohmann::json old = io::read_json(s.record_path);
-    if (!old.contains("point") || old["point"] != s.point)
-      throw InputError(s.record_path + ": exists for a different point; pass --force to overwrite or set output.dir elsewhere");
-  }
   return stage;
 }
 
@@ -148,12 +138,7 @@ std::string QuantStage::resolved_toml() const { return config::to_toml(impl_->cf
 int QuantStage::execute(const dist::Comm& comm) {
   Impl& s = *impl_;
   Timer total;
-  if (!s.args.force && file_exists(s.record_path)) {
-    const nlohmann::json old = io::read_json(s.record_path);
-    log_info0("%s: %s already done (top1 %.2f); skipped, pass --force to redo", s.record_path.c_str(), s.key.c_str(),
-              old["metrics"].value("top1", -1.0));
-    return 0;
-  }
+  if (already_done(s.record_path, s.key, s.args.force)) return 0;
   check_calibration_file(s.calib_path, s.cfg, *s.net, s.weights_sha256);  // dsgq run: made by now
   const config::QuantConfig& q = s.cfg.quant;
 
@@ -210,8 +195,7 @@ int QuantStage::execute(const dist::Comm& comm) {
   }
 
   Timer eval_timer;
-  const dist::Share share = dist::share_of(s.n_eval, comm.rank(), comm.size());
-  const io::ImageSet images = io::read_cifar10(s.cfg.eval.data, share.begin, share.size());
+  const io::ImageSet images = eval_share(s.cfg, s.n_eval, comm);
   const eval::Counts fp32 = eval::allreduce(
       eval::count_correct(*s.net, images.images, images.labels, s.cfg.eval.batch, s.n_eval), comm);
   const eval::Counts qc = eval::allreduce(
@@ -220,11 +204,10 @@ int QuantStage::execute(const dist::Comm& comm) {
 
   const Span cs = span_over_ranks(calib_s, comm), es = span_over_ranks(eval_s, comm),
              ts = span_over_ranks(total.seconds(), comm);
-  const std::vector<std::string> hosts_all = comm.allgather(dist::MpiEnv::processor_name());
+  nlohmann::json provenance = provenance_json(s.cfg, s.rt, comm);
   const double peak_mib = comm.allreduce_max(peak_rss_mib());
   if (!comm.is_root()) return 0;
-  auto span = [](const Span& p) { return nlohmann::json{{"min", p.min}, {"mean", p.mean}, {"max", p.max}}; };
-  const std::set<std::string> hosts(hosts_all.begin(), hosts_all.end());
+  provenance["calib_sha256"] = sha256_file(s.calib_path);
   nlohmann::json rec = {
       {"format", io::kResultFormat},
       {"key", s.key},
@@ -238,20 +221,11 @@ int QuantStage::execute(const dist::Comm& comm) {
         {"fp32_top1", fp32.top1_pct()},
         {"fp32_top5", fp32.top5_pct()},
         {"n_calib", calib.images.size(0)}}},
-      {"timings_s", {{"calibrate", span(cs)}, {"eval", span(es)}, {"total", span(ts)}}},
+      {"timings_s", {{"calibrate", span_json(cs)}, {"eval", span_json(es)}, {"total", span_json(ts)}}},
       {"peak_rss_mib", peak_mib},
       {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
       {"layers", layer_reports},
-      {"provenance",
-       {{"dsgq_version", kVersion},
-        {"git", kGitDescribe},
-        {"config_sha256", sha256_hex(config::to_toml(s.cfg))},
-        {"calib_sha256", sha256_file(s.calib_path)},
-        {"world_size", comm.size()},
-        {"threads_per_rank", s.rt.threads},
-        {"device", s.rt.device.str()},
-        {"hosts", std::vector<std::string>(hosts.begin(), hosts.end())},
-        {"created", io::utc_timestamp()}}}};
+      {"provenance", provenance}};
   io::write_json_atomic(s.record_path, rec);
   log_info0("%s %s W%lldA%lld (%s, %lld calibration images): top1 %.2f%% (FP32 %.2f%%), top5 %.2f%% -> %s",
             s.cfg.model.arch.c_str(), q.protocol.c_str(), static_cast<long long>(q.w_bits),

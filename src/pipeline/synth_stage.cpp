@@ -17,6 +17,7 @@
 #include "models/checkpoint.hpp"
 #include "models/registry.hpp"
 #include "pipeline/keys.hpp"
+#include "pipeline/record.hpp"
 #include "synth/synthesizer.hpp"
 
 namespace dsgq::pipeline {
@@ -42,10 +43,9 @@ std::unique_ptr<SynthStage> SynthStage::prepare(const CommonArgs& args, const di
   const config::SynthConfig& y = s.cfg.synth;
   const std::string where = s.cfg.source + " [synth]: ";
 
-  s.net = models::build_network(s.cfg.model.arch, s.cfg.source + " [model]: arch");
-  s.net->load(models::read_checkpoint(s.cfg.model.weights));
-  s.net->to(s.rt.device);
-  s.weights_sha256 = sha256_file(s.cfg.model.weights);
+  LoadedModel model = load_model(s.cfg, s.rt);
+  s.net = std::move(model.net);
+  s.weights_sha256 = model.weights_sha256;
 
   if (y.batch < comm.size())
     throw InputError(where + "batch = '" + std::to_string(y.batch) + "' is smaller than the " +

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "models/checkpoint.hpp"
@@ -30,6 +31,18 @@ nlohmann::json entry(double a, double b, int bits) {
 }
 
 }  // namespace
+
+// Every parameter of `net` in state_dict order, with layer l's weight replaced by weights[l].
+void write_with_weights(const std::string& path, const models::Network& net, const std::vector<at::Tensor>& weights) {
+  std::map<std::string, at::Tensor> replaced;
+  for (size_t l = 0; l < net.layers().size(); ++l) replaced[net.layers()[l].name + ".weight"] = weights[l];
+  std::vector<models::NamedTensor> out;
+  for (const auto& [name, shape] : net.param_specs()) {
+    auto it = replaced.find(name);
+    out.push_back({name, it != replaced.end() ? it->second : net.param(name)});
+  }
+  models::write_checkpoint(path, out);
+}
 
 nlohmann::json grid_entry(double scale, double zero_point, int bits) {
   const double offset = -zero_point, levels = std::pow(2.0, bits) - 1.0;
@@ -65,13 +78,7 @@ nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
 }
 
 void write_quantized_state_dict(const std::string& path, const AdaRoundQuantizer& q) {
-  const models::Network& net = q.folded();
-  std::vector<models::NamedTensor> out;
-  for (const auto& [name, shape] : net.param_specs()) out.push_back({name, net.param(name)});
-  for (size_t l = 0; l < net.layers().size(); ++l)
-    for (auto& nt : out)
-      if (nt.name == net.layers()[l].name + ".weight") nt.tensor = q.weights()[l];
-  models::write_checkpoint(path, out);
+  write_with_weights(path, q.folded(), q.weights());
 }
 
 nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& q) {
@@ -93,12 +100,7 @@ nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& 
 }
 
 void write_quantized_state_dict(const std::string& path, const models::Network& net, const ZeroqQuantizer& q) {
-  std::vector<models::NamedTensor> out;
-  for (const auto& [name, shape] : net.param_specs()) out.push_back({name, net.param(name)});
-  for (size_t l = 0; l < net.layers().size(); ++l)
-    for (auto& nt : out)
-      if (nt.name == net.layers()[l].name + ".weight") nt.tensor = q.weights()[l];
-  models::write_checkpoint(path, out);
+  write_with_weights(path, net, q.weights());
 }
 
 }  // namespace dsgq::quant

@@ -1,0 +1,71 @@
+#include "pipeline/record.hpp"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <torch/torch.h>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "core/sha256.hpp"
+#include "dsgq/version.hpp"
+#include "io/json_record.hpp"
+#include "models/checkpoint.hpp"
+#include "models/registry.hpp"
+
+namespace dsgq::pipeline {
+
+LoadedModel load_model(const config::RunConfig& cfg, const Runtime& rt) {
+  LoadedModel m;
+  m.net = models::build_network(cfg.model.arch, cfg.source + " [model]: arch");
+  m.net->load(models::read_checkpoint(cfg.model.weights));
+  m.net->to(rt.device);
+  m.weights_sha256 = sha256_file(cfg.model.weights);
+  return m;
+}
+
+void check_record_slot(const config::RunConfig& cfg, const std::string& record_path, const nlohmann::json& point,
+                       bool force) {
+  make_dirs(cfg.output.dir + "/results");
+  if (::access((cfg.output.dir + "/results").c_str(), W_OK) != 0)
+    throw InputError(cfg.source + " [output]: dir = " + quote_value(cfg.output.dir) +
+                     " is not writable; expected a writable folder");
+  if (force || !file_exists(record_path)) return;
+  const nlohmann::json old = io::read_json(record_path);
+  if (!old.contains("point") || old["point"] != point)
+    throw InputError(record_path + ": exists for a different point (" +
+                     (old.contains("point") ? old["point"].dump() : std::string("no 'point' field")) + "); expected " +
+                     point.dump() + "; pass --force to overwrite or set output.dir elsewhere");
+}
+
+bool already_done(const std::string& record_path, const std::string& key, bool force) {
+  if (force || !file_exists(record_path)) return false;
+  const nlohmann::json old = io::read_json(record_path);
+  log_info0("%s: %s already done (top1 %.2f); skipped, pass --force to redo", record_path.c_str(), key.c_str(),
+            old["metrics"].value("top1", -1.0));
+  return true;
+}
+
+io::ImageSet eval_share(const config::RunConfig& cfg, int64_t n, const dist::Comm& comm) {
+  const dist::Share share = dist::share_of(n, comm.rank(), comm.size());
+  return io::read_cifar10(cfg.eval.data, share.begin, share.size());
+}
+
+nlohmann::json span_json(const Span& s) { return {{"min", s.min}, {"mean", s.mean}, {"max", s.max}}; }
+
+nlohmann::json provenance_json(const config::RunConfig& cfg, const Runtime& rt, const dist::Comm& comm) {
+  const std::vector<std::string> all = comm.allgather(dist::MpiEnv::processor_name());
+  const std::set<std::string> hosts(all.begin(), all.end());
+  return {{"dsgq_version", kVersion},
+          {"git", kGitDescribe},
+          {"config_sha256", sha256_hex(config::to_toml(cfg))},
+          {"world_size", comm.size()},
+          {"threads_per_rank", rt.threads},
+          {"device", rt.device.str()},
+          {"hosts", std::vector<std::string>(hosts.begin(), hosts.end())},
+          {"created", io::utc_timestamp()}};
+}
+
+}  // namespace dsgq::pipeline

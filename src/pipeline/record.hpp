@@ -1,0 +1,39 @@
+#pragma once
+// What the stages share: loading the configured network, the results folder and its per-point record
+// (skip a finished point, refuse a record of another point), the evaluation share of each rank, and the common
+// parts of a result record (timing spans, provenance).
+#include <nlohmann/json_fwd.hpp>
+
+#include <memory>
+#include <string>
+
+#include "config/run_config.hpp"
+#include "dist/comm.hpp"
+#include "io/cifar10.hpp"
+#include "models/network.hpp"
+#include "pipeline/runtime.hpp"
+
+namespace dsgq::pipeline {
+
+struct LoadedModel {
+  std::unique_ptr<models::Network> net;  // strict import of [model] weights, on the runtime's device
+  std::string weights_sha256;
+};
+// Local. Throws InputError for an unknown architecture or weights that do not fit it.
+LoadedModel load_model(const config::RunConfig& cfg, const Runtime& rt);
+
+// Local, in prepare(): creates <output.dir>/results (InputError if not writable); unless `force`, an existing
+// record must be for the same `point` (InputError naming both otherwise).
+void check_record_slot(const config::RunConfig& cfg, const std::string& record_path, const nlohmann::json& point,
+                       bool force);
+// Local, in execute(): true (and a log line from rank 0) when the record exists and `force` is not set.
+bool already_done(const std::string& record_path, const std::string& key, bool force);
+
+// Local: this rank's contiguous share of the first n images of [eval] data.
+io::ImageSet eval_share(const config::RunConfig& cfg, int64_t n, const dist::Comm& comm);
+
+nlohmann::json span_json(const Span& s);
+// Collective (gathers the host names). Version, git, config sha256, world size, threads, device, hosts, time.
+nlohmann::json provenance_json(const config::RunConfig& cfg, const Runtime& rt, const dist::Comm& comm);
+
+}  // namespace dsgq::pipeline
