@@ -12,7 +12,6 @@ usage: test_oracle.py --tool build/tests/oracle_tool [--data DIR]  (default $DSG
 import argparse
 import collections
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -20,22 +19,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models_ref  # noqa: E402
+from oracle_util import check, default_data_dir, failures, run_tool  # noqa: E402
 
 TOL_LOGITS = 1e-4
-failures = []
 
 
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    if not cond:
-        failures.append(msg)
-
-
-def run_tool(tool, *args):
-    r = subprocess.run([tool, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{tool} {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r.stdout
 
 
 def reader_cases():
@@ -125,8 +113,7 @@ def test_forward(tool, data, tmp, arch, weights, batch, size):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True)
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "..", "shared", "data"))
+    ap.add_argument("--data", default=default_data_dir())
     a = ap.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

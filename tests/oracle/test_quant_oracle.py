@@ -11,13 +11,10 @@ import tempfile
 
 import torch
 
-failures = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle_util import check, failures  # noqa: E402
 
 
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    if not cond:
-        failures.append(msg)
 
 
 def dsgq_fake_quant(tool, tmp, x, scale, zp, qmin, qmax, axis):

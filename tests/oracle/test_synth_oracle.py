@@ -18,7 +18,6 @@ import argparse
 import copy
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
@@ -26,6 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models_ref  # noqa: E402
+from oracle_util import check, default_data_dir, failures, run_tool  # noqa: E402
 import synth_ref  # noqa: E402
 
 TOL_MARGIN = 1e-4   # relative, per layer
@@ -34,20 +34,8 @@ TOL_GRAD = 1e-4     # max abs error relative to max |g_py|
 MIN_ACTIVE = 0.10   # the scaled-margin case must have > 10 % of its hinge entries active
 ARCH, WEIGHTS = "resnet20", "cifar10_resnet20.pt"
 B, Q, N_GAUSS, ROLL = 13, 0.9, 64, 5
-failures = []
 
 
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    if not cond:
-        failures.append(msg)
-
-
-def run_tool(tool, *args):
-    r = subprocess.run([tool, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{tool} {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r.stdout
 
 
 def call_tool(tool, sub, weights, payload, tmp, tag):
@@ -140,8 +128,7 @@ def distinct(name_a, a, name_b, b):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True)
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "..", "shared", "data"))
+    ap.add_argument("--data", default=default_data_dir())
     a = ap.parse_args()
     torch.set_num_threads(1)
     weights = os.path.join(a.data, "models", WEIGHTS)
