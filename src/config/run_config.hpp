@@ -47,7 +47,7 @@ struct AdaRoundConfig {
   double beta_start = 20.0;   // annealed linearly to beta_end after the warm-up
   double beta_end = 2.0;
   double warmup = 0.2;        // fraction of iterations without the regulariser
-  double lr = 1e-3;           // Adam on the rounding variables
+  double lr = 1e-2;           // Adam on the rounding variables (reference 1e-3 at 10-20k iterations; see README)
 };
 
 // [quant]: quantization protocol and calibration (method.md sections 6 and 11).
@@ -55,10 +55,11 @@ struct QuantConfig {
   std::string protocol = "zeroq";      // zeroq (the released DSG/ZeroQ pipeline) | adaround (BN folded, AdaRound)
   int64_t w_bits = 4;                  // 2..8
   int64_t a_bits = 4;                  // 2..8; 32 = activations in floating point (weights-only quantization)
-  std::string act_observer = "ema";    // minmax | ema | percentile | mse
+  std::string act_observer = "auto";   // auto (zeroq: ema, adaround: mse) | minmax | ema | percentile | mse
   std::string calib_data;              // dsgq-synth/1 file; "" = the file [synth] describes (dsgq run makes it)
   int64_t n_calib = 0;                 // first n images of the calibration file; 0 = all
   int64_t first_last_bits = 8;         // adaround: first/last layer weights and the classifier input; 0 = same
+  int64_t cache_mib = 2048;            // adaround: one layer's cached inputs+targets above this go to a temp HDF5 file
   AdaRoundConfig adaround;
 };
 

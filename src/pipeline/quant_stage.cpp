@@ -47,6 +47,9 @@ void check_calibration_file(const std::string& path, const config::RunConfig& cf
   if (m.model != cfg.model.arch)
     throw InputError(path + ": calibration set was made for model " + quote_value(m.model) + "; expected one made for " +
                      cfg.model.arch + " (dsgq synth with [model] arch = \"" + cfg.model.arch + "\")");
+  if (m.n_images == 0)
+    throw InputError(path + ": calibration set holds no images (n_images = 0); expected at least 1 (make one with "
+                     "dsgq synth, [synth] n_images >= 1)");
   if (m.channels != in.channels || m.height != in.height || m.width != in.width)
     throw InputError(path + ": images are [" + std::to_string(m.channels) + "," + std::to_string(m.height) + "," +
                      std::to_string(m.width) + "]; " + cfg.model.arch + " expects [N," + std::to_string(in.channels) +
@@ -174,6 +177,8 @@ int QuantStage::execute(const dist::Comm& comm) {
     spec.cfg.warmup = q.adaround.warmup;
     spec.cfg.lr = q.adaround.lr;
     spec.cfg.seed = static_cast<uint64_t>(s.cfg.synth.seed);
+    spec.cache_bytes = q.cache_mib << 20;
+    spec.spill_prefix = s.cfg.output.dir + "/quant/." + s.key + ".r" + std::to_string(comm.rank()) + ".cache";
     aq = std::make_unique<quant::AdaRoundQuantizer>(*s.net, spec);
     aq->run(calib_images);
     qnet = &aq->folded();
@@ -181,7 +186,8 @@ int QuantStage::execute(const dist::Comm& comm) {
     for (const auto& r : aq->reports())
       layer_reports.push_back({{"layer", r.name}, {"bits", r.bits}, {"mse_nearest", r.mse_nearest},
                                {"mse_adaround", r.mse_adaround}, {"flipped", r.flipped}, {"undecided", r.undecided},
-                               {"seconds", r.seconds}});
+                               {"seconds", r.seconds}, {"cache_mib", static_cast<double>(r.cache_bytes) / (1 << 20)},
+                               {"spilled", r.spilled}});
   }
   const double calib_s = calib_timer.seconds();
   if (comm.is_root()) {

@@ -53,9 +53,23 @@ WeightGrid mse_weight_grid(const at::Tensor& w, int bits) {
   return best;
 }
 
+double layer_output_mse(const models::Network& net, int layer, const RowCache& x_in, const at::Tensor& weight,
+                        const at::Tensor& bias, const RowCache& y_target, int64_t chunk) {
+  torch::NoGradGuard ng;
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t b = 0; b < x_in.rows(); b += chunk) {
+    const int64_t n = std::min(chunk, x_in.rows() - b);
+    const at::Tensor d = net.layer_forward(layer, x_in.slice(b, n), weight, bias) - y_target.slice(b, n);
+    sum += d.to(at::kDouble).square().sum().item<double>();
+    count += d.numel();
+  }
+  return count > 0 ? sum / static_cast<double>(count) : 0.0;
+}
+
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
-                              const WeightGrid& grid, const at::Tensor& x_in, const at::Tensor& y_target,
-                              const AdaRoundConfig& cfg) {
+                              const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
+                              const AdaRoundConfig& cfg, int64_t chunk) {
   const at::Tensor s = per_out(grid.scale, weight), z = per_out(grid.zero_point, weight);
   const double qmax = std::pow(2.0, grid.bits) - 1.0;
   const at::Tensor w_floor = (weight / s).floor();
@@ -66,17 +80,14 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
 
   AdaRoundResult r;
   const at::Tensor nearest = quantize_nearest(weight, grid);
-  {
-    torch::NoGradGuard ng;
-    r.mse_nearest = (net.layer_forward(layer, x_in, nearest, bias) - y_target).square().mean().item<double>();
-  }
+  r.mse_nearest = layer_output_mse(net, layer, x_in, nearest, bias, y_target, chunk);
   torch::optim::Adam opt(std::vector<at::Tensor>{v}, torch::optim::AdamOptions(cfg.lr));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.seed * 7919 + static_cast<uint64_t>(layer));
-  const int64_t n = x_in.size(0);
+  const int64_t n = x_in.rows();
   const int64_t warm = static_cast<int64_t>(cfg.warmup * static_cast<double>(cfg.iters));
   for (int64_t it = 0; it < cfg.iters; ++it) {
-    const at::Tensor idx = at::randint(0, n, {std::min(cfg.batch, n)}, gen).to(x_in.device());
-    const at::Tensor xb = x_in.index_select(0, idx), yb = y_target.index_select(0, idx);
+    const at::Tensor idx = at::randint(0, n, {std::min(cfg.batch, n)}, gen);
+    const at::Tensor xb = x_in.gather(idx), yb = y_target.gather(idx);
     opt.zero_grad();
     const at::Tensor h = rectified_sigmoid(v);
     // Reconstruction: mean over the batch of the summed squared output error (BRECQ's 'mse' with reduction).
@@ -94,7 +105,7 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
   r.undecided = (h.gt(1e-3) & h.lt(1 - 1e-3)).to(at::kFloat).mean().item<double>();
   r.weight = soft_weight(v.ge(0).to(weight.dtype()));
   r.flipped = r.weight.ne(nearest).to(at::kFloat).mean().item<double>();
-  r.mse_adaround = (net.layer_forward(layer, x_in, r.weight, bias) - y_target).square().mean().item<double>();
+  r.mse_adaround = layer_output_mse(net, layer, x_in, r.weight, bias, y_target, chunk);
   return r;
 }
 

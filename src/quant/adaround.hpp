@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "quant/activation_cache.hpp"
+
 namespace dsgq::models {
 class Network;
 }
@@ -45,9 +47,14 @@ struct AdaRoundResult {
 };
 
 // x_in: the layer's inputs from the (partially) quantized network; y_target: the FP layer's outputs for the FP
-// inputs. Both [N, ...] on the network's device.
+// inputs; both N rows, in memory or spilled (RowCache). Mini-batches are drawn with replacement from a generator
+// seeded by (cfg.seed, layer); full-set errors are taken `chunk` rows at a time.
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
-                              const WeightGrid& grid, const at::Tensor& x_in, const at::Tensor& y_target,
-                              const AdaRoundConfig& cfg);
+                              const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
+                              const AdaRoundConfig& cfg, int64_t chunk = 256);
+
+// Mean squared error of the layer's output with `weight` against y_target over all rows.
+double layer_output_mse(const models::Network& net, int layer, const RowCache& x_in, const at::Tensor& weight,
+                        const at::Tensor& bias, const RowCache& y_target, int64_t chunk = 256);
 
 }  // namespace dsgq::quant

@@ -39,18 +39,37 @@ AdaRoundQuantizer::AdaRoundQuantizer(const models::Network& fp, AdaRoundSpec spe
   };
 }
 
-at::Tensor AdaRoundQuantizer::capture_input(int layer, const at::Tensor& calib, bool quantized_before,
-                                            int64_t chunk) const {
+std::pair<RowCache, RowCache> AdaRoundQuantizer::capture(int layer, const at::Tensor& calib, int64_t chunk,
+                                                         LayerReport& rep) const {
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> parts;
-  models::ForwardHooks h;
-  if (quantized_before) h.weight = [this](int l, const at::Tensor&) { return weights_[static_cast<size_t>(l)]; };
-  h.layer_io = [&](int l, const at::Tensor& in, const at::Tensor&) {
-    if (l == layer) parts.push_back(in.clone());
+  const int64_t n = calib.size(0);
+  at::Tensor in_q, out_fp;
+  models::ForwardHooks quantized, fp;
+  quantized.weight = [this](int l, const at::Tensor&) { return weights_[static_cast<size_t>(l)]; };
+  quantized.layer_io = [&](int l, const at::Tensor& in, const at::Tensor&) {
+    if (l == layer) in_q = in.clone();
   };
-  for (int64_t b = 0; b < calib.size(0); b += chunk)
-    folded_->forward(calib.slice(0, b, std::min(calib.size(0), b + chunk)), &h);
-  return at::cat(parts);
+  fp.layer_io = [&](int l, const at::Tensor&, const at::Tensor& out) {
+    if (l == layer) out_fp = out.clone();
+  };
+  std::unique_ptr<RowCache> x, y;
+  for (int64_t b = 0; b < n; b += chunk) {
+    const at::Tensor part = calib.slice(0, b, std::min(n, b + chunk));
+    folded_->forward(part, &quantized);
+    folded_->forward(part, &fp);
+    if (!x) {  // the first chunk tells the row shapes, and so whether the layer's caches fit the budget
+      const std::vector<int64_t> xs(in_q.sizes().begin() + 1, in_q.sizes().end()),
+          ys(out_fp.sizes().begin() + 1, out_fp.sizes().end());
+      rep.cache_bytes = n * (row_bytes(xs) + row_bytes(ys));
+      rep.spilled = rep.cache_bytes > spec_.cache_bytes;
+      x = std::make_unique<RowCache>(n, xs, calib.device(), rep.spilled ? spec_.spill_prefix + ".in.h5" : "");
+      y = std::make_unique<RowCache>(n, ys, calib.device(), rep.spilled ? spec_.spill_prefix + ".out.h5" : "");
+    }
+    x->write(b, in_q);
+    y->write(b, out_fp);
+    in_q = out_fp = at::Tensor();
+  }
+  return {std::move(*x), std::move(*y)};
 }
 
 void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
@@ -61,19 +80,14 @@ void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
     const int li = static_cast<int>(l);
     const at::Tensor w = folded_->param(folded_->layers()[l].name + ".weight");
     const at::Tensor& bias = folded_->layer_bias(li);
-    // Inputs from the network whose earlier layers are already rounded; targets from the FP network.
-    const at::Tensor x_q = capture_input(li, calib, true, chunk);
-    at::Tensor y_fp;
-    {
-      torch::NoGradGuard ng;
-      y_fp = folded_->layer_forward(li, capture_input(li, calib, false, chunk), w, bias);
-    }
     LayerReport rep;
     rep.name = folded_->layers()[l].name;
     rep.bits = grids_[l].bits;
+    // Inputs from the network whose earlier layers are already rounded; targets from the FP network.
+    const auto [x_q, y_fp] = capture(li, calib, chunk, rep);
     if (spec_.adaround) {
       AdaRoundConfig cfg = spec_.cfg;
-      const AdaRoundResult r = adaround_layer(*folded_, li, w, bias, grids_[l], x_q, y_fp, cfg);
+      const AdaRoundResult r = adaround_layer(*folded_, li, w, bias, grids_[l], x_q, y_fp, cfg, chunk);
       weights_[l] = r.weight;
       rep.mse_nearest = r.mse_nearest;
       rep.mse_adaround = r.mse_adaround;
@@ -82,13 +96,13 @@ void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
     } else {
       torch::NoGradGuard ng;
       weights_[l] = quantize_nearest(w, grids_[l]);
-      rep.mse_nearest = rep.mse_adaround =
-          (folded_->layer_forward(li, x_q, weights_[l], bias) - y_fp).square().mean().item<double>();
+      rep.mse_nearest = rep.mse_adaround = layer_output_mse(*folded_, li, x_q, weights_[l], bias, y_fp, chunk);
     }
     rep.seconds = t.seconds();
     reports_.push_back(rep);
-    log_info0("adaround %-22s W%d  output mse nearest %.3e -> %.3e  flipped %.1f%%  (%.1f s)", rep.name.c_str(),
-              rep.bits, rep.mse_nearest, rep.mse_adaround, 100.0 * rep.flipped, rep.seconds);
+    log_info0("adaround %-22s W%d  output mse nearest %.3e -> %.3e  flipped %.1f%%  cache %.0f MiB%s  (%.1f s)",
+              rep.name.c_str(), rep.bits, rep.mse_nearest, rep.mse_adaround, 100.0 * rep.flipped,
+              static_cast<double>(rep.cache_bytes) / (1 << 20), rep.spilled ? " (spilled)" : "", rep.seconds);
   }
   // Activation ranges on the rounded network, one pass (each site observes, then quantizes for the next ones).
   torch::NoGradGuard no_grad;

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/network.hpp"
@@ -22,12 +23,18 @@ struct AdaRoundSpec {
   std::string act_observer = "mse";
   bool adaround = true;             // false = round to nearest on the MSE grid
   AdaRoundConfig cfg;
+  // One layer's inputs + targets for the whole calibration set stay in memory up to this many bytes; above it
+  // both go to temporary HDF5 files named <spill_prefix>.{in,out}.h5 (deleted after the layer).
+  int64_t cache_bytes = int64_t(2048) << 20;
+  std::string spill_prefix = "dsgq-adaround-cache";
 };
 
 struct LayerReport {
   std::string name;
   int bits = 0;
   double mse_nearest = 0, mse_adaround = 0, flipped = 0, undecided = 0, seconds = 0;
+  int64_t cache_bytes = 0;  // inputs + targets of this layer over the calibration set
+  bool spilled = false;
 };
 
 class AdaRoundQuantizer {
@@ -48,7 +55,8 @@ class AdaRoundQuantizer {
   const AdaRoundSpec& spec() const { return spec_; }
 
  private:
-  at::Tensor capture_input(int layer, const at::Tensor& calib, bool quantized_before, int64_t chunk) const;
+  // The layer's inputs from the network with the earlier layers rounded, and its FP outputs for FP inputs.
+  std::pair<RowCache, RowCache> capture(int layer, const at::Tensor& calib, int64_t chunk, LayerReport& rep) const;
 
   std::unique_ptr<models::Network> folded_;
   AdaRoundSpec spec_;

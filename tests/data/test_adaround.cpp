@@ -1,6 +1,9 @@
 // AdaRound on a real layer, BN folding on real weights, and the adaround protocol end to end on resnet20.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "eval/evaluate.hpp"
 #include "io/cifar10.hpp"
@@ -63,7 +66,7 @@ TEST(AdaRound, RealLayerBeatsNearestAndEndsBinary) {
     cfg.lr = 1e-2;  // the reference 1e-3 needs ~10x more iterations to move V far enough on a 2-core budget
     const quant::WeightGrid g = quant::mse_weight_grid(w, bits);
     at::AutoGradMode grad(true);
-    const quant::AdaRoundResult r = quant::adaround_layer(*folded, layer, w, b, g, x_in, y, cfg);
+    const quant::AdaRoundResult r = quant::adaround_layer(*folded, layer, w, b, g, quant::RowCache(x_in), quant::RowCache(y), cfg);
     std::printf("[ info     ] layer2.0.conv1 W%d: output mse nearest %.4e, adaround %.4e (%.1f%% lower), %.2f%% of "
                 "weights flipped from nearest, %.4f%% undecided before hardening\n",
                 bits, r.mse_nearest, r.mse_adaround, 100 * (1 - r.mse_adaround / r.mse_nearest), 100 * r.flipped,
@@ -77,4 +80,56 @@ TEST(AdaRound, RealLayerBeatsNearestAndEndsBinary) {
     const at::Tensor on_grid = ((k - fl).round() - (k - fl)).abs().lt(1e-3);
     EXPECT_TRUE(on_grid.all().item<bool>()) << "W" << bits;
   }
+}
+
+// The spilled cache (temporary HDF5 files) hands AdaRound the same rows as the in-memory one: same rounding, bit
+// for bit, and the files are gone afterwards.
+TEST(AdaRound, SpilledCacheGivesTheSameRounding) {
+  at::set_num_threads(2);
+  auto net = resnet20();
+  auto folded = net->folded();
+  const io::ImageSet set = io::read_cifar10(test::data_path("cifar10/data_batch_1.bin"), 0, 96);
+  const at::Tensor x = folded->normalize(set.images, folded->device());
+  const int layer = 3;
+  at::Tensor x_in;
+  models::ForwardHooks h;
+  h.layer_io = [&](int l, const at::Tensor& in, const at::Tensor&) {
+    if (l == layer) x_in = in.clone();
+  };
+  at::Tensor w, y;
+  {
+    torch::NoGradGuard ng0;
+    folded->forward(x, &h);
+    w = folded->param(folded->layers()[layer].name + ".weight");
+    y = folded->layer_forward(layer, x_in, w, folded->layer_bias(layer));
+  }
+  const auto dir = std::filesystem::temp_directory_path() / ("dsgq_spill_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string in_path = (dir / "in.h5").string(), out_path = (dir / "out.h5").string();
+  quant::AdaRoundConfig cfg;
+  cfg.iters = 60;
+  cfg.batch = 16;
+  const quant::WeightGrid g = quant::mse_weight_grid(w, 3);
+  at::AutoGradMode grad(true);
+  const quant::AdaRoundResult mem =
+      quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, quant::RowCache(x_in), quant::RowCache(y),
+                            cfg, 40);
+  {
+    const std::vector<int64_t> xs(x_in.sizes().begin() + 1, x_in.sizes().end()), ys(y.sizes().begin() + 1, y.sizes().end());
+    quant::RowCache xc(x_in.size(0), xs, x_in.device(), in_path), yc(y.size(0), ys, y.device(), out_path);
+    ASSERT_TRUE(xc.spilled());
+    for (int64_t b = 0; b < x_in.size(0); b += 40) {  // written in chunks, as the protocol does
+      xc.write(b, x_in.slice(0, b, std::min<int64_t>(x_in.size(0), b + 40)));
+      yc.write(b, y.slice(0, b, std::min<int64_t>(y.size(0), b + 40)));
+    }
+    EXPECT_TRUE(std::filesystem::exists(in_path));
+    const quant::AdaRoundResult spilled =
+        quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, xc, yc, cfg, 40);
+    EXPECT_TRUE(spilled.weight.equal(mem.weight));
+    EXPECT_EQ(spilled.mse_nearest, mem.mse_nearest);
+    EXPECT_EQ(spilled.mse_adaround, mem.mse_adaround);
+  }
+  EXPECT_FALSE(std::filesystem::exists(in_path));
+  EXPECT_FALSE(std::filesystem::exists(out_path));
+  std::filesystem::remove_all(dir);
 }

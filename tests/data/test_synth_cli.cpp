@@ -1,6 +1,7 @@
 // `dsgq synth` end to end on the real resnet20: bad input (exit 2, one line, nothing existing overwritten) and a
 // kill -9 of one rank mid-run (the job ends, the rerun resumes and produces the same bytes).
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -127,6 +128,28 @@ TEST(Configs, EveryShippedConfigValidates) {
   EXPECT_GE(checked, 8);
 }
 
+// Replaces /images of a dsgq-synth/1 file by [n,3,size,size] zeros, with n_images and /batch_done to match.
+void replace_images(const std::string& path, hsize_t n, hsize_t size) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0) << path;
+  H5Ldelete(f, "/images", H5P_DEFAULT);
+  H5Ldelete(f, "/batch_done", H5P_DEFAULT);
+  const hsize_t dims[4] = {n, 3, size, size}, nb = (n + 7) / 8;
+  const hid_t space = H5Screate_simple(4, dims, nullptr), bspace = H5Screate_simple(1, &nb, nullptr);
+  H5Dclose(H5Dcreate2(f, "/images", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  const hid_t bd = H5Dcreate2(f, "/batch_done", H5T_NATIVE_UINT8, bspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  const std::vector<uint8_t> ones(nb + 1, 1);
+  if (nb > 0) H5Dwrite(bd, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, ones.data());
+  H5Dclose(bd);
+  const hid_t attr = H5Aopen(f, "n_images", H5P_DEFAULT);
+  const int64_t v = static_cast<int64_t>(n);
+  H5Awrite(attr, H5T_NATIVE_INT64, &v);
+  H5Aclose(attr);
+  H5Sclose(space);
+  H5Sclose(bspace);
+  H5Fclose(f);
+}
+
 TEST(QuantCli, BadInputExitsTwo) {
   test::TempDir tmp;
   const std::string base = dsgq_bin() + " quantize --threads 1 --set output.dir=" + (tmp / "runs") + " ";
@@ -136,7 +159,7 @@ TEST(QuantCli, BadInputExitsTwo) {
   expect_exit2(test::run_command(base + "--set quant.a_bits=16"),
                "a_bits = '16' is out of range; expected 2..8, or 32 for activations in floating point");
   expect_exit2(test::run_command(base + "--set quant.act_observer=kl"),
-               "act_observer = 'kl' is not allowed; expected one of minmax, ema, percentile, mse");
+               "act_observer = 'kl' is not allowed; expected one of auto, minmax, ema, percentile, mse");
   expect_exit2(test::run_command(base + "--set quant.protocol=brecq"),
                "protocol = 'brecq' is not allowed; expected one of zeroq, adaround");
   expect_exit2(test::run_command(base + "--set quant.adaround.iterations=5"),
@@ -152,6 +175,17 @@ TEST(QuantCli, BadInputExitsTwo) {
   expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "r8.h5") + " --set model.arch=resnet8 "
                                  "--set quant.n_calib=9"),
                "n_calib = '9' but " + (tmp / "r8.h5") + " holds 8 images");
+  // Hand-edited copies of a resnet20 set: another input size, and no images at all.
+  ok = test::run_command(synth_cmd(tmp / "r20.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  std::filesystem::copy_file(tmp / "r20.h5", tmp / "small.h5");
+  std::filesystem::copy_file(tmp / "r20.h5", tmp / "empty.h5");
+  replace_images(tmp / "small.h5", 8, 28);
+  replace_images(tmp / "empty.h5", 0, 32);
+  expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "small.h5")),
+               tmp / "small.h5: images are [3,28,28]; resnet20 expects [N,3,32,32]");
+  expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "empty.h5")),
+               tmp / "empty.h5: calibration set holds no images (n_images = 0); expected at least 1");
 }
 
 // The adaround protocol end to end through `dsgq run` on two ranks (short: 64 real images, 50 iterations per
