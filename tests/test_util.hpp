@@ -1,6 +1,11 @@
 #pragma once
 // Shared helpers for the gtest binaries.
+#include <gtest/gtest.h>
+
+#include <chrono>
 #include <cstdio>
+#include <functional>
+#include <thread>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -55,6 +60,29 @@ inline CommandResult run_command(const std::string& cmd) {
 inline std::string env_or(const char* name, const std::string& def) {
   const char* v = std::getenv(name);
   return v && *v ? v : def;
+}
+
+// The dsgq binary and the MPI launcher the CLI tests run (CTest sets both).
+inline std::string dsgq_bin() { return env_or("DSGQ_BIN", "dsgq"); }
+inline std::string mpiexec() { return env_or("DSGQ_MPIEXEC", "mpiexec") + " --oversubscribe --bind-to none"; }
+
+// Polls `cond` every 100 ms for up to `seconds`.
+inline bool wait_for(const std::function<bool()>& cond, double seconds) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return cond();
+}
+
+// Exit code 2 and exactly one error line, containing `fragment`.
+inline void expect_exit2(const CommandResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  size_t errors = 0, pos = 0;
+  while ((pos = r.output.find("] error: ", pos)) != std::string::npos) ++errors, ++pos;
+  EXPECT_EQ(errors, 1u) << r.output;
+  EXPECT_NE(r.output.find(fragment), std::string::npos) << "missing '" << fragment << "' in\n" << r.output;
 }
 
 }  // namespace dsgq::test

@@ -19,7 +19,7 @@ const CommandInfo kCommands[] = {
     {"inspect", "inspect  FILE            describe a .pt checkpoint, a .h5 synthetic set or a .json result record", true},
     {"quantize", "quantize --config FILE   calibrate on a calibration set, export encodings, evaluate (zeroq protocol)", true},
     {"run", "run      --config FILE   synth (skipped when done) -> quantize -> eval for one point", true},
-    {"sweep", "sweep    --config FILE   a grid of points (not in this version)", false},
+    {"sweep", "sweep    --config FILE   a grid of points (lists in a run file); resumable; ranks share the work", true},
     {"report", "report   RUNS_DIR        aggregate results into tables (not in this version)", false},
     {"pack", "pack     --images DIR    pack an ImageNet-style folder (not in this version)", false},
 };
@@ -37,6 +37,8 @@ std::string usage() {
       "  --set SECTION.KEY=VAL  override one config key (repeatable), e.g. --set eval.n_images=1000\n"
       "  --dry-run              validate everything, print the resolved config, exit\n"
       "  --force                redo finished work (overwrite the result record)\n"
+      "  --list                 sweep: print every point, its key and state (done/pending), exit\n"
+      "  --only KEY...          sweep: only these points (keys as --list prints them)\n"
       "  --threads N            torch threads per rank (default: SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or\n"
       "                         the node's cores divided by its ranks)\n"
       "  --help                 this text\n"
@@ -46,7 +48,7 @@ std::string usage() {
 
 Args parse_args(int argc, char** argv) {
   Args a;
-  if (argc < 2) throw InputError("no command given; expected one of eval, synth, quantize, run, inspect (dsgq --help lists them)");
+  if (argc < 2) throw InputError("no command given; expected one of eval, synth, quantize, run, sweep, inspect (dsgq --help lists them)");
   a.command = argv[1];
   if (a.command == "--help" || a.command == "-h" || a.command == "help") {
     a.command = "help";
@@ -58,9 +60,9 @@ Args parse_args(int argc, char** argv) {
     known = true;
     if (!c.available)
       throw InputError("command " + quote_value(a.command) + " is not available in dsgq " + kVersion +
-                       "; available: eval, synth, quantize, run, inspect");
+                       "; available: eval, synth, quantize, run, sweep, inspect");
   }
-  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, quantize, run, inspect (dsgq --help)");
+  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, quantize, run, sweep, inspect (dsgq --help)");
 
   auto value = [&](int& i, const std::string& opt) -> std::string {
     if (i + 1 >= argc) throw InputError("option " + opt + " needs a value");
@@ -91,12 +93,19 @@ Args parse_args(int argc, char** argv) {
       if (v.empty() || *end != '\0' || n < 1 || n > 4096)
         throw InputError("option --threads = " + quote_value(v) + " is not a thread count; expected an integer 1..4096");
       a.common.threads = static_cast<int>(n);
+    } else if (opt == "--list" && a.command == "sweep") {
+      a.list = true;
+    } else if (opt == "--only" && a.command == "sweep") {
+      if (has_inline) a.only.push_back(inline_value);
+      while (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) a.only.push_back(argv[++i]);
+      if (a.only.empty()) throw InputError("option --only needs at least one point key (dsgq sweep --list prints them)");
     } else if (opt == "--help" || opt == "-h") {
       a.command = "help";
       return a;
     } else if (opt.rfind("-", 0) == 0) {
       throw InputError("unknown option " + quote_value(opt) + " for 'dsgq " + a.command +
-                       "'; known: --config, --set, --dry-run, --force, --threads, --help");
+                       "'; known: --config, --set, --dry-run, --force, --threads, --help" +
+                       (a.command == "sweep" ? ", --list, --only" : ""));
     } else {
       a.positional.push_back(opt);
     }

@@ -11,6 +11,8 @@ struct Args {
   std::string command;             // "eval", "inspect", "help", ...
   pipeline::CommonArgs common;
   std::vector<std::string> positional;
+  std::vector<std::string> only;   // sweep --only KEY...
+  bool list = false;               // sweep --list
 };
 
 // Throws InputError naming the option and what was expected.

@@ -14,6 +14,7 @@
 #include "pipeline/inspect.hpp"
 #include "pipeline/quant_stage.hpp"
 #include "pipeline/synth_stage.hpp"
+#include "pipeline/sweep_stage.hpp"
 
 int main(int argc, char** argv) {
   dsgq::tune_allocator();
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<dsgq::pipeline::EvalStage> eval_stage;
   std::unique_ptr<dsgq::pipeline::SynthStage> synth_stage;
   std::unique_ptr<dsgq::pipeline::QuantStage> quant_stage;
+  std::unique_ptr<dsgq::pipeline::SweepStage> sweep_stage;
   try {
     args = dsgq::apps::parse_args(argc, argv);
     if (args.command == "help") output = dsgq::apps::usage();
@@ -43,6 +45,10 @@ int main(int argc, char** argv) {
     if (args.command == "quantize" || args.command == "run") {
       quant_stage = dsgq::pipeline::QuantStage::prepare(args.common, world, args.command == "run");
       if (args.common.dry_run && output.empty()) output = quant_stage->resolved_toml();
+    }
+    if (args.command == "sweep") {
+      sweep_stage = dsgq::pipeline::SweepStage::prepare(args.common, args.only, world);
+      if (args.list || args.common.dry_run) output = sweep_stage->listing();
     }
   } catch (const dsgq::InputError& e) {
     code = 2;
@@ -63,7 +69,7 @@ int main(int argc, char** argv) {
     }
     return worst;
   }
-  if (!output.empty() || (!eval_stage && !synth_stage && !quant_stage)) {
+  if (!output.empty() || (!eval_stage && !synth_stage && !quant_stage && !sweep_stage)) {
     if (world.is_root()) std::fputs(output.c_str(), stdout);
     return 0;
   }
@@ -71,6 +77,7 @@ int main(int argc, char** argv) {
   // Phase 2, collective: run. A failure now may leave other ranks inside a collective: abort the job.
   try {
     if (eval_stage) return eval_stage->execute(world);
+    if (sweep_stage) return sweep_stage->execute(world);
     if (synth_stage && synth_stage->execute(world) != 0) return 1;
     return quant_stage ? quant_stage->execute(world) : 0;
   } catch (const dsgq::InputError& e) {

@@ -13,6 +13,8 @@ namespace {
 const std::vector<std::string> kSections = {"model", "synth", "quant", "eval", "output", "runtime"};
 
 // Applies "section.key=value" to the table; records the origin of each overridden key.
+}  // namespace
+
 void apply_override(toml::table& root, const std::string& text, OverrideOrigins& origins) {
   const std::string origin = "--set " + text;
   const size_t eq = text.find('=');
@@ -48,13 +50,16 @@ void apply_override(toml::table& root, const std::string& text, OverrideOrigins&
   origins[section + "." + key] = origin;
 }
 
+namespace {
 void validate_device(const std::string& device, const std::string& where) {
   static const std::regex kDevice("cpu|cuda|cuda:[0-9]+");
   if (!std::regex_match(device, kDevice))
     throw InputError(where + " = " + quote_value(device) + " is not a device; expected cpu, cuda or cuda:N");
 }
 
-RunConfig read(const toml::table& root, const std::string& source, const OverrideOrigins& origins) {
+}  // namespace
+
+RunConfig read_run_table(const toml::table& root, const std::string& source, const OverrideOrigins& origins) {
   for (const auto& [k, v] : root) {
     const std::string name(k.str());
     bool known = false;
@@ -140,8 +145,6 @@ RunConfig read(const toml::table& root, const std::string& source, const Overrid
   return cfg;
 }
 
-}  // namespace
-
 RunConfig parse_run_config(const std::string& toml_text, const std::string& source,
                            const std::vector<std::string>& overrides) {
   toml::table root;
@@ -154,7 +157,7 @@ RunConfig parse_run_config(const std::string& toml_text, const std::string& sour
   }
   OverrideOrigins origins;
   for (const auto& o : overrides) apply_override(root, o, origins);
-  return read(root, source, origins);
+  return read_run_table(root, source, origins);
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {

@@ -44,6 +44,12 @@ class TomlSection {
 };
 
 std::string node_to_string(const toml::node& n);
+
+struct RunConfig;
+// Applies "section.key=value" (a --set) to the table; records where the key came from.
+void apply_override(toml::table& root, const std::string& text, OverrideOrigins& origins);
+// Validates a parsed config table into a RunConfig (unknown sections/keys, types, ranges).
+RunConfig read_run_table(const toml::table& root, const std::string& source, const OverrideOrigins& origins);
 std::string join(const std::vector<std::string>& items, const std::string& sep);
 
 }  // namespace dsgq::config

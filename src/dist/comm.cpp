@@ -32,7 +32,7 @@ Share share_of(int64_t n, int rank, int world) {
 
 MpiEnv::MpiEnv(int& argc, char**& argv) {
   int provided = 0;
-  check(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  check(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   world_.handle_ = reinterpret_cast<void*>(MPI_COMM_WORLD);
   MPI_Comm_rank(MPI_COMM_WORLD, &world_.rank_);

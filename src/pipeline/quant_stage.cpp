@@ -64,10 +64,15 @@ void check_calibration_file(const std::string& path, const config::RunConfig& cf
 }  // namespace
 
 std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const dist::Comm& comm, bool calib_will_exist) {
+  return prepare(resolve_config(args), args, comm, calib_will_exist);
+}
+
+std::unique_ptr<QuantStage> QuantStage::prepare(config::RunConfig cfg, const CommonArgs& args, const dist::Comm& comm,
+                                                bool calib_will_exist) {
   std::unique_ptr<QuantStage> stage(new QuantStage());
   Impl& s = *stage->impl_;
   s.args = args;
-  s.cfg = resolve_config(args);
+  s.cfg = std::move(cfg);
   s.rt = setup_runtime(s.cfg, args, comm);
   LoadedModel model = load_model(s.cfg, s.rt);
   s.net = std::move(model.net);
@@ -137,6 +142,10 @@ std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const di
 }
 
 std::string QuantStage::resolved_toml() const { return config::to_toml(impl_->cfg); }
+const std::string& QuantStage::key() const { return impl_->key; }
+const std::string& QuantStage::calib_path() const { return impl_->calib_path; }
+const std::string& QuantStage::record_path() const { return impl_->record_path; }
+bool QuantStage::complete() const { return !impl_->args.force && file_exists(impl_->record_path); }
 
 int QuantStage::execute(const dist::Comm& comm) {
   Impl& s = *impl_;

@@ -15,8 +15,15 @@ class QuantStage {
   // Local: validates config, weights, calibration file (unless `calib_will_exist`: dsgq run makes it first), eval
   // data and output. Throws InputError on bad input.
   static std::unique_ptr<QuantStage> prepare(const CommonArgs& args, const dist::Comm& comm, bool calib_will_exist);
+  // Same, for a config resolved elsewhere (a sweep point): `cfg` replaces the config file and --set overrides.
+  static std::unique_ptr<QuantStage> prepare(config::RunConfig cfg, const CommonArgs& args, const dist::Comm& comm, bool calib_will_exist);
   ~QuantStage();
   std::string resolved_toml() const;
+  const std::string& key() const;
+  const std::string& calib_path() const;   // the calibration set it reads (dsgq run / sweep: the synth output)
+  const std::string& record_path() const;
+  // Local: the record exists and --force was not given.
+  bool complete() const;
   // Collective. Returns 0.
   int execute(const dist::Comm& comm);
 

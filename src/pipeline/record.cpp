@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <torch/torch.h>
@@ -24,6 +26,29 @@ LoadedModel load_model(const config::RunConfig& cfg, const Runtime& rt) {
   m.net->to(rt.device);
   m.weights_sha256 = sha256_file(cfg.model.weights);
   return m;
+}
+
+void check_results_dir(const std::string& dir) {
+  const std::string results = dir + "/results";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(results, ec)) return;
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(results, ec))
+    if (e.path().extension() == ".json") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    nlohmann::json r;
+    try {
+      r = io::read_json(f);
+    } catch (const InputError&) {
+      throw InputError(f + ": is not a JSON result record; expected only dsgq records (" + io::kResultFormat +
+                       ") in " + results);
+    }
+    const std::string format = r.contains("format") && r["format"].is_string() ? r["format"].get<std::string>() : "(none)";
+    if (format != io::kResultFormat)
+      throw InputError(f + ": format = '" + format + "' was written by an incompatible dsgq version; expected " +
+                       io::kResultFormat + " (use another output.dir, or move the old results away)");
+  }
 }
 
 void check_record_slot(const config::RunConfig& cfg, const std::string& record_path, const nlohmann::json& point,

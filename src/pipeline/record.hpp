@@ -26,6 +26,8 @@ LoadedModel load_model(const config::RunConfig& cfg, const Runtime& rt);
 // record must be for the same `point` (InputError naming both otherwise).
 void check_record_slot(const config::RunConfig& cfg, const std::string& record_path, const nlohmann::json& point,
                        bool force);
+// Local: every record in <dir>/results is in this version's format (InputError naming the first that is not).
+void check_results_dir(const std::string& dir);
 // Local, in execute(): true (and a log line from rank 0) when the record exists and `force` is not set.
 bool already_done(const std::string& record_path, const std::string& key, bool force);
 

@@ -23,7 +23,10 @@ Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, cons
 }
 
 config::RunConfig resolve_config(const CommonArgs& args) {
-  config::RunConfig cfg = config::load_run_config(args.config_path, args.overrides);
+  return complete_config(config::load_run_config(args.config_path, args.overrides));
+}
+
+config::RunConfig complete_config(config::RunConfig cfg) {
   const models::ArchInfo& arch = models::arch_info(cfg.model.arch, cfg.source + " [model]: arch");
   if (cfg.model.dataset.empty()) cfg.model.dataset = arch.dataset;
   if (cfg.model.dataset != arch.dataset)

@@ -29,6 +29,8 @@ Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, cons
 
 // Loads the config file with the overrides and fills in what depends on the architecture (weights path, dataset).
 config::RunConfig resolve_config(const CommonArgs& args);
+// The part of resolve_config that fills in what depends on the architecture (a sweep point's config).
+config::RunConfig complete_config(config::RunConfig cfg);
 
 // min/mean/max of a per-rank duration, as a JSON-ready triple. Collective.
 struct Span {

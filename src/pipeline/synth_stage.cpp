@@ -35,10 +35,14 @@ SynthStage::SynthStage() : impl_(std::make_unique<Impl>()) {}
 SynthStage::~SynthStage() = default;
 
 std::unique_ptr<SynthStage> SynthStage::prepare(const CommonArgs& args, const dist::Comm& comm) {
+  return prepare(resolve_config(args), args, comm);
+}
+
+std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const CommonArgs& args, const dist::Comm& comm) {
   std::unique_ptr<SynthStage> stage(new SynthStage());
   Impl& s = *stage->impl_;
   s.args = args;
-  s.cfg = resolve_config(args);
+  s.cfg = std::move(cfg);
   s.rt = setup_runtime(s.cfg, args, comm);
   const config::SynthConfig& y = s.cfg.synth;
   const std::string where = s.cfg.source + " [synth]: ";

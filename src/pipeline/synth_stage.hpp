@@ -13,6 +13,8 @@ class SynthStage {
  public:
   // Local, no collectives: resolves and validates config, weights, output; throws InputError on bad input.
   static std::unique_ptr<SynthStage> prepare(const CommonArgs& args, const dist::Comm& comm);
+  // Same, for a config resolved elsewhere (a sweep point): `cfg` replaces the config file and --set overrides.
+  static std::unique_ptr<SynthStage> prepare(config::RunConfig cfg, const CommonArgs& args, const dist::Comm& comm);
   ~SynthStage();
   std::string resolved_toml() const;
   const std::string& output_path() const;

@@ -10,10 +10,9 @@
 #include "test_util.hpp"
 
 using namespace dsgq;
+using test::dsgq_bin;
 
 namespace {
-
-std::string dsgq_bin() { return test::env_or("DSGQ_BIN", "dsgq"); }
 
 // Lines the run printed at error level.
 std::vector<std::string> error_lines(const std::string& out) {

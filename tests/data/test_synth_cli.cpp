@@ -17,31 +17,15 @@
 #include "test_util.hpp"
 
 using namespace dsgq;
+using test::dsgq_bin;
+using test::expect_exit2;
+using test::mpiexec;
+using test::wait_for;
 
 namespace {
 
-std::string dsgq_bin() { return test::env_or("DSGQ_BIN", "dsgq"); }
-std::string mpiexec() { return test::env_or("DSGQ_MPIEXEC", "mpiexec") + " --oversubscribe --bind-to none"; }
-
 std::string synth_cmd(const std::string& out, const std::string& extra) {
   return dsgq_bin() + " synth --threads 1 --set synth.out=" + out + " " + extra;
-}
-
-void expect_exit2(const test::CommandResult& r, const std::string& fragment) {
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  size_t errors = 0, pos = 0;
-  while ((pos = r.output.find("] error: ", pos)) != std::string::npos) ++errors, ++pos;
-  EXPECT_EQ(errors, 1u) << r.output;
-  EXPECT_NE(r.output.find(fragment), std::string::npos) << "missing '" << fragment << "' in\n" << r.output;
-}
-
-bool wait_for(const std::function<bool()>& cond, double seconds) {
-  const auto t0 = std::chrono::steady_clock::now();
-  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return cond();
 }
 
 }  // namespace

@@ -1,0 +1,139 @@
+#include "pipeline/sweep_stage.hpp"
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "config/sweep_config.hpp"
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "core/timer.hpp"
+#include "dist/queue.hpp"
+#include "io/json_record.hpp"
+#include "pipeline/quant_stage.hpp"
+#include "pipeline/record.hpp"
+#include "pipeline/synth_stage.hpp"
+
+namespace dsgq::pipeline {
+
+struct SweepStage::Impl {
+  CommonArgs args;
+  config::SweepSpec spec;
+  struct Point {
+    config::RunConfig cfg;
+    std::string label, key, calib, record;
+    bool complete = false;
+  };
+  std::vector<Point> points;
+  std::vector<std::string> datasets;                    // distinct calibration sets, first use first
+  std::map<std::string, std::unique_ptr<SynthStage>> synth;  // by dataset path
+};
+
+SweepStage::SweepStage() : impl_(std::make_unique<Impl>()) {}
+SweepStage::~SweepStage() = default;
+
+std::unique_ptr<SweepStage> SweepStage::prepare(const CommonArgs& args, const std::vector<std::string>& only,
+                                                const dist::Comm& comm) {
+  std::unique_ptr<SweepStage> stage(new SweepStage());
+  Impl& s = *stage->impl_;
+  s.args = args;
+  s.spec = config::load_sweep(args.config_path, args.overrides);
+  const std::string& src = s.spec.source;
+  if (s.spec.points.empty()) throw InputError(src + ": the sweep has no points; expected at least one");
+  check_results_dir(complete_config(s.spec.points.front().cfg).output.dir);
+  std::map<std::string, size_t> by_key;
+  for (auto& p : s.spec.points) {
+    config::RunConfig cfg = complete_config(p.cfg);
+    if (!cfg.quant.calib_data.empty())
+      throw InputError(src + " [quant]: calib_data = " + quote_value(cfg.quant.calib_data) +
+                       " is set, but a sweep makes its calibration sets from [synth]; expected calib_data unset");
+    if (!cfg.synth.out.empty())
+      throw InputError(src + " [synth]: out = " + quote_value(cfg.synth.out) +
+                       " is set, but a sweep names its datasets by key under output.dir; expected out unset");
+    // Validates the point (weights, eval data, record slot) without keeping its model in memory.
+    const auto q = QuantStage::prepare(cfg, args, comm, /*calib_will_exist=*/true);
+    Impl::Point point{cfg, p.label, q->key(), q->calib_path(), q->record_path(), q->complete()};
+    const auto [it, fresh] = by_key.emplace(point.key, s.points.size());
+    if (!fresh)
+      throw InputError(src + ": points '" + s.points[it->second].label + "' and '" + point.label +
+                       "' are the same point (key " + point.key + "); expected every point once (a duplicate in a "
+                       "list, or two [[sweep.grid]] tables that overlap)");
+    s.points.push_back(std::move(point));
+  }
+  if (!only.empty()) {
+    std::vector<Impl::Point> kept;
+    for (const auto& k : only) {
+      const auto it = by_key.find(k);
+      if (it == by_key.end())
+        throw InputError("--only " + quote_value(k) + ": no such point in " + src + "; expected a key that dsgq sweep "
+                         "--list prints (e.g. " + s.points.front().key + ")");
+      kept.push_back(s.points[it->second]);
+    }
+    s.points = std::move(kept);
+  }
+  if (s.points.empty()) throw InputError(src + ": the sweep has no points; expected at least one");
+  for (const auto& p : s.points) {
+    if (s.synth.count(p.calib)) continue;
+    s.datasets.push_back(p.calib);
+    s.synth[p.calib] = SynthStage::prepare(p.cfg, args, comm);
+  }
+  return stage;
+}
+
+std::string SweepStage::listing() const {
+  const Impl& s = *impl_;
+  std::string axes;
+  for (const auto& a : s.spec.axes) axes += (axes.empty() ? "" : ", ") + a;
+  if (axes.empty()) axes = "nothing";
+  std::string out = "# sweep " + (s.spec.name.empty() ? s.spec.source : s.spec.name) + ": " +
+                    std::to_string(s.points.size()) + " points, " + std::to_string(s.datasets.size()) +
+                    " calibration sets (varied: " + axes + ")\n";
+  size_t done = 0;
+  for (const auto& p : s.points) {
+    done += p.complete;
+    out += std::string(p.complete ? "done     " : "pending  ") + p.key + "  (" + p.label + ")\n";
+  }
+  for (const auto& d : s.datasets)
+    out += std::string(file_exists(d) ? "complete " : file_exists(d + ".part") ? "partial  " : "missing  ") + d + "\n";
+  out += "# " + std::to_string(done) + " of " + std::to_string(s.points.size()) + " points done\n";
+  return out;
+}
+
+int SweepStage::execute(const dist::Comm& comm) {
+  Impl& s = *impl_;
+  Timer total;
+  std::vector<size_t> pending;
+  for (size_t i = 0; i < s.points.size(); ++i)
+    if (!s.points[i].complete) pending.push_back(i);
+  log_info0("sweep %s: %zu points, %zu done, %zu to run on %d rank(s)",
+            (s.spec.name.empty() ? s.spec.source : s.spec.name).c_str(), s.points.size(),
+            s.points.size() - pending.size(), pending.size(), comm.size());
+  // 1. Calibration sets, each by all ranks together (a complete one is skipped inside the stage).
+  for (const auto& d : s.datasets) {
+    bool needed = false;
+    for (size_t i : pending) needed = needed || s.points[i].calib == d;
+    if (needed) s.synth.at(d)->execute(comm);
+    s.synth.at(d).reset();  // frees its model
+  }
+  // 2. Quantize + eval points, one rank each, on demand.
+  dist::WorkQueue queue(comm, static_cast<int64_t>(pending.size()));
+  const dist::Comm self = dist::Comm::self();
+  for (int64_t j; (j = queue.next()) >= 0;) {
+    const Impl::Point& p = s.points[pending[static_cast<size_t>(j)]];
+    Timer t;
+    auto q = QuantStage::prepare(p.cfg, s.args, comm, /*calib_will_exist=*/false);
+    q->execute(self);
+    const nlohmann::json rec = io::read_json(p.record);
+    log_info("point %lld/%zu %s: top1 %.2f (FP32 %.2f) in %.1f s", static_cast<long long>(j + 1), pending.size(),
+             p.key.c_str(), rec["metrics"]["top1"].get<double>(), rec["metrics"]["fp32_top1"].get<double>(),
+             t.seconds());
+  }
+  queue.finish();
+  log_info0("sweep done: %zu points computed on %d rank(s) in %.1f s (%zu were already done); records in %s/results",
+            pending.size(), comm.size(), total.seconds(), s.points.size() - pending.size(),
+            s.points.front().cfg.output.dir.c_str());
+  return 0;
+}
+
+}  // namespace dsgq::pipeline
