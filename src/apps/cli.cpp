@@ -1,5 +1,6 @@
 #include "apps/cli.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "core/error.hpp"
@@ -20,7 +21,7 @@ const CommandInfo kCommands[] = {
     {"quantize", "quantize --config FILE   calibrate on a calibration set, export encodings, evaluate (zeroq protocol)", true},
     {"run", "run      --config FILE   synth (skipped when done) -> quantize -> eval for one point", true},
     {"sweep", "sweep    --config FILE   a grid of points (lists in a run file); resumable; ranks share the work", true},
-    {"report", "report   RUNS_DIR        aggregate results into tables (not in this version)", false},
+    {"report", "report   RUNS_DIR        aggregate result records into tables (RUNS_DIR/report/table.md|csv|tex)", true},
     {"pack", "pack     --images DIR    pack an ImageNet-style folder (not in this version)", false},
 };
 
@@ -39,6 +40,7 @@ std::string usage() {
       "  --force                redo finished work (overwrite the result record)\n"
       "  --list                 sweep: print every point, its key and state (done/pending), exit\n"
       "  --only KEY...          sweep: only these points (keys as --list prints them)\n"
+      "  --shard I/N            sweep: only shard I of N (points grouped by calibration set, set g -> shard g % N)\n"
       "  --threads N            torch threads per rank (default: SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or\n"
       "                         the node's cores divided by its ranks)\n"
       "  --help                 this text\n"
@@ -48,7 +50,7 @@ std::string usage() {
 
 Args parse_args(int argc, char** argv) {
   Args a;
-  if (argc < 2) throw InputError("no command given; expected one of eval, synth, quantize, run, sweep, inspect (dsgq --help lists them)");
+  if (argc < 2) throw InputError("no command given; expected one of eval, synth, quantize, run, sweep, report, inspect (dsgq --help lists them)");
   a.command = argv[1];
   if (a.command == "--help" || a.command == "-h" || a.command == "help") {
     a.command = "help";
@@ -60,9 +62,9 @@ Args parse_args(int argc, char** argv) {
     known = true;
     if (!c.available)
       throw InputError("command " + quote_value(a.command) + " is not available in dsgq " + kVersion +
-                       "; available: eval, synth, quantize, run, sweep, inspect");
+                       "; available: eval, synth, quantize, run, sweep, report, inspect");
   }
-  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, quantize, run, sweep, inspect (dsgq --help)");
+  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, quantize, run, sweep, report, inspect (dsgq --help)");
 
   auto value = [&](int& i, const std::string& opt) -> std::string {
     if (i + 1 >= argc) throw InputError("option " + opt + " needs a value");
@@ -95,6 +97,15 @@ Args parse_args(int argc, char** argv) {
       a.common.threads = static_cast<int>(n);
     } else if (opt == "--list" && a.command == "sweep") {
       a.list = true;
+    } else if (opt == "--shard" && a.command == "sweep") {
+      const std::string v = val();
+      int i = -1, n = 0;
+      char tail = 0;
+      if (std::sscanf(v.c_str(), "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 0 || i >= n)
+        throw InputError("option --shard = " + quote_value(v) + " is not a shard; expected I/N with 0 <= I < N (e.g. "
+                         "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)");
+      a.shard = i;
+      a.shards = n;
     } else if (opt == "--only" && a.command == "sweep") {
       if (has_inline) a.only.push_back(inline_value);
       while (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) a.only.push_back(argv[++i]);
@@ -105,14 +116,16 @@ Args parse_args(int argc, char** argv) {
     } else if (opt.rfind("-", 0) == 0) {
       throw InputError("unknown option " + quote_value(opt) + " for 'dsgq " + a.command +
                        "'; known: --config, --set, --dry-run, --force, --threads, --help" +
-                       (a.command == "sweep" ? ", --list, --only" : ""));
+                       (a.command == "sweep" ? ", --list, --only, --shard" : ""));
     } else {
       a.positional.push_back(opt);
     }
   }
   if (a.command == "inspect" && a.positional.size() != 1)
     throw InputError("dsgq inspect takes exactly one FILE; got " + std::to_string(a.positional.size()));
-  if (a.command != "inspect" && !a.positional.empty())
+  if (a.command == "report" && a.positional.size() != 1)
+    throw InputError("dsgq report takes exactly one RUNS_DIR (an output.dir); got " + std::to_string(a.positional.size()));
+  if (a.command != "inspect" && a.command != "report" && !a.positional.empty())
     throw InputError("unexpected argument " + quote_value(a.positional[0]) + " for 'dsgq " + a.command +
                      "'; expected options only (--config FILE)");
   return a;

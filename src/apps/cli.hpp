@@ -13,6 +13,7 @@ struct Args {
   std::vector<std::string> positional;
   std::vector<std::string> only;   // sweep --only KEY...
   bool list = false;               // sweep --list
+  int shard = 0, shards = 1;       // sweep --shard I/N (a Slurm array task: I = SLURM_ARRAY_TASK_ID)
 };
 
 // Throws InputError naming the option and what was expected.

@@ -13,6 +13,7 @@
 #include "pipeline/eval_stage.hpp"
 #include "pipeline/inspect.hpp"
 #include "pipeline/quant_stage.hpp"
+#include "pipeline/report.hpp"
 #include "pipeline/synth_stage.hpp"
 #include "pipeline/sweep_stage.hpp"
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     args = dsgq::apps::parse_args(argc, argv);
     if (args.command == "help") output = dsgq::apps::usage();
     if (args.command == "inspect" && world.is_root()) output = dsgq::pipeline::inspect_file(args.positional[0]);
+    if (args.command == "report" && world.is_root()) output = dsgq::pipeline::write_report(args.positional[0]);
     if (args.command == "eval") {
       eval_stage = dsgq::pipeline::EvalStage::prepare(args.common, world);
       if (args.common.dry_run) output = eval_stage->resolved_toml();
@@ -47,7 +49,7 @@ int main(int argc, char** argv) {
       if (args.common.dry_run && output.empty()) output = quant_stage->resolved_toml();
     }
     if (args.command == "sweep") {
-      sweep_stage = dsgq::pipeline::SweepStage::prepare(args.common, args.only, world);
+      sweep_stage = dsgq::pipeline::SweepStage::prepare(args.common, args.only, world, args.shard, args.shards);
       if (args.list || args.common.dry_run) output = sweep_stage->listing();
     }
   } catch (const dsgq::InputError& e) {

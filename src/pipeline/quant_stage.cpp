@@ -40,6 +40,34 @@ QuantStage::QuantStage() : impl_(std::make_unique<Impl>()) {}
 QuantStage::~QuantStage() = default;
 
 namespace {
+// How dsgq report names the point's rows (not part of the point's identity).
+nlohmann::json labels_json(const config::RunConfig& cfg) {
+  const config::SynthConfig& y = cfg.synth;
+  std::string data = y.method;
+  std::vector<std::string> extra;
+  if (!cfg.quant.calib_data.empty()) {
+    data = std::filesystem::path(cfg.quant.calib_data).stem().string();
+  } else {
+    if (y.preset != "paper" && (y.method == "dsg" || y.method == "zeroq")) extra.push_back(y.preset);
+    if (y.method == "dsg") {
+      if (!y.lse) extra.push_back("no LSE");
+      if (y.margin_scale == 0 || y.slack_quantile == 0) extra.push_back("no SDA");
+      else if (y.slack_quantile != 0.9) {
+        std::ostringstream q;
+        q << "q=" << y.slack_quantile;
+        extra.push_back(q.str());
+      }
+      if (y.margin_scale != 0 && y.margin_scale != 1) {
+        std::ostringstream m;
+        m << "margins x" << y.margin_scale;
+        extra.push_back(m.str());
+      }
+    }
+  }
+  for (size_t i = 0; i < extra.size(); ++i) data += (i == 0 ? " (" : ", ") + extra[i] + (i + 1 == extra.size() ? ")" : "");
+  return {{"data", data}, {"method", cfg.quant.protocol + "/" + cfg.quant.act_observer}};
+}
+
 void check_calibration_file(const std::string& path, const config::RunConfig& cfg, const models::Network& net,
                             const std::string& weights_sha256) {
   const io::SynthMeta m = io::read_synth_meta(path);
@@ -240,6 +268,7 @@ int QuantStage::execute(const dist::Comm& comm) {
       {"peak_rss_mib", peak_mib},
       {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
       {"layers", layer_reports},
+      {"labels", labels_json(s.cfg)},
       {"provenance", provenance}};
   io::write_json_atomic(s.record_path, rec);
   log_info0("%s %s W%lldA%lld (%s, %lld calibration images): top1 %.2f%% (FP32 %.2f%%), top5 %.2f%% -> %s",

@@ -28,13 +28,14 @@ struct SweepStage::Impl {
   std::vector<Point> points;
   std::vector<std::string> datasets;                    // distinct calibration sets, first use first
   std::map<std::string, std::unique_ptr<SynthStage>> synth;  // by dataset path
+  bool empty_shard = false;                                 // --shard with nothing to do: not an error
 };
 
 SweepStage::SweepStage() : impl_(std::make_unique<Impl>()) {}
 SweepStage::~SweepStage() = default;
 
 std::unique_ptr<SweepStage> SweepStage::prepare(const CommonArgs& args, const std::vector<std::string>& only,
-                                                const dist::Comm& comm) {
+                                                const dist::Comm& comm, int shard, int shards) {
   std::unique_ptr<SweepStage> stage(new SweepStage());
   Impl& s = *stage->impl_;
   s.args = args;
@@ -72,6 +73,21 @@ std::unique_ptr<SweepStage> SweepStage::prepare(const CommonArgs& args, const st
     }
     s.points = std::move(kept);
   }
+  if (shards > 1) {
+    std::map<std::string, size_t> group;
+    std::vector<Impl::Point> kept;
+    for (auto& p : s.points) {
+      const size_t g = group.emplace(p.calib, group.size()).first->second;
+      if (static_cast<int>(g % static_cast<size_t>(shards)) == shard) kept.push_back(std::move(p));
+    }
+    s.points = std::move(kept);
+    if (s.points.empty()) {
+      log_warn0("shard %d/%d of %s has no points (%zu calibration sets for %d shards)", shard, shards, src.c_str(),
+                group.size(), shards);
+      s.empty_shard = true;
+      return stage;
+    }
+  }
   if (s.points.empty()) throw InputError(src + ": the sweep has no points; expected at least one");
   for (const auto& p : s.points) {
     if (s.synth.count(p.calib)) continue;
@@ -88,7 +104,8 @@ std::string SweepStage::listing() const {
   if (axes.empty()) axes = "nothing";
   std::string out = "# sweep " + (s.spec.name.empty() ? s.spec.source : s.spec.name) + ": " +
                     std::to_string(s.points.size()) + " points, " + std::to_string(s.datasets.size()) +
-                    " calibration sets (varied: " + axes + ")\n";
+                    " calibration sets (varied: " + axes + ")\n# output: " +
+                    (s.points.empty() ? std::string("-") : s.points.front().cfg.output.dir) + "\n";
   size_t done = 0;
   for (const auto& p : s.points) {
     done += p.complete;
@@ -102,6 +119,7 @@ std::string SweepStage::listing() const {
 
 int SweepStage::execute(const dist::Comm& comm) {
   Impl& s = *impl_;
+  if (s.empty_shard) return 0;
   Timer total;
   std::vector<size_t> pending;
   for (size_t i = 0; i < s.points.size(); ++i)

@@ -17,8 +17,10 @@ namespace dsgq::pipeline {
 class SweepStage {
  public:
   // Local: expands the grid, validates every point, refuses duplicates and unknown --only keys.
+  // shard/shards: keep the points of every calibration set g (in first-use order) with g % shards == shard, so
+  // that array tasks never make the same set twice.
   static std::unique_ptr<SweepStage> prepare(const CommonArgs& args, const std::vector<std::string>& only,
-                                             const dist::Comm& comm);
+                                             const dist::Comm& comm, int shard = 0, int shards = 1);
   ~SweepStage();
   // One line per point: state (done | pending), key, the varied keys; then the datasets. Local.
   std::string listing() const;

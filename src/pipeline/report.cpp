@@ -1,0 +1,143 @@
+#include "pipeline/report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "io/json_record.hpp"
+#include "pipeline/record.hpp"
+
+namespace dsgq::pipeline {
+namespace {
+
+struct Cell {
+  std::vector<double> top1;
+  double mean() const {
+    double s = 0;
+    for (double v : top1) s += v;
+    return s / static_cast<double>(top1.size());
+  }
+  double std() const {  // sample standard deviation (n - 1); 0 for one seed
+    if (top1.size() < 2) return 0;
+    const double m = mean();
+    double s = 0;
+    for (double v : top1) s += (v - m) * (v - m);
+    return std::sqrt(s / static_cast<double>(top1.size() - 1));
+  }
+};
+
+// "w4a4" -> sort key: higher weight bits first, then higher activation bits.
+std::pair<int, int> bits_of(const std::string& precision) {
+  int w = 0, a = 0;
+  std::sscanf(precision.c_str(), "w%da%d", &w, &a);
+  return {-w, -a};
+}
+
+std::string fmt(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f", v);
+  return b;
+}
+
+std::string upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+struct Table {
+  std::string arch;
+  double fp32 = NAN;
+  std::vector<std::string> columns;                                  // precisions, sorted
+  std::map<std::pair<std::string, std::string>, std::map<std::string, Cell>> rows;  // (data, method) -> col -> cell
+};
+
+}  // namespace
+
+std::string write_report(const std::string& runs_dir) {
+  const std::string results = runs_dir + "/results";
+  if (!std::filesystem::is_directory(results))
+    throw InputError(runs_dir + ": has no results/ folder; expected the output.dir of dsgq runs or sweeps");
+  check_results_dir(runs_dir);
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(results))
+    if (e.path().extension() == ".json") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw InputError(results + ": no result records; expected <key>.json files from dsgq run/sweep");
+
+  std::map<std::string, Table> tables;
+  for (const auto& f : files) {
+    const nlohmann::json r = io::read_json(f);
+    const nlohmann::json& p = r.at("point");
+    Table& t = tables[p.at("arch").get<std::string>()];
+    t.arch = p.at("arch").get<std::string>();
+    const nlohmann::json& m = r.at("metrics");
+    if (!p.contains("precision")) {  // an FP32 evaluation record
+      if (std::isnan(t.fp32)) t.fp32 = m.at("top1").get<double>();
+      continue;
+    }
+    if (std::isnan(t.fp32)) t.fp32 = m.at("fp32_top1").get<double>();
+    const std::string precision = p.at("precision").get<std::string>();
+    std::string data = p.value("method", std::string("file")), method = p.at("protocol").get<std::string>();
+    if (r.contains("labels")) {
+      data = r["labels"].at("data").get<std::string>();
+      method = r["labels"].at("method").get<std::string>();
+    }
+    t.rows[{data, method}][precision].top1.push_back(m.at("top1").get<double>());
+    if (std::find(t.columns.begin(), t.columns.end(), precision) == t.columns.end()) t.columns.push_back(precision);
+  }
+
+  std::string md, csv = "arch,data,method,precision,top1_mean,top1_std,n_seeds\n", tex;
+  for (auto& [arch, t] : tables) {
+    std::sort(t.columns.begin(), t.columns.end(),
+              [](const std::string& a, const std::string& b) { return bits_of(a) < bits_of(b); });
+    md += "### " + arch + "\n\n| data | method |";
+    std::string sep = "|---|---|";
+    for (const auto& c : t.columns) md += " " + upper(c) + " |", sep += "---|";
+    md += "\n" + sep + "\n| FP32 | - |";
+    for (size_t i = 0; i < t.columns.size(); ++i) md += " " + fmt(t.fp32) + " |";
+    md += "\n";
+    csv += arch + ",FP32,-,fp32," + fmt(t.fp32) + ",0,1\n";
+    tex += "% " + arch + "\n\\begin{tabular}{ll" + std::string(t.columns.size(), 'c') + "}\n\\toprule\nData & Method";
+    for (const auto& c : t.columns) tex += " & " + upper(c);
+    tex += " \\\\\n\\midrule\nFP32 & --";
+    for (size_t i = 0; i < t.columns.size(); ++i) tex += " & " + fmt(t.fp32);
+    tex += " \\\\\n";
+    for (const auto& [row, cells] : t.rows) {
+      md += "| " + row.first + " | " + row.second + " |";
+      tex += row.first + " & " + row.second;
+      for (const auto& c : t.columns) {
+        const auto it = cells.find(c);
+        if (it == cells.end()) {
+          md += " - |";
+          tex += " & --";
+          continue;
+        }
+        const Cell& cell = it->second;
+        const std::string n = cell.top1.size() > 1 ? " (" + std::to_string(cell.top1.size()) + ")" : "";
+        md += " " + fmt(cell.mean()) + (cell.top1.size() > 1 ? " ± " + fmt(cell.std()) : "") + n + " |";
+        tex += " & " + fmt(cell.mean()) + (cell.top1.size() > 1 ? "$\\pm$" + fmt(cell.std()) : "");
+        csv += arch + ",\"" + row.first + "\"," + row.second + "," + c + "," + fmt(cell.mean()) + "," +
+               fmt(cell.std()) + "," + std::to_string(cell.top1.size()) + "\n";
+      }
+      md += "\n";
+      tex += " \\\\\n";
+    }
+    md += "\n";
+    tex += "\\bottomrule\n\\end{tabular}\n\n";
+  }
+  md = "Top-1 (%) on the test set, mean ± sample standard deviation over seeds (number of seeds in brackets).\n\n" + md;
+  make_dirs(runs_dir + "/report");
+  atomic_write_file(runs_dir + "/report/table.md", md);
+  atomic_write_file(runs_dir + "/report/table.csv", csv);
+  atomic_write_file(runs_dir + "/report/table.tex", tex);
+  return md;
+}
+
+}  // namespace dsgq::pipeline
