@@ -152,12 +152,11 @@ SweepSpec parse_sweep(const std::string& toml_text, const std::string& source,
     grid_axes.push_back(axes);
   }
 
-  std::set<std::string> all_axes;
+  std::map<std::string, std::set<std::string>> seen;  // axis -> the values it takes over all points
   static const std::regex kBits("w([0-9]+)a([0-9]+)");
   for (size_t g = 0; g < grid_axes.size(); ++g) {
     const Axes& axes = grid_axes[g];
     std::vector<std::pair<std::string, std::vector<const toml::node*>>> list(axes.begin(), axes.end());
-    for (const auto& a : list) all_axes.insert(a.first);
     std::vector<size_t> idx(list.size(), 0);
     while (true) {
       toml::table t = fixed;
@@ -168,6 +167,7 @@ SweepSpec parse_sweep(const std::string& toml_text, const std::string& source,
         const toml::node& v = *list[i].second[idx[i]];
         const std::string text = value_text(v);
         label += (label.empty() ? "" : " ") + path + "=" + text;
+        seen[path].insert(text);
         const std::string origin = source + " (sweep point " + path + "=" + text + ")";
         if (path == "quant.bits") {
           std::smatch m;
@@ -189,7 +189,8 @@ SweepSpec parse_sweep(const std::string& toml_text, const std::string& source,
       if (i == 0) break;
     }
   }
-  spec.axes.assign(all_axes.begin(), all_axes.end());
+  for (const auto& [path, values] : seen)
+    if (values.size() > 1) spec.axes.push_back(path);
   return spec;
 }
 

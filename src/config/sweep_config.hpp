@@ -34,7 +34,7 @@ struct SweepPoint {
 
 struct SweepSpec {
   std::string source, name;
-  std::vector<std::string> axes;  // every key some grid varies, sorted
+  std::vector<std::string> axes;  // every key that takes more than one value over the points, sorted
   std::vector<SweepPoint> points; // grid by grid; within a grid the last axis varies fastest
 };
 

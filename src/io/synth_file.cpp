@@ -242,6 +242,8 @@ SynthWriter::SynthWriter(const std::string& path, const SynthMeta& meta, const s
   create_dataset(f, "/lse_layer", H5T_NATIVE_INT32, {hsize_t(meta.n_images)});
   create_dataset(f, "/loss", H5T_NATIVE_FLOAT, {hsize_t(nb)});
   create_dataset(f, "/batch_done", H5T_NATIVE_UINT8, {hsize_t(nb)});
+  if (meta.iterations > 0 && (meta.method == "dsg" || meta.method == "zeroq"))
+    create_dataset(f, "/loss_curve", H5T_NATIVE_FLOAT, {hsize_t(nb), hsize_t(meta.iterations)});
   Id group(H5Gcreate2(f, "/margins", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
   if (!delta.empty()) {  // same on every rank
     create_dataset(f, "/margins/delta", H5T_NATIVE_DOUBLE, {hsize_t(delta.size())});
@@ -275,7 +277,7 @@ SynthWriter::~SynthWriter() {
 }
 
 void SynthWriter::write_batch(int64_t b, int64_t first, const at::Tensor& images, const at::Tensor& labels,
-                              const at::Tensor& lse, double loss) {
+                              const at::Tensor& lse, double loss, const std::vector<float>& loss_curve) {
   const hid_t f = impl_->file;
   const at::Tensor img = images.detach().to(at::kCPU, at::kFloat).contiguous();
   const at::Tensor lab = labels.to(at::kCPU, at::kLong).contiguous();
@@ -286,6 +288,12 @@ void SynthWriter::write_batch(int64_t b, int64_t first, const at::Tensor& images
   write_rows(f, "/lse_layer", H5T_NATIVE_INT32, first, n, lsl.data_ptr());
   const float lossf = static_cast<float>(loss);
   write_rows(f, "/loss", H5T_NATIVE_FLOAT, b, impl_->comm->is_root() ? 1 : 0, &lossf);
+  if (!loss_curve.empty() && H5Lexists(f, "/loss_curve", H5P_DEFAULT) > 0) {  // a .part from before the curve: none
+    const auto dims = dims_of(f, "/loss_curve", impl_->part);
+    DSGQ_CHECK(dims[1] == loss_curve.size(), "loss curve length " + std::to_string(loss_curve.size()) +
+                                                 " != iterations " + std::to_string(dims[1]));
+    write_rows(f, "/loss_curve", H5T_NATIVE_FLOAT, b, impl_->comm->is_root() ? 1 : 0, loss_curve.data());
+  }
   check(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush");
   const uint8_t one = 1;
   write_rows(f, "/batch_done", H5T_NATIVE_UINT8, b, impl_->comm->is_root() ? 1 : 0, &one);

@@ -6,6 +6,7 @@
 //   /lse_layer int32   [N]        the BN layer a sample enhanced, -1 if none
 //   /loss      float32 [batches]  final loss of each batch
 //   /batch_done uint8  [batches]  1 once a batch is written (resume state; all 1 in a complete file)
+//   /loss_curve float32 [batches, iterations]  the loss at every iteration (dsg/zeroq; absent in older files)
 //   /margins/delta, /margins/gamma float64 [L]  SDA margins used (empty when none)
 //   root attributes: format, model, weights, weights_sha256, method, preset, config_toml, seed, world_size,
 //   iterations, dsgq_version, created, n_images, batch.
@@ -47,7 +48,7 @@ class SynthWriter {
   // Collective: this rank's rows [first, first + n) (global image indices) of batch `b`; then the batch is marked
   // done. images float [n,C,H,W] (any device), labels int64 [n], lse int32/int64 [n]; loss from every rank (same).
   void write_batch(int64_t b, int64_t first, const at::Tensor& images, const at::Tensor& labels,
-                   const at::Tensor& lse, double loss);
+                   const at::Tensor& lse, double loss, const std::vector<float>& loss_curve = {});
 
   // Collective: closes the file and renames <path>.part to <path>.
   void finish();

@@ -84,7 +84,8 @@ std::string write_report(const std::string& runs_dir) {
     }
     if (std::isnan(t.fp32)) t.fp32 = m.at("fp32_top1").get<double>();
     const std::string precision = p.at("precision").get<std::string>();
-    std::string data = p.value("method", std::string("file")), method = p.at("protocol").get<std::string>();
+    std::string data = p.value("method", std::string("file")),
+                method = p.at("protocol").get<std::string>() + "/" + p.value("act_observer", std::string("?"));
     if (r.contains("labels")) {
       data = r["labels"].at("data").get<std::string>();
       method = r["labels"].at("method").get<std::string>();

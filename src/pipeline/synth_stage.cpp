@@ -160,7 +160,7 @@ int SynthStage::execute(const dist::Comm& comm) {
       continue;
     }
     const synth::BatchResult r = synth.make_batch(b);
-    writer.write_batch(b, r.first, r.images, r.labels, r.lse_layer, r.loss);
+    writer.write_batch(b, r.first, r.images, r.labels, r.lse_layer, r.loss, r.loss_curve);
     log_info0("%s: batch %lld/%lld written (loss %.6g)", s.key.c_str(), static_cast<long long>(b + 1),
               static_cast<long long>(synth.n_batches()), r.loss);
   }

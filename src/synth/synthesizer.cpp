@@ -90,6 +90,7 @@ BatchResult Synthesizer::make_batch(int64_t b) {
     if (oc.official) slice.roll = draw_roll(s_.seed, b, it);
     const at::Tensor loss = objective_.evaluate(x, slice, &value);
     check_finite(value, s_.label, b, it);
+    r.loss_curve.push_back(static_cast<float>(value.total));
     loss.backward();
     opt.step();
     const double lr = plateau.step(value.total);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dist/comm.hpp"
 #include "synth/margins.hpp"
@@ -36,6 +37,7 @@ struct BatchResult {
   at::Tensor labels;      // int64 [n]: target label (official random label, real label), -1 if none
   at::Tensor lse_layer;   // int64 [n]: -1 if none
   double loss = 0;        // global final loss (0 for gaussian and real)
+  std::vector<float> loss_curve;  // global loss at every iteration (empty for gaussian and real)
 };
 
 class Synthesizer {

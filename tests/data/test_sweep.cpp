@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs.hpp"
+#include "dsgq/version.hpp"
 #include "io/json_record.hpp"
 #include "test_util.hpp"
 
@@ -87,7 +88,22 @@ TEST(Sweep, SameRecordsOnOneTwoThreeRanksEachDatasetOnceAndKillNineResumes) {
     EXPECT_EQ(count(r.output, " images in "), 3u) << r.output;
     const auto m = metrics_of(tmp / dir);
     EXPECT_EQ(m.size(), 12u);
-    if (ranks == 1) reference = m;
+    if (ranks == 1) {
+      reference = m;
+      // The tables and figures of that folder: one table, FP32 first, 3 data sources x 2 methods, both columns.
+      const auto rep = test::run_command(dsgq_bin() + " report " + (tmp / dir));
+      ASSERT_EQ(rep.exit_code, 0) << rep.output;
+      const std::string md = read_file(tmp / dir + "/report/table.md");
+      EXPECT_NE(md.find("| data | method | W8A8 | W4A4 |"), std::string::npos) << md;
+      EXPECT_NE(md.find("| FP32 | - |"), std::string::npos) << md;
+      for (const char* row : {"| gaussian | zeroq/ema |", "| zeroq | adaround/mse |", "| real | zeroq/ema |"})
+        EXPECT_NE(md.find(row), std::string::npos) << row << "\n" << md;
+      EXPECT_EQ(count(read_file(tmp / dir + "/report/table.csv"), "\n"), 1u + 1u + 12u);  // header, FP32, cells
+      const auto fig = test::run_command("/usr/bin/python3 " + std::string(kSourceDir) + "/analysis/figures.py " + (tmp / dir));
+      ASSERT_EQ(fig.exit_code, 0) << fig.output;
+      for (const char* png : {"accuracy_vs_bits_resnet20.png", "loss_curves.png", "samples.png", "bn_spread.png"})
+        EXPECT_GT(std::filesystem::file_size(tmp / dir + "/report/" + png), 10000u) << png;
+    }
     EXPECT_EQ(m, reference) << ranks << " ranks";
   }
   // A rerun finds everything done and makes nothing.
