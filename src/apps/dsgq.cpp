@@ -1,5 +1,6 @@
 // dsgq: one thin main with subcommands. Parses, validates on every rank, agrees, runs one pipeline function.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <set>
@@ -33,6 +34,13 @@ int main(int argc, char** argv) {
   std::unique_ptr<dsgq::pipeline::SweepStage> sweep_stage;
   try {
     args = dsgq::apps::parse_args(argc, argv);
+    // srun without MPI support starts N singletons: each would run the whole job alone and race on its files.
+    const char* step_tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+    if (step_tasks && std::atoi(step_tasks) > 1 && world.size() == 1 && args.command != "help" &&
+        args.command != "inspect" && args.command != "report")
+      throw dsgq::InputError(std::string("srun started ") + step_tasks +
+                             " tasks but MPI sees a world of 1 rank: every task would run the whole job alone; "
+                             "expected srun --mpi=pmix (slurm/env/generic.sh launch()) or mpirun");
     if (args.command == "help") output = dsgq::apps::usage();
     if (args.command == "inspect" && world.is_root()) output = dsgq::pipeline::inspect_file(args.positional[0]);
     if (args.command == "report" && world.is_root()) output = dsgq::pipeline::write_report(args.positional[0]);

@@ -128,13 +128,18 @@ int SweepStage::execute(const dist::Comm& comm) {
             (s.spec.name.empty() ? s.spec.source : s.spec.name).c_str(), s.points.size(),
             s.points.size() - pending.size(), pending.size(), comm.size());
   // 1. Calibration sets, each by all ranks together (a complete one is skipped inside the stage).
+  Timer synth_timer;
   for (const auto& d : s.datasets) {
     bool needed = false;
     for (size_t i : pending) needed = needed || s.points[i].calib == d;
     if (needed) s.synth.at(d)->execute(comm);
     s.synth.at(d).reset();  // frees its model
   }
+  const double synth_s = synth_timer.seconds();
   // 2. Quantize + eval points, one rank each, on demand.
+  Timer points_timer;
+  int64_t computed = 0;
+  double busy_s = 0;  // this rank's time inside points
   dist::WorkQueue queue(comm, static_cast<int64_t>(pending.size()));
   const dist::Comm self = dist::Comm::self();
   for (int64_t j; (j = queue.next()) >= 0;) {
@@ -146,10 +151,30 @@ int SweepStage::execute(const dist::Comm& comm) {
     log_info("point %lld/%zu %s: top1 %.2f (FP32 %.2f) in %.1f s", static_cast<long long>(j + 1), pending.size(),
              p.key.c_str(), rec["metrics"]["top1"].get<double>(), rec["metrics"]["fp32_top1"].get<double>(),
              t.seconds());
+    ++computed;
+    busy_s += t.seconds();
   }
   queue.finish();
-  log_info0("sweep done: %zu points computed on %d rank(s) in %.1f s (%zu were already done); records in %s/results",
-            pending.size(), comm.size(), total.seconds(), s.points.size() - pending.size(),
+  const double points_s = points_timer.seconds();
+  const std::vector<std::string> per_rank =
+      comm.allgather(std::to_string(computed) + " " + std::to_string(busy_s));
+  if (comm.is_root()) {
+    // A summary for bench/sweep and humans: phase times and each rank's share of the points.
+    nlohmann::json ranks = nlohmann::json::array();
+    for (const auto& r : per_rank) {
+      const size_t sp = r.find(' ');
+      ranks.push_back({{"points", std::stoll(r.substr(0, sp))}, {"busy_s", std::stod(r.substr(sp + 1))}});
+    }
+    const std::string name = s.spec.name.empty() ? "sweep" : s.spec.name;
+    io::write_json_atomic(s.points.front().cfg.output.dir + "/sweeps/" + name + ".json",
+                          {{"sweep", name}, {"source", s.spec.source}, {"points", s.points.size()},
+                           {"computed", pending.size()}, {"world_size", comm.size()},
+                           {"queue", queue.dynamic() ? "dynamic" : "round robin"}, {"synth_s", synth_s},
+                           {"points_s", points_s}, {"total_s", total.seconds()}, {"ranks", ranks}});
+  }
+  log_info0("sweep done: %zu points computed on %d rank(s) in %.1f s (calibration sets %.1f s, points %.1f s; %zu were "
+            "already done); records in %s/results",
+            pending.size(), comm.size(), total.seconds(), synth_s, points_s, s.points.size() - pending.size(),
             s.points.front().cfg.output.dir.c_str());
   return 0;
 }

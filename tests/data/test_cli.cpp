@@ -105,6 +105,13 @@ TEST(Cli, EmptyAndTruncatedCifarFiles) {
                    {tmp / "trunc.bin" + ": CIFAR-10 file size 16365 bytes is not a multiple of the 3073-byte record"}, tmp);
 }
 
+// srun without --mpi=pmix: every task is a singleton MPI world; refused rather than run N times over.
+TEST(Cli, SrunTasksWithoutMpiWorldRefused) {
+  const auto r = test::run_command("SLURM_STEP_NUM_TASKS=4 " + dsgq_bin() + " eval --dry-run");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("srun started 4 tasks but MPI sees a world of 1 rank"), std::string::npos) << r.output;
+}
+
 TEST(Cli, CudaRefusedInCpuBuild) {
   test::TempDir tmp;
   expect_bad_input("--set runtime.device=cuda", {"device = 'cuda': this dsgq build is CPU-only"}, tmp);
