@@ -97,31 +97,31 @@ def synth_sets(runs):
                 extra.append("no LSE")
             if "margin_scale = 0\n" in cfg or "margin_scale = 0.0" in cfg:
                 extra.append("no SDA")
-            q = [ln.split("=")[1].strip() for ln in cfg.splitlines() if ln.startswith("slack_quantile")]
-            if q and not q[0].startswith("0.9000") and q[0] not in ("0.9", "0.90000000000000002"):
-                extra.append("q=" + q[0][:5])
+            q = [float(ln.split("=")[1]) for ln in cfg.splitlines() if ln.startswith("slack_quantile")]
+            if q and abs(q[0] - 0.9) > 1e-9 and "no SDA" not in extra:
+                extra.append(f"q={q[0]:g}")
         label = a["method"] + (f" ({', '.join(extra)})" if extra else "") + f" s{a['seed']}"
         sets.append((label, a, f))
     return sets
 
 
 def loss_curves(sets, outdir):
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     n = 0
     for label, a, f in sets:
-        if "loss_curve" not in f:
+        if "loss_curve" not in f or not label.endswith(" s0"):  # one seed per data source keeps it readable
             continue
         c = f["loss_curve"][:]
-        ax.plot(np.arange(1, c.shape[1] + 1), c.mean(0), label=f"{a['model']} {label}")
+        ax.plot(np.arange(1, c.shape[1] + 1), c.mean(0), label=f"{a['model']} {label[:-3]}")
         n += 1
     if n == 0:
         plt.close(fig)
         return []
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (mean over batches)")
+    ax.set_ylabel("loss (mean over batches), seed 0")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = os.path.join(outdir, "loss_curves.png")
     fig.savefig(path, dpi=120)
@@ -160,7 +160,7 @@ def bn_spread(sets, outdir):
         return []
     sys.path.insert(0, os.path.join(HERE, "..", "tests", "oracle"))
     import models_ref
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     n = 0
     for label, a, f in sets:
         if not label.endswith(" s0") or not os.path.exists(a["weights"]):
@@ -189,7 +189,7 @@ def bn_spread(sets, outdir):
     ax.set_xlabel("BN layer")
     ax.set_ylabel("spread of per-sample means / sqrt(running var)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = os.path.join(outdir, "bn_spread.png")
     fig.savefig(path, dpi=120)

@@ -27,7 +27,7 @@ struct SweepStage::Impl {
   };
   std::vector<Point> points;
   std::vector<std::string> datasets;                    // distinct calibration sets, first use first
-  std::map<std::string, std::unique_ptr<SynthStage>> synth;  // by dataset path
+  std::map<std::string, config::RunConfig> synth;           // by dataset path: the config that makes it
   bool empty_shard = false;                                 // --shard with nothing to do: not an error
 };
 
@@ -92,7 +92,8 @@ std::unique_ptr<SweepStage> SweepStage::prepare(const CommonArgs& args, const st
   for (const auto& p : s.points) {
     if (s.synth.count(p.calib)) continue;
     s.datasets.push_back(p.calib);
-    s.synth[p.calib] = SynthStage::prepare(p.cfg, args, comm);
+    SynthStage::prepare(p.cfg, args, comm);  // validates; made again in execute (no model kept per set meanwhile)
+    s.synth.emplace(p.calib, p.cfg);
   }
   return stage;
 }
@@ -132,8 +133,7 @@ int SweepStage::execute(const dist::Comm& comm) {
   for (const auto& d : s.datasets) {
     bool needed = false;
     for (size_t i : pending) needed = needed || s.points[i].calib == d;
-    if (needed) s.synth.at(d)->execute(comm);
-    s.synth.at(d).reset();  // frees its model
+    if (needed) SynthStage::prepare(s.synth.at(d), s.args, comm)->execute(comm);
   }
   const double synth_s = synth_timer.seconds();
   // 2. Quantize + eval points, one rank each, on demand.
