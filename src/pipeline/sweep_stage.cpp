@@ -1,5 +1,6 @@
 #include "pipeline/sweep_stage.hpp"
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -136,7 +137,15 @@ int SweepStage::execute(const dist::Comm& comm) {
     if (needed) SynthStage::prepare(s.synth.at(d), s.args, comm)->execute(comm);
   }
   const double synth_s = synth_timer.seconds();
-  // 2. Quantize + eval points, one rank each, on demand.
+  // 2. Quantize + eval points, one rank each, on demand; the longest first (AdaRound, by steps), so that the last
+  // points handed out are short ones and no rank waits long at the end (same order on every rank; results do not
+  // depend on it).
+  auto cost = [&](size_t i) {
+    const config::QuantConfig& q = s.points[i].cfg.quant;
+    return q.protocol == "adaround" && q.adaround.enabled ? q.adaround.iters : int64_t(0);
+  };
+  std::stable_sort(pending.begin(), pending.end(), [&](size_t a, size_t b) { return cost(a) > cost(b); });
+
   Timer points_timer;
   int64_t computed = 0;
   double busy_s = 0;  // this rank's time inside points
@@ -169,7 +178,7 @@ int SweepStage::execute(const dist::Comm& comm) {
     io::write_json_atomic(s.points.front().cfg.output.dir + "/sweeps/" + name + ".json",
                           {{"sweep", name}, {"source", s.spec.source}, {"points", s.points.size()},
                            {"computed", pending.size()}, {"world_size", comm.size()},
-                           {"queue", queue.dynamic() ? "dynamic" : "round robin"}, {"synth_s", synth_s},
+                           {"queue", comm.size() == 1 ? "single rank" : queue.dynamic() ? "dynamic" : "round robin"}, {"synth_s", synth_s},
                            {"points_s", points_s}, {"total_s", total.seconds()}, {"ranks", ranks}});
   }
   log_info0("sweep done: %zu points computed on %d rank(s) in %.1f s (calibration sets %.1f s, points %.1f s; %zu were "
