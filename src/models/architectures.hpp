@@ -1,6 +1,7 @@
 #pragma once
 // Internal to src/models: the architecture builders the registry lists.
 #include <memory>
+#include <vector>
 
 #include "models/network.hpp"
 
@@ -12,5 +13,10 @@ std::unique_ptr<Network> build_resnet_cifar(const std::string& arch, int depth);
 std::unique_ptr<Network> build_resnet8();
 // Keras-applications MobileNet v1 (alpha 0.25 here): ReLU6, TF SAME padding, BN eps 1e-3, input in [-1, 1].
 std::unique_ptr<Network> build_mobilenet_v1(const std::string& arch, double alpha, int64_t size);
+
+// torchvision ResNet (v1.5) with torchvision's state_dict keys: resnet18 (basic, 2-2-2-2), resnet50 (bottleneck,
+// 3-4-6-3); 224x224 ImageNet input.
+std::unique_ptr<Network> build_resnet_torchvision(const std::string& arch, bool bottleneck,
+                                                  const std::vector<int>& blocks_per_stage);
 
 }  // namespace dsgq::models

@@ -13,6 +13,8 @@ const std::vector<ArchInfo>& architectures() {
       {"resnet56", "cifar10", "cifar10_resnet56.pt", 93.39},
       {"resnet8", "cifar10", "cifar10_resnet8_mlperf_tiny.pt", 87.19},
       {"mobilenet_v1_0.25", "imagenet", "imagenet_mobilenet_v1_0.25_224.pt", -1},
+      {"resnet18", "imagenet", "", 69.758},  // torchvision IMAGENET1K_V1 top-1 (no weights shipped: set [model] weights)
+      {"resnet50", "imagenet", "", 76.130},
   };
   return kArchs;
 }
@@ -30,6 +32,8 @@ std::unique_ptr<Network> build_network(const std::string& name, const std::strin
   const ArchInfo& a = arch_info(name, where);
   if (a.name == "resnet8") return build_resnet8();
   if (a.name == "mobilenet_v1_0.25") return build_mobilenet_v1(a.name, 0.25, 224);
+  if (a.name == "resnet18") return build_resnet_torchvision(a.name, false, {2, 2, 2, 2});
+  if (a.name == "resnet50") return build_resnet_torchvision(a.name, true, {3, 4, 6, 3});
   return build_resnet_cifar(a.name, std::stoi(a.name.substr(6)));
 }
 

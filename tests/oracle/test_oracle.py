@@ -110,6 +110,41 @@ def test_forward(tool, data, tmp, arch, weights, batch, size):
           f"forward {arch}: {n_bn} BN taps in layer order (python {len(taps)}), max abs diff {tap_err:.3g}")
 
 
+def test_torchvision(tool, tmp, arch, batch):
+    """An architecture of Debian's python3-torchvision (0.14) with random weights and random BN statistics, saved as
+    torchvision's state_dict: dsgq loads it unchanged and gives the same logits and BN taps (issue 6, acceptance 1)."""
+    import torchvision
+    torch.manual_seed(5)
+    model = getattr(torchvision.models, arch)(weights=None).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    weights = os.path.join(tmp, f"{arch}_tv.pth")
+    torch.save(model.state_dict(), weights)
+    x = torch.randn(batch, 3, 224, 224)
+    taps = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.register_forward_pre_hook(lambda mod, inp: taps.append(inp[0].detach().clone()))
+    with torch.no_grad():
+        ref = model(x)
+    xin, out = os.path.join(tmp, f"x_{arch}.pt"), os.path.join(tmp, f"out_{arch}.pt")
+    torch.save({"x": x}, xin)
+    run_tool(tool, "forward", arch, weights, xin, out)
+    got = torch.load(out)
+    err = (got["logits"] - ref).abs().max().item()
+    check(err < TOL_LOGITS, f"torchvision {arch}: logits max abs diff {err:.3g} < {TOL_LOGITS} (batch {batch}, 224x224, "
+          f"logits scale {ref.abs().max().item():.3g})")
+    n_bn = sum(1 for k in got if k.startswith("bn."))
+    tap_err = max((got[f"bn.{i}"] - taps[i]).abs().max().item() for i in range(min(n_bn, len(taps))))
+    check(n_bn == len(taps) and tap_err < TOL_LOGITS,
+          f"torchvision {arch}: {n_bn} BN taps in forward order (torchvision {len(taps)}), max abs diff {tap_err:.3g}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True)
@@ -121,6 +156,8 @@ def main():
         test_forward(a.tool, a.data, tmp, "resnet20", "cifar10_resnet20.pt", 13, 32)
         test_forward(a.tool, a.data, tmp, "resnet8", "cifar10_resnet8_mlperf_tiny.pt", 7, 32)
         test_forward(a.tool, a.data, tmp, "mobilenet_v1_0.25", "imagenet_mobilenet_v1_0.25_224.pt", 3, 224)
+        test_torchvision(a.tool, tmp, "resnet18", 2)
+        test_torchvision(a.tool, tmp, "resnet50", 2)
     if failures:
         print(f"{len(failures)} oracle check(s) failed", flush=True)
         sys.exit(1)
