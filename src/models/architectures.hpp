@@ -19,4 +19,7 @@ std::unique_ptr<Network> build_mobilenet_v1(const std::string& arch, double alph
 std::unique_ptr<Network> build_resnet_torchvision(const std::string& arch, bool bottleneck,
                                                   const std::vector<int>& blocks_per_stage);
 
+// torchvision MobileNetV2 (width 1.0) with torchvision's state_dict keys; 224x224 ImageNet input.
+std::unique_ptr<Network> build_mobilenet_v2(const std::string& arch);
+
 }  // namespace dsgq::models

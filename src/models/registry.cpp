@@ -15,6 +15,7 @@ const std::vector<ArchInfo>& architectures() {
       {"mobilenet_v1_0.25", "imagenet", "imagenet_mobilenet_v1_0.25_224.pt", -1},
       {"resnet18", "imagenet", "", 69.758},  // torchvision IMAGENET1K_V1 top-1 (no weights shipped: set [model] weights)
       {"resnet50", "imagenet", "", 76.130},
+      {"mobilenet_v2", "imagenet", "", 71.878},
   };
   return kArchs;
 }
@@ -34,6 +35,7 @@ std::unique_ptr<Network> build_network(const std::string& name, const std::strin
   if (a.name == "mobilenet_v1_0.25") return build_mobilenet_v1(a.name, 0.25, 224);
   if (a.name == "resnet18") return build_resnet_torchvision(a.name, false, {2, 2, 2, 2});
   if (a.name == "resnet50") return build_resnet_torchvision(a.name, true, {3, 4, 6, 3});
+  if (a.name == "mobilenet_v2") return build_mobilenet_v2(a.name);
   return build_resnet_cifar(a.name, std::stoi(a.name.substr(6)));
 }
 

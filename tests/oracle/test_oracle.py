@@ -158,6 +158,7 @@ def main():
         test_forward(a.tool, a.data, tmp, "mobilenet_v1_0.25", "imagenet_mobilenet_v1_0.25_224.pt", 3, 224)
         test_torchvision(a.tool, tmp, "resnet18", 2)
         test_torchvision(a.tool, tmp, "resnet50", 2)
+        test_torchvision(a.tool, tmp, "mobilenet_v2", 2)
     if failures:
         print(f"{len(failures)} oracle check(s) failed", flush=True)
         sys.exit(1)

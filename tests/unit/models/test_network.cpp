@@ -36,7 +36,8 @@ TEST(Network, RegistryShapesAndParameterCounts) {
       {"resnet20", 20, 19, 19, 269722}, {"resnet56", 56, 55, 55, 853018},
       {"resnet8", 10, 7, 7, 78186},     {"mobilenet_v1_0.25", 28, 27, 27, 470072},
       // torchvision 0.14: sum(p.numel() for p in model.parameters())
-      {"resnet18", 21, 20, 17, 11689512}, {"resnet50", 54, 53, 49, 25557032}};
+      {"resnet18", 21, 20, 17, 11689512}, {"resnet50", 54, 53, 49, 25557032},
+      {"mobilenet_v2", 53, 52, 35, 3504872}};
   for (const auto& [arch, layers, bns, acts, params] : expect) {
     auto net = models::build_network(arch, "arch");
     EXPECT_EQ(net->layers().size(), layers) << arch;
