@@ -145,8 +145,8 @@ RunConfig read_run_table(const toml::table& root, const std::string& source, con
   return cfg;
 }
 
-RunConfig parse_run_config(const std::string& toml_text, const std::string& source,
-                           const std::vector<std::string>& overrides) {
+toml::table parse_with_overrides(const std::string& toml_text, const std::string& source,
+                                 const std::vector<std::string>& overrides, OverrideOrigins& origins) {
   toml::table root;
   try {
     root = toml::parse(toml_text, source);
@@ -155,8 +155,14 @@ RunConfig parse_run_config(const std::string& toml_text, const std::string& sour
     throw InputError(source + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
                      ": TOML syntax error: " + std::string(err.description()));
   }
-  OverrideOrigins origins;
   for (const auto& o : overrides) apply_override(root, o, origins);
+  return root;
+}
+
+RunConfig parse_run_config(const std::string& toml_text, const std::string& source,
+                           const std::vector<std::string>& overrides) {
+  OverrideOrigins origins;
+  const toml::table root = parse_with_overrides(toml_text, source, overrides, origins);
   return read_run_table(root, source, origins);
 }
 

@@ -82,16 +82,8 @@ std::vector<const toml::node*> axis_values(const toml::node& n, const std::strin
 
 SweepSpec parse_sweep(const std::string& toml_text, const std::string& source,
                       const std::vector<std::string>& overrides) {
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& err) {
-    const auto& b = err.source().begin;
-    throw InputError(source + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
-                     ": TOML syntax error: " + std::string(err.description()));
-  }
   OverrideOrigins cli_origins;
-  for (const auto& o : overrides) apply_override(root, o, cli_origins);
+  toml::table root = parse_with_overrides(toml_text, source, overrides, cli_origins);
 
   SweepSpec spec;
   spec.source = source;

@@ -48,6 +48,9 @@ std::string node_to_string(const toml::node& n);
 struct RunConfig;
 // Applies "section.key=value" (a --set) to the table; records where the key came from.
 void apply_override(toml::table& root, const std::string& text, OverrideOrigins& origins);
+// Parses TOML text (a syntax error is an InputError naming source:line:column) and applies the --set overrides.
+toml::table parse_with_overrides(const std::string& toml_text, const std::string& source,
+                                 const std::vector<std::string>& overrides, OverrideOrigins& origins);
 // Validates a parsed config table into a RunConfig (unknown sections/keys, types, ranges).
 RunConfig read_run_table(const toml::table& root, const std::string& source, const OverrideOrigins& origins);
 std::string join(const std::vector<std::string>& items, const std::string& sep);

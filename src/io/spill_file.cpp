@@ -46,35 +46,34 @@ SpillRows::~SpillRows() {
   std::remove(path_.c_str());
 }
 
-void SpillRows::write(int64_t first, const at::Tensor& rows) {
-  const int64_t n = rows.size(0);
-  DSGQ_CHECK(first >= 0 && first + n <= rows_ && rows.numel() == n * row_elems_,
-             path_ + ": spill write outside the file");
-  const at::Tensor c = rows.detach().to(at::kCPU, at::kFloat).contiguous();
+// Rows [first, first + n) of the dataset to (write) or from (read) `buf`; HDF5's status.
+int SpillRows::transfer(int64_t first, int64_t n, float* buf, bool write) const {
   const hid_t fspace = H5Dget_space(dataset_);
   std::vector<hsize_t> start(row_shape_.size() + 1, 0), count{static_cast<hsize_t>(n)};
   for (int64_t d : row_shape_) count.push_back(static_cast<hsize_t>(d));
   start[0] = static_cast<hsize_t>(first);
   H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
   const hid_t mspace = row_space(count);
-  const herr_t rc = H5Dwrite(dataset_, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, c.data_ptr<float>());
+  const herr_t rc = write ? H5Dwrite(dataset_, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, buf)
+                          : H5Dread(dataset_, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, buf);
   H5Sclose(mspace);
   H5Sclose(fspace);
+  return rc;
+}
+
+void SpillRows::write(int64_t first, const at::Tensor& rows) {
+  const int64_t n = rows.size(0);
+  DSGQ_CHECK(first >= 0 && first + n <= rows_ && rows.numel() == n * row_elems_,
+             path_ + ": spill write outside the file");
+  const at::Tensor c = rows.detach().to(at::kCPU, at::kFloat).contiguous();
+  const herr_t rc = transfer(first, n, c.data_ptr<float>(), true);
   if (rc < 0) throw InputError(path_ + ": writing rows " + std::to_string(first) + ".." + std::to_string(first + n) +
                                " of the activation spill file failed (disk full?)");
 }
 
 void SpillRows::read_into(int64_t first, int64_t n, float* dst) const {
   DSGQ_CHECK(first >= 0 && first + n <= rows_, path_ + ": spill read outside the file");
-  const hid_t fspace = H5Dget_space(dataset_);
-  std::vector<hsize_t> start(row_shape_.size() + 1, 0), count{static_cast<hsize_t>(n)};
-  for (int64_t d : row_shape_) count.push_back(static_cast<hsize_t>(d));
-  start[0] = static_cast<hsize_t>(first);
-  H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
-  const hid_t mspace = row_space(count);
-  const herr_t rc = H5Dread(dataset_, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, dst);
-  H5Sclose(mspace);
-  H5Sclose(fspace);
+  const herr_t rc = transfer(first, n, dst, false);
   if (rc < 0) throw InputError(path_ + ": reading the activation spill file failed");
 }
 

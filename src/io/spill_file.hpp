@@ -26,6 +26,7 @@ class SpillRows {
 
  private:
   void read_into(int64_t first, int64_t n, float* dst) const;
+  int transfer(int64_t first, int64_t n, float* buf, bool write) const;
   std::string path_;
   int64_t rows_;
   std::vector<int64_t> row_shape_;

@@ -14,6 +14,9 @@ std::unique_ptr<Network> build_resnet8();
 // Keras-applications MobileNet v1 (alpha 0.25 here): ReLU6, TF SAME padding, BN eps 1e-3, input in [-1, 1].
 std::unique_ptr<Network> build_mobilenet_v1(const std::string& arch, double alpha, int64_t size);
 
+// torchvision's ImageNet input: 3 x size x size, 1000 classes, ImageNet mean/std.
+InputSpec imagenet_input(int64_t size);
+
 // torchvision ResNet (v1.5) with torchvision's state_dict keys: resnet18 (basic, 2-2-2-2), resnet50 (bottleneck,
 // 3-4-6-3); 224x224 ImageNet input.
 std::unique_ptr<Network> build_resnet_torchvision(const std::string& arch, bool bottleneck,

@@ -10,13 +10,7 @@ namespace dsgq::models {
 // linear 1x1 projection + BN; residual when stride 1 and channels match), features.18 (1x1 to 1280 + BN + ReLU6),
 // global average pool, classifier.1 (dropout is the identity in eval mode).
 std::unique_ptr<Network> build_mobilenet_v2(const std::string& arch) {
-  InputSpec in;
-  in.dataset = "imagenet";
-  in.height = in.width = 224;
-  in.num_classes = 1000;
-  in.mean = {0.485, 0.456, 0.406};
-  in.std = {0.229, 0.224, 0.225};
-  auto net = std::make_unique<Network>(arch, in);
+  auto net = std::make_unique<Network>(arch, imagenet_input(224));
   const double eps = 1e-5;
 
   struct Unit {  // conv + BN (+ ReLU6 when act >= 0)

@@ -5,18 +5,22 @@
 
 namespace dsgq::models {
 
+InputSpec imagenet_input(int64_t size) {
+  InputSpec in;
+  in.dataset = "imagenet";
+  in.height = in.width = size;
+  in.num_classes = 1000;
+  in.mean = {0.485, 0.456, 0.406};
+  in.std = {0.229, 0.224, 0.225};
+  return in;
+}
+
 // torchvision.models.resnet (v1.5: the stride sits on the 3x3 conv of a bottleneck) with its state_dict keys, so a
 // torchvision .pth loads unchanged. Modules are registered in forward order (a block's downsample after its last
 // conv, as torchvision's forward calls it), so layers, BN taps and activation sites follow the computation.
 std::unique_ptr<Network> build_resnet_torchvision(const std::string& arch, bool bottleneck,
                                                   const std::vector<int>& blocks_per_stage) {
-  InputSpec in;
-  in.dataset = "imagenet";
-  in.height = in.width = 224;
-  in.num_classes = 1000;
-  in.mean = {0.485, 0.456, 0.406};
-  in.std = {0.229, 0.224, 0.225};
-  auto net = std::make_unique<Network>(arch, in);
+  auto net = std::make_unique<Network>(arch, imagenet_input(224));
   const double eps = 1e-5;
   const int64_t expansion = bottleneck ? 4 : 1;
 

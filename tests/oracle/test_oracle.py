@@ -85,29 +85,34 @@ def test_reader(tool, tmp):
               + (f"; mismatched: {bad}" if bad else "") + ("" if same_keys else f"; keys {list(back.keys())}"))
 
 
-def test_forward(tool, data, tmp, arch, weights, batch, size):
-    torch.manual_seed(11)
-    model = models_ref.build(arch).eval()
-    sd = torch.load(os.path.join(data, "models", weights))
-    model.load_state_dict(sd, strict=True)
-    x = torch.rand(batch, 3, size, size) * 255 if arch == "resnet8" else torch.randn(batch, 3, size, size)
+def compare_forward(tool, tmp, label, arch, weights, model, x):
+    """Runs `model` (python3-torch) and dsgq's `arch` with `weights` on x; checks logits and BN taps in order."""
     taps = []
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.register_forward_pre_hook(lambda mod, inp: taps.append(inp[0].detach().clone()))
     with torch.no_grad():
         ref = model(x)
-    xin = os.path.join(tmp, f"x_{arch}.pt")
-    out = os.path.join(tmp, f"out_{arch}.pt")
+    xin, out = os.path.join(tmp, f"x_{arch}.pt"), os.path.join(tmp, f"out_{arch}.pt")
     torch.save({"x": x}, xin)
-    run_tool(tool, "forward", arch, os.path.join(data, "models", weights), xin, out)
+    run_tool(tool, "forward", arch, weights, xin, out)
     got = torch.load(out)
     err = (got["logits"] - ref).abs().max().item()
-    check(err < TOL_LOGITS, f"forward {arch}: logits max abs diff {err:.3g} < {TOL_LOGITS} (batch {batch}, {size}x{size})")
+    check(err < TOL_LOGITS, f"{label} {arch}: logits max abs diff {err:.3g} < {TOL_LOGITS} (batch {x.shape[0]}, "
+          f"{x.shape[2]}x{x.shape[3]}, logits scale {ref.abs().max().item():.3g})")
     n_bn = sum(1 for k in got if k.startswith("bn."))
     tap_err = max((got[f"bn.{i}"] - taps[i]).abs().max().item() for i in range(min(n_bn, len(taps))))
     check(n_bn == len(taps) and tap_err < TOL_LOGITS,
-          f"forward {arch}: {n_bn} BN taps in layer order (python {len(taps)}), max abs diff {tap_err:.3g}")
+          f"{label} {arch}: {n_bn} BN taps in forward order (python {len(taps)}), max abs diff {tap_err:.3g}")
+
+
+def test_forward(tool, data, tmp, arch, weights, batch, size):
+    torch.manual_seed(11)
+    model = models_ref.build(arch).eval()
+    path = os.path.join(data, "models", weights)
+    model.load_state_dict(torch.load(path), strict=True)
+    x = torch.rand(batch, 3, size, size) * 255 if arch == "resnet8" else torch.randn(batch, 3, size, size)
+    compare_forward(tool, tmp, "forward", arch, path, model, x)
 
 
 def test_torchvision(tool, tmp, arch, batch):
@@ -125,24 +130,7 @@ def test_torchvision(tool, tmp, arch, batch):
                 m.bias.normal_(0, 0.1)
     weights = os.path.join(tmp, f"{arch}_tv.pth")
     torch.save(model.state_dict(), weights)
-    x = torch.randn(batch, 3, 224, 224)
-    taps = []
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.register_forward_pre_hook(lambda mod, inp: taps.append(inp[0].detach().clone()))
-    with torch.no_grad():
-        ref = model(x)
-    xin, out = os.path.join(tmp, f"x_{arch}.pt"), os.path.join(tmp, f"out_{arch}.pt")
-    torch.save({"x": x}, xin)
-    run_tool(tool, "forward", arch, weights, xin, out)
-    got = torch.load(out)
-    err = (got["logits"] - ref).abs().max().item()
-    check(err < TOL_LOGITS, f"torchvision {arch}: logits max abs diff {err:.3g} < {TOL_LOGITS} (batch {batch}, 224x224, "
-          f"logits scale {ref.abs().max().item():.3g})")
-    n_bn = sum(1 for k in got if k.startswith("bn."))
-    tap_err = max((got[f"bn.{i}"] - taps[i]).abs().max().item() for i in range(min(n_bn, len(taps))))
-    check(n_bn == len(taps) and tap_err < TOL_LOGITS,
-          f"torchvision {arch}: {n_bn} BN taps in forward order (torchvision {len(taps)}), max abs diff {tap_err:.3g}")
+    compare_forward(tool, tmp, "torchvision", arch, weights, model, torch.randn(batch, 3, 224, 224))
 
 
 def main():
