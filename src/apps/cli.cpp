@@ -22,7 +22,8 @@ const CommandInfo kCommands[] = {
     {"run", "run      --config FILE   synth (skipped when done) -> quantize -> eval for one point", true},
     {"sweep", "sweep    --config FILE   a grid of points (lists in a run file); resumable; ranks share the work", true},
     {"report", "report   RUNS_DIR        aggregate result records into tables (RUNS_DIR/report/table.md|csv|tex)", true},
-    {"pack", "pack     --images DIR    pack an ImageNet-style folder (not in this version)", false},
+    {"pack", "pack     --images DIR --out FILE.h5 [--labels FILE] [--synsets FILE] [--size 224] [--resize R]\n"
+             "                           pack an ImageNet-style folder (torchvision eval preprocessing) into HDF5", true},
 };
 
 }  // namespace
@@ -41,6 +42,11 @@ std::string usage() {
       "  --list                 sweep: print every point, its key and state (done/pending), exit\n"
       "  --only KEY...          sweep: only these points (keys as --list prints them)\n"
       "  --shard I/N            sweep: only shard I of N (points grouped by calibration set, set g -> shard g % N)\n"
+      "  --images DIR           pack: <wnid>/<image> tree, or a flat folder with --labels\n"
+      "  --labels FILE          pack: '<file> <class index> [...]' lines for a flat folder\n"
+      "  --synsets FILE         pack: '<wnid> <names>' lines fixing the class index of each wnid (tree)\n"
+      "  --size S, --resize R   pack: CenterCrop(S) after Resize(R) (default S 224, R round(S / 0.875))\n"
+      "  --out FILE.h5          pack: the packed set (written as FILE.h5.part, renamed when complete)\n"
       "  --threads N            torch threads per rank (default: SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or\n"
       "                         the node's cores divided by its ranks)\n"
       "  --help                 this text\n"
@@ -50,7 +56,7 @@ std::string usage() {
 
 Args parse_args(int argc, char** argv) {
   Args a;
-  if (argc < 2) throw InputError("no command given; expected one of eval, synth, quantize, run, sweep, report, inspect (dsgq --help lists them)");
+  if (argc < 2) throw InputError("no command given; expected one of eval, synth, quantize, run, sweep, report, pack, inspect (dsgq --help lists them)");
   a.command = argv[1];
   if (a.command == "--help" || a.command == "-h" || a.command == "help") {
     a.command = "help";
@@ -62,9 +68,9 @@ Args parse_args(int argc, char** argv) {
     known = true;
     if (!c.available)
       throw InputError("command " + quote_value(a.command) + " is not available in dsgq " + kVersion +
-                       "; available: eval, synth, quantize, run, sweep, report, inspect");
+                       "; available: eval, synth, quantize, run, sweep, report, pack, inspect");
   }
-  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, quantize, run, sweep, report, inspect (dsgq --help)");
+  if (!known) throw InputError("unknown command " + quote_value(a.command) + "; expected one of eval, synth, quantize, run, sweep, report, pack, inspect (dsgq --help)");
 
   auto value = [&](int& i, const std::string& opt) -> std::string {
     if (i + 1 >= argc) throw InputError("option " + opt + " needs a value");
@@ -110,17 +116,32 @@ Args parse_args(int argc, char** argv) {
       if (has_inline) a.only.push_back(inline_value);
       while (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) a.only.push_back(argv[++i]);
       if (a.only.empty()) throw InputError("option --only needs at least one point key (dsgq sweep --list prints them)");
+    } else if (a.command == "pack" && (opt == "--images" || opt == "--labels" || opt == "--synsets" || opt == "--out")) {
+      const std::string v = val();
+      (opt == "--images" ? a.pack.images : opt == "--labels" ? a.pack.labels : opt == "--synsets" ? a.pack.synsets : a.pack.out) = v;
+    } else if (a.command == "pack" && (opt == "--size" || opt == "--resize")) {
+      const std::string v = val();
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 1)
+        throw InputError("option " + opt + " = " + quote_value(v) + " is not a size; expected a positive integer (pixels)");
+      (opt == "--size" ? a.pack.size : a.pack.resize) = n;
     } else if (opt == "--help" || opt == "-h") {
       a.command = "help";
       return a;
     } else if (opt.rfind("-", 0) == 0) {
       throw InputError("unknown option " + quote_value(opt) + " for 'dsgq " + a.command +
-                       "'; known: --config, --set, --dry-run, --force, --threads, --help" +
+                       "'; known: " +
+                       (a.command == "pack" ? std::string("--images, --labels, --synsets, --size, --resize, --out, --force, --dry-run, --help")
+                                            : std::string("--config, --set, --dry-run, --force, --threads, --help")) +
                        (a.command == "sweep" ? ", --list, --only, --shard" : ""));
     } else {
       a.positional.push_back(opt);
     }
   }
+  a.pack.force = a.common.force;
+  if (a.command == "pack" && !a.common.config_path.empty())
+    throw InputError("dsgq pack takes no --config; expected --images DIR --out FILE.h5 [--labels FILE] [--size S]");
   if (a.command == "inspect" && a.positional.size() != 1)
     throw InputError("dsgq inspect takes exactly one FILE; got " + std::to_string(a.positional.size()));
   if (a.command == "report" && a.positional.size() != 1)

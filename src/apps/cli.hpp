@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/pack_stage.hpp"
 #include "pipeline/runtime.hpp"
 
 namespace dsgq::apps {
@@ -14,6 +15,7 @@ struct Args {
   std::vector<std::string> only;   // sweep --only KEY...
   bool list = false;               // sweep --list
   int shard = 0, shards = 1;       // sweep --shard I/N (a Slurm array task: I = SLURM_ARRAY_TASK_ID)
+  pipeline::PackArgs pack;         // pack --images --labels --synsets --size --resize --out
 };
 
 // Throws InputError naming the option and what was expected.

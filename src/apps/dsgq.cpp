@@ -13,6 +13,7 @@
 #include "dist/comm.hpp"
 #include "pipeline/eval_stage.hpp"
 #include "pipeline/inspect.hpp"
+#include "pipeline/pack_stage.hpp"
 #include "pipeline/quant_stage.hpp"
 #include "pipeline/report.hpp"
 #include "pipeline/synth_stage.hpp"
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<dsgq::pipeline::SynthStage> synth_stage;
   std::unique_ptr<dsgq::pipeline::QuantStage> quant_stage;
   std::unique_ptr<dsgq::pipeline::SweepStage> sweep_stage;
+  std::unique_ptr<dsgq::pipeline::PackStage> pack_stage;
   try {
     args = dsgq::apps::parse_args(argc, argv);
     // srun without MPI support starts N singletons: each would run the whole job alone and race on its files.
@@ -56,6 +58,10 @@ int main(int argc, char** argv) {
       quant_stage = dsgq::pipeline::QuantStage::prepare(args.common, world, args.command == "run");
       if (args.common.dry_run && output.empty()) output = quant_stage->resolved_toml();
     }
+    if (args.command == "pack") {
+      pack_stage = dsgq::pipeline::PackStage::prepare(args.pack, world);
+      if (args.common.dry_run) output = pack_stage->describe();
+    }
     if (args.command == "sweep") {
       sweep_stage = dsgq::pipeline::SweepStage::prepare(args.common, args.only, world, args.shard, args.shards);
       if (args.list || args.common.dry_run) output = sweep_stage->listing();
@@ -79,7 +85,7 @@ int main(int argc, char** argv) {
     }
     return worst;
   }
-  if (!output.empty() || (!eval_stage && !synth_stage && !quant_stage && !sweep_stage)) {
+  if (!output.empty() || (!eval_stage && !synth_stage && !quant_stage && !sweep_stage && !pack_stage)) {
     if (world.is_root()) std::fputs(output.c_str(), stdout);
     return 0;
   }
@@ -88,6 +94,7 @@ int main(int argc, char** argv) {
   try {
     if (eval_stage) return eval_stage->execute(world);
     if (sweep_stage) return sweep_stage->execute(world);
+    if (pack_stage) return pack_stage->execute(world);
     if (synth_stage && synth_stage->execute(world) != 0) return 1;
     return quant_stage ? quant_stage->execute(world) : 0;
   } catch (const dsgq::InputError& e) {

@@ -6,14 +6,11 @@
 #include <cstdint>
 #include <string>
 
+#include "io/image_set.hpp"
+
 namespace dsgq::io {
 
 inline constexpr int64_t kCifarRecordBytes = 3073;
-
-struct ImageSet {
-  at::Tensor images;  // uint8 [N,3,H,W], CPU
-  at::Tensor labels;  // int64 [N], CPU
-};
 
 // Number of records; throws InputError naming the file when it is missing, empty or not a whole number of records.
 int64_t cifar10_count(const std::string& path);

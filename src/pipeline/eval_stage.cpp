@@ -13,7 +13,7 @@
 #include "core/timer.hpp"
 #include "dsgq/version.hpp"
 #include "eval/evaluate.hpp"
-#include "io/cifar10.hpp"
+#include "io/image_set.hpp"
 #include "io/json_record.hpp"
 #include "models/registry.hpp"
 #include "pipeline/keys.hpp"
@@ -49,10 +49,7 @@ std::unique_ptr<EvalStage> EvalStage::prepare(const CommonArgs& args, const dist
   s.net = std::move(model.net);
   s.weights_sha256 = model.weights_sha256;
 
-  if (s.cfg.model.dataset != "cifar10")
-    throw InputError(src + " [model]: dataset = " + quote_value(s.cfg.model.dataset) +
-                     ": evaluation in this dsgq version reads CIFAR-10 binary files only; expected cifar10");
-  const int64_t available = io::cifar10_count(s.cfg.eval.data);
+  const int64_t available = check_image_set(s.cfg.eval.data, src + " [eval]: data", *s.net);
   s.n_images = s.cfg.eval.n_images > 0 ? s.cfg.eval.n_images : available;
   if (s.n_images > available)
     throw InputError(src + " [eval]: n_images = '" + std::to_string(s.cfg.eval.n_images) + "' but " +

@@ -11,6 +11,7 @@
 #include "core/sha256.hpp"
 #include "io/json_record.hpp"
 #include "models/checkpoint.hpp"
+#include "io/packed_file.hpp"
 #include "io/synth_file.hpp"
 #include "models/registry.hpp"
 #include "synth/bn_stats.hpp"
@@ -113,15 +114,40 @@ std::string inspect_synth(const std::string& path) {
   return os.str();
 }
 
+std::string inspect_packed(const std::string& path) {
+  const io::PackedMeta m = io::read_packed_meta(path);
+  const io::ImageSet set = io::read_packed(path);
+  const std::vector<std::string> names = io::read_packed_names(path);
+  std::ostringstream os;
+  os << path << ": " << io::kPackedFormat << " packed image set, " << m.n_images << " images [3," << m.size << ","
+     << m.size << "] uint8 (Resize(" << m.resize << ") + CenterCrop(" << m.size << ")), " << m.num_classes
+     << " classes\n";
+  os << "source " << m.source << ", labels from " << m.labels_from << ", dsgq " << m.dsgq_version << ", " << m.created << "\n";
+  if (m.n_images > 0) {
+    const at::Tensor px = set.images.to(at::kFloat);
+    const at::Tensor mean = px.mean({0, 2, 3}) / 255.0;
+    char line[200];
+    std::snprintf(line, sizeof line, "pixel mean per channel (on [0,1]): %.4f %.4f %.4f\n", mean[0].item<double>(),
+                  mean[1].item<double>(), mean[2].item<double>());
+    os << line;
+    os << "distinct labels: " << std::get<0>(at::_unique(set.labels)).numel() << ", label range "
+       << set.labels.min().item<int64_t>() << ".." << set.labels.max().item<int64_t>() << "\n";
+    os << "first image: " << names.front() << " (label " << set.labels[0].item<int64_t>() << "), last: " << names.back()
+       << "\n";
+  }
+  return os.str();
+}
+
 }  // namespace
 
 std::string inspect_file(const std::string& path) {
   if (!file_exists(path)) throw InputError(path + ": no such file; expected a .pt checkpoint or a .json result record");
   if (ends_with(path, ".json")) return inspect_record(path);
+  if (io::hdf5_format(path) == io::kPackedFormat) return inspect_packed(path);
   if (ends_with(path, ".h5") || ends_with(path, ".part")) return inspect_synth(path);
   if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".th") || ends_with(path, ".tar"))
     return inspect_checkpoint(path);
-  throw InputError(path + ": unrecognised file type; expected a checkpoint (.pt, .pth, .th), a synthetic set (.h5) or a result record (.json)");
+  throw InputError(path + ": unrecognised file type; expected a checkpoint (.pt, .pth, .th), a synthetic or packed set (.h5) or a result record (.json)");
 }
 
 }  // namespace dsgq::pipeline

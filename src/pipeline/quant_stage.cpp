@@ -125,10 +125,7 @@ std::unique_ptr<QuantStage> QuantStage::prepare(config::RunConfig cfg, const Com
                        " does not exist; expected a dsgq-synth/1 file (make it with dsgq synth, or use dsgq run)");
     check_calibration_file(s.calib_path, s.cfg, *s.net, s.weights_sha256);
   }
-  if (s.cfg.model.dataset != "cifar10")
-    throw InputError(s.cfg.source + " [model]: dataset = " + quote_value(s.cfg.model.dataset) +
-                     ": evaluation in this dsgq version reads CIFAR-10 binary files only; expected cifar10");
-  const int64_t available = io::cifar10_count(s.cfg.eval.data);
+  const int64_t available = check_image_set(s.cfg.eval.data, s.cfg.source + " [eval]: data", *s.net);
   s.n_eval = s.cfg.eval.n_images > 0 ? s.cfg.eval.n_images : available;
   if (s.n_eval > available)
     throw InputError(s.cfg.source + " [eval]: n_images = '" + std::to_string(s.cfg.eval.n_images) + "' but " +

@@ -73,9 +73,20 @@ bool already_done(const std::string& record_path, const std::string& key, bool f
   return true;
 }
 
+int64_t check_image_set(const std::string& path, const std::string& where, const models::Network& net) {
+  const io::ImageSetInfo info = io::image_set_info(path);
+  const auto& in = net.input();
+  if (info.height != in.height || info.width != in.width)
+    throw InputError(where + " = " + quote_value(path) + " holds " + std::to_string(info.height) + "x" +
+                     std::to_string(info.width) + " images (" + info.kind + "); " + net.arch() + " expects " +
+                     std::to_string(in.height) + "x" + std::to_string(in.width) +
+                     (info.kind == "packed" ? " (dsgq pack --size " + std::to_string(in.height) + ")" : std::string()));
+  return info.n_images;
+}
+
 io::ImageSet eval_share(const config::RunConfig& cfg, int64_t n, const dist::Comm& comm) {
   const dist::Share share = dist::share_of(n, comm.rank(), comm.size());
-  return io::read_cifar10(cfg.eval.data, share.begin, share.size());
+  return io::read_image_set(cfg.eval.data, share.begin, share.size());
 }
 
 nlohmann::json span_json(const Span& s) { return {{"min", s.min}, {"mean", s.mean}, {"max", s.max}}; }

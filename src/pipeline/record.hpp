@@ -9,7 +9,7 @@
 
 #include "config/run_config.hpp"
 #include "dist/comm.hpp"
-#include "io/cifar10.hpp"
+#include "io/image_set.hpp"
 #include "models/network.hpp"
 #include "pipeline/runtime.hpp"
 
@@ -30,6 +30,10 @@ void check_record_slot(const config::RunConfig& cfg, const std::string& record_p
 void check_results_dir(const std::string& dir);
 // Local, in execute(): true (and a log line from rank 0) when the record exists and `force` is not set.
 bool already_done(const std::string& record_path, const std::string& key, bool force);
+
+// Local: the number of images in `path` (a CIFAR-10 binary file or a packed set from dsgq pack), checked against
+// the network's input size; `where` names the config key in messages ("configs/x.toml [eval]: data").
+int64_t check_image_set(const std::string& path, const std::string& where, const models::Network& net);
 
 // Local: this rank's contiguous share of the first n images of [eval] data.
 io::ImageSet eval_share(const config::RunConfig& cfg, int64_t n, const dist::Comm& comm);

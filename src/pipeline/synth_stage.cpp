@@ -61,12 +61,10 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
     throw InputError(where + "stats = 'batch' with preset = 'official': the released code uses per-sample "
                              "statistics; expected stats = \"per_sample\" or preset = \"paper\"");
   if (y.method == "real") {
-    const int64_t available = io::cifar10_count(y.real_data);
+    const int64_t available = check_image_set(y.real_data, where + "real_data", *s.net);
     if (y.n_images > available)
       throw InputError(where + "n_images = '" + std::to_string(y.n_images) + "' but real_data " + y.real_data +
                        " holds " + std::to_string(available) + " images; expected at most " + std::to_string(available));
-    if (s.cfg.model.dataset != "cifar10")
-      throw InputError(where + "method = 'real' reads CIFAR-10 binary files; the model's dataset is " + s.cfg.model.dataset);
   }
 
   synth::SynthSettings& st = s.settings;

@@ -8,7 +8,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/timer.hpp"
-#include "io/cifar10.hpp"
+#include "io/image_set.hpp"
 #include "models/network.hpp"
 #include "synth/plateau.hpp"
 
@@ -54,7 +54,7 @@ BatchResult Synthesizer::make_batch(int64_t b) {
   r.lse_layer = torch::full({n}, -1, torch::kLong);
 
   if (s_.method == "real") {
-    const io::ImageSet set = io::read_cifar10(s_.real_data, r.first, n);
+    const io::ImageSet set = io::read_image_set(s_.real_data, r.first, n);
     r.images = net_.normalize(set.images, net_.device());
     r.labels = set.labels;
     return r;

@@ -1,0 +1,39 @@
+#pragma once
+// `dsgq pack`: an ImageNet-style folder -> one packed HDF5 set (io/packed_file.hpp) with torchvision's evaluation
+// preprocessing. Ranks decode contiguous slices of the image list and write their rows collectively.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dist/comm.hpp"
+
+namespace dsgq::pipeline {
+
+struct PackArgs {
+  std::string images;   // --images DIR: <wnid>/<image> tree, or a flat folder with --labels
+  std::string labels;   // --labels FILE: "<file> <class index> [...]" lines (flat folder)
+  std::string synsets;  // --synsets FILE: "<wnid> <names>" lines; class index = line - 1 (tree)
+  std::string out;      // --out FILE.h5
+  int64_t size = 224;   // --size S: center crop (224; 299 for inception_v3)
+  int64_t resize = 0;   // --resize R: shorter side before the crop; 0 = round(S / 0.875)
+  bool force = false;   // replace an existing --out
+};
+
+class PackStage {
+ public:
+  // Local: validates the arguments, lists the images and reads the labels; InputError naming the bad folder,
+  // file, line or value. Every rank does the same and fails the same way.
+  static std::unique_ptr<PackStage> prepare(const PackArgs& args, const dist::Comm& comm);
+  ~PackStage();
+  std::string describe() const;  // what --dry-run prints
+  // Collective: decodes, transforms and writes; a file that cannot be decoded is reported by name (all of them,
+  // from every rank) with exit code 2 and the .part removed. Returns the exit code.
+  int execute(const dist::Comm& comm);
+
+ private:
+  PackStage();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsgq::pipeline
