@@ -25,4 +25,13 @@ std::unique_ptr<Network> build_resnet_torchvision(const std::string& arch, bool 
 // torchvision MobileNetV2 (width 1.0) with torchvision's state_dict keys; 224x224 ImageNet input.
 std::unique_ptr<Network> build_mobilenet_v2(const std::string& arch);
 
+// torchvision Inception v3 (eval mode, BN eps 1e-3) with torchvision's state_dict keys, AuxLogits.* required but
+// unused; 299x299 input with mean = std = 0.5 (what transform_input=True feeds the first conv).
+std::unique_ptr<Network> build_inception_v3(const std::string& arch);
+
+// torchvision ShuffleNetV2 with torchvision's state_dict keys: stages_repeats {4, 8, 4}, stages_out_channels
+// {24, 48, 96, 192, 1024} (x0.5) or {24, 116, 232, 464, 1024} (x1.0); 224x224 ImageNet input.
+std::unique_ptr<Network> build_shufflenet_v2(const std::string& arch, const std::vector<int64_t>& stages_repeats,
+                                             const std::vector<int64_t>& stages_out_channels);
+
 }  // namespace dsgq::models

@@ -45,7 +45,7 @@ at::Tensor Network::layer_forward(int layer, const at::Tensor& x, const at::Tens
   const LayerSpec& s = layers_[static_cast<size_t>(layer)];
   if (s.kind == LayerSpec::Kind::linear) return at::linear(x, w, bias);
   at::Tensor in = x;
-  int64_t pad_h = s.pad, pad_w = s.pad;
+  int64_t pad_h = s.pad, pad_w = s.pad_w;
   if (s.tf_same) {
     // TensorFlow SAME: out = ceil(in / stride); total = max((out-1)*stride + k - in, 0); extra pixel bottom/right.
     auto same = [&](int64_t size, int64_t* sym, int64_t* before, int64_t* after) {
@@ -100,18 +100,26 @@ void Network::add_param(const std::string& name, std::vector<int64_t> shape) {
 
 int Network::add_conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
                       bool bias, int64_t groups, bool tf_same) {
+  const int l = add_conv_hw(name, in, out, kernel, kernel, stride, pad, pad, bias, groups);
+  layers_[static_cast<size_t>(l)].tf_same = tf_same;
+  return l;
+}
+
+int Network::add_conv_hw(const std::string& name, int64_t in, int64_t out, int64_t kernel_h, int64_t kernel_w,
+                         int64_t stride, int64_t pad_h, int64_t pad_w, bool bias, int64_t groups) {
   LayerSpec s;
   s.kind = LayerSpec::Kind::conv;
   s.name = name;
   s.in = in;
   s.out = out;
-  s.kernel = kernel;
+  s.kernel = kernel_h;
+  s.kernel_w = kernel_w;
   s.stride = stride;
-  s.pad = pad;
+  s.pad = pad_h;
+  s.pad_w = pad_w;
   s.bias = bias;
   s.groups = groups;
-  s.tf_same = tf_same;
-  add_param(name + ".weight", {out, in / groups, kernel, kernel});
+  add_param(name + ".weight", {out, in / groups, kernel_h, kernel_w});
   if (bias) add_param(name + ".bias", {out});
   layers_.push_back(s);
   layer_params_.push_back({params_[name + ".weight"], bias ? params_[name + ".bias"] : at::Tensor()});
@@ -152,6 +160,12 @@ int Network::add_act(const std::string& name, ActKind kind) {
   return static_cast<int>(acts_.size()) - 1;
 }
 
+void Network::add_ignored(const std::string& name, std::vector<int64_t> shape) {
+  for (const auto& [n, s] : ignored_specs_) DSGQ_CHECK(n != name, "duplicate ignored parameter " + name);
+  DSGQ_CHECK(!params_.count(name), "ignored parameter " + name + " is also a used one");
+  ignored_specs_.emplace_back(name, std::move(shape));
+}
+
 int64_t Network::num_params() const {
   int64_t n = 0;
   for (const auto& [name, shape] : param_specs_) {
@@ -185,19 +199,20 @@ std::string Network::mismatch(const Checkpoint& ck) const {
   for (const auto& nt : ck.tensors) have[nt.name] = &nt.tensor;
   std::vector<std::string> missing, unexpected, wrong;
   std::set<std::string> expected;
-  for (const auto& [name, shape] : param_specs_) {
-    expected.insert(name);
-    auto it = have.find(name);
-    if (it == have.end()) {
-      missing.push_back(name);
-      continue;
+  for (const auto* specs : {&param_specs_, &ignored_specs_})
+    for (const auto& [name, shape] : *specs) {
+      expected.insert(name);
+      auto it = have.find(name);
+      if (it == have.end()) {
+        missing.push_back(name);
+        continue;
+      }
+      const at::Tensor& t = *it->second;
+      if (t.sizes().vec() != shape)
+        wrong.push_back(name + " is " + shape_string(t) + ", expected " + shape_str(shape));
+      else if (!at::isFloatingType(t.scalar_type()))
+        wrong.push_back(name + " has dtype " + std::string(c10::toString(t.scalar_type())) + ", expected a float type");
     }
-    const at::Tensor& t = *it->second;
-    if (t.sizes().vec() != shape)
-      wrong.push_back(name + " is " + shape_string(t) + ", expected " + shape_str(shape));
-    else if (!at::isFloatingType(t.scalar_type()))
-      wrong.push_back(name + " has dtype " + std::string(c10::toString(t.scalar_type())) + ", expected a float type");
-  }
   for (const auto& nt : ck.tensors)
     if (!expected.count(nt.name) && !tolerated(nt.name)) unexpected.push_back(nt.name + " " + shape_string(nt.tensor));
   std::string out;
@@ -213,10 +228,10 @@ void Network::load(const Checkpoint& ck) {
   const std::string bad = mismatch(ck);
   if (!bad.empty())
     throw InputError(ck.path + ": does not fit " + arch_ + ": " + bad + "; expected the " + arch_ +
-                     " state_dict (" + std::to_string(param_specs_.size()) + " tensors)");
+                     " state_dict (" + std::to_string(param_specs_.size() + ignored_specs_.size()) + " tensors)");
   for (const auto& nt : ck.tensors) {
     auto it = params_.find(nt.name);
-    if (it == params_.end()) continue;  // tolerated extra (num_batches_tracked)
+    if (it == params_.end()) continue;  // tolerated extra (num_batches_tracked) or an ignored key (ignored_specs)
     it->second.copy_(nt.tensor.to(at::kFloat));
   }
 }

@@ -21,8 +21,10 @@ struct Checkpoint;
 struct LayerSpec {  // a conv or linear layer
   enum class Kind { conv, linear } kind = Kind::conv;
   std::string name;  // parameter prefix: "<name>.weight", "<name>.bias"
-  int64_t in = 0, out = 0, kernel = 1, stride = 1, groups = 1;
-  int64_t pad = 0;       // symmetric padding (ignored when tf_same)
+  int64_t in = 0, out = 0, kernel = 1, stride = 1, groups = 1;  // kernel: height (and width, when square)
+  int64_t kernel_w = 1;  // kernel width: differs from kernel only for Inception's 1x7, 7x1, 1x3, 3x1 convs
+  int64_t pad = 0;       // symmetric padding, top and bottom (ignored when tf_same)
+  int64_t pad_w = 0;     // symmetric padding, left and right (equals pad unless the kernel is not square)
   bool tf_same = false;  // TensorFlow SAME padding: extra pixel at bottom/right when the total is odd
   bool bias = false;
 };
@@ -83,6 +85,10 @@ class Network {
   const std::vector<ActSpec>& acts() const { return acts_; }
   // Parameter names in state_dict order, with expected shapes.
   const std::vector<std::pair<std::string, std::vector<int64_t>>>& param_specs() const { return param_specs_; }
+  // Checkpoint keys that the strict import requires (with these shapes) but the eval-mode forward never reads, e.g.
+  // torchvision Inception v3's AuxLogits.* (the auxiliary classifier runs in training only). Not in param_specs(),
+  // num_params(), layers() or bns(); load() checks and then drops them.
+  const std::vector<std::pair<std::string, std::vector<int64_t>>>& ignored_specs() const { return ignored_specs_; }
   int64_t num_params() const;  // learnable scalars (BN running statistics excluded)
 
   // x: float [N, C, H, W] in the normalized input space, on this network's device. Returns logits [N, classes].
@@ -91,7 +97,8 @@ class Network {
   // uint8 [N,3,H,W] pixels -> float normalized input on `device`.
   at::Tensor normalize(const at::Tensor& pixels, c10::Device device) const;
 
-  // Strict import: every expected key present with its shape, no unexpected key (num_batches_tracked tolerated).
+  // Strict import: every expected key (param_specs() and ignored_specs()) present with its shape, no unexpected key
+  // (num_batches_tracked tolerated).
   // Float tensors are converted to float32. Throws InputError listing all offenders together.
   void load(const Checkpoint& ck);
   // Names of the keys that do not fit (empty when the checkpoint fits exactly); used by load() and inspect.
@@ -117,9 +124,14 @@ class Network {
   // Builder API, used by the architecture definitions (models/*.cpp). Returns the new item's index.
   int add_conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
                bool bias, int64_t groups = 1, bool tf_same = false);
+  // A conv with a kernel_h x kernel_w kernel and (pad_h, pad_w) symmetric padding (torchvision Inception's 1x7 etc).
+  int add_conv_hw(const std::string& name, int64_t in, int64_t out, int64_t kernel_h, int64_t kernel_w,
+                  int64_t stride, int64_t pad_h, int64_t pad_w, bool bias, int64_t groups = 1);
   int add_linear(const std::string& name, int64_t in, int64_t out, bool bias = true);
   int add_bn(const std::string& name, int64_t channels, double eps);
   int add_act(const std::string& name, ActKind kind);
+  // A checkpoint key the forward does not use (see ignored_specs()).
+  void add_ignored(const std::string& name, std::vector<int64_t> shape);
   void set_forward(ForwardFn fn) { forward_ = std::move(fn); }
 
  private:
@@ -132,6 +144,7 @@ class Network {
   std::vector<BnSpec> bns_;
   std::vector<ActSpec> acts_;
   std::vector<std::pair<std::string, std::vector<int64_t>>> param_specs_;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> ignored_specs_;
   std::map<std::string, at::Tensor> params_;
   // Per layer/BN: parameter tensors resolved once (weight, bias or undefined).
   std::vector<std::array<at::Tensor, 2>> layer_params_;

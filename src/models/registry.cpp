@@ -16,6 +16,9 @@ const std::vector<ArchInfo>& architectures() {
       {"resnet18", "imagenet", "", 69.758},  // torchvision IMAGENET1K_V1 top-1 (no weights shipped: set [model] weights)
       {"resnet50", "imagenet", "", 76.130},
       {"mobilenet_v2", "imagenet", "", 71.878},
+      {"inception_v3", "imagenet", "", 77.294},
+      {"shufflenet_v2_x0_5", "imagenet", "", 60.552},
+      {"shufflenet_v2_x1_0", "imagenet", "", 69.362},
   };
   return kArchs;
 }
@@ -36,6 +39,9 @@ std::unique_ptr<Network> build_network(const std::string& name, const std::strin
   if (a.name == "resnet18") return build_resnet_torchvision(a.name, false, {2, 2, 2, 2});
   if (a.name == "resnet50") return build_resnet_torchvision(a.name, true, {3, 4, 6, 3});
   if (a.name == "mobilenet_v2") return build_mobilenet_v2(a.name);
+  if (a.name == "inception_v3") return build_inception_v3(a.name);
+  if (a.name == "shufflenet_v2_x0_5") return build_shufflenet_v2(a.name, {4, 8, 4}, {24, 48, 96, 192, 1024});
+  if (a.name == "shufflenet_v2_x1_0") return build_shufflenet_v2(a.name, {4, 8, 4}, {24, 116, 232, 464, 1024});
   return build_resnet_cifar(a.name, std::stoi(a.name.substr(6)));
 }
 

@@ -6,6 +6,9 @@
    views sharing a storage, non-contiguous and empty tensors) read back by dsgq bit-identically.
 2. Forward: for resnet20, resnet8 and mobilenet_v1_0.25 with their real weights, dsgq's logits and BN taps equal an
    independent Python definition (models_ref.py) on the same input within 1e-4 (max abs).
+3. torchvision: resnet18, resnet50, mobilenet_v2, inception_v3 (299x299), shufflenet_v2_x0_5 and shufflenet_v2_x1_0
+   of python3-torchvision with random weights and BN statistics load from torchvision's state_dict and give the same
+   logits and BN taps within 1e-4 (max abs).
 Fixtures are made at test time in a temporary folder; nothing is committed.
 usage: test_oracle.py --tool build/tests/oracle_tool [--data DIR]  (default $DSGQ_DATA, else ../shared/data)
 """
@@ -115,12 +118,16 @@ def test_forward(tool, data, tmp, arch, weights, batch, size):
     compare_forward(tool, tmp, "forward", arch, path, model, x)
 
 
-def test_torchvision(tool, tmp, arch, batch):
+def test_torchvision(tool, tmp, arch, batch, size=224):
     """An architecture of Debian's python3-torchvision (0.14) with random weights and random BN statistics, saved as
-    torchvision's state_dict: dsgq loads it unchanged and gives the same logits and BN taps (issue 6, acceptance 1)."""
+    torchvision's state_dict: dsgq loads it unchanged and gives the same logits and BN taps (issue 6, acceptance 1).
+    inception_v3 is built as its pretrained checkpoint is (aux_logits=True: the state_dict holds the AuxLogits.* keys,
+    which dsgq requires and ignores; AuxLogits does not run in eval mode, so its BN modules record no tap) but with
+    transform_input=False: dsgq's forward does no input transform (its InputSpec folds it into mean/std)."""
     import torchvision
     torch.manual_seed(5)
-    model = getattr(torchvision.models, arch)(weights=None).eval()
+    kw = dict(aux_logits=True, init_weights=True, transform_input=False) if arch == "inception_v3" else {}
+    model = getattr(torchvision.models, arch)(weights=None, **kw).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -128,9 +135,15 @@ def test_torchvision(tool, tmp, arch, batch):
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0, 0.1)
+        if arch == "inception_v3":
+            # init_weights=True draws every conv weight with std 0.1 whatever its fan-in, which with BN statistics that
+            # do not normalize grows the logits to ~1e12; rescaled to He's std sqrt(2 / fan_in) they stay ~30.
+            for m in model.modules():
+                if isinstance(m, torch.nn.Conv2d):
+                    m.weight.mul_((2.0 / m.weight[0].numel()) ** 0.5 / 0.1)
     weights = os.path.join(tmp, f"{arch}_tv.pth")
     torch.save(model.state_dict(), weights)
-    compare_forward(tool, tmp, "torchvision", arch, weights, model, torch.randn(batch, 3, 224, 224))
+    compare_forward(tool, tmp, "torchvision", arch, weights, model, torch.randn(batch, 3, size, size))
 
 
 def main():
@@ -147,6 +160,9 @@ def main():
         test_torchvision(a.tool, tmp, "resnet18", 2)
         test_torchvision(a.tool, tmp, "resnet50", 2)
         test_torchvision(a.tool, tmp, "mobilenet_v2", 2)
+        test_torchvision(a.tool, tmp, "inception_v3", 2, 299)
+        test_torchvision(a.tool, tmp, "shufflenet_v2_x0_5", 2)
+        test_torchvision(a.tool, tmp, "shufflenet_v2_x1_0", 2)
     if failures:
         print(f"{len(failures)} oracle check(s) failed", flush=True)
         sys.exit(1)
