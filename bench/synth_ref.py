@@ -44,14 +44,43 @@ def busy_cpu_s():
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
 
 
-def load_model(arch, data):
-    model = models_ref.build(arch).eval()
-    model.load_state_dict(torch.load(os.path.join(data, "models", f"cifar10_{arch}.pt")))
+TORCHVISION = {"resnet18": 224, "resnet50": 224, "mobilenet_v2": 224, "shufflenet_v2_x0_5": 224,
+               "shufflenet_v2_x1_0": 224, "inception_v3": 299}  # ImageNet architectures and their input size
+
+
+def torchvision_model(arch):
+    import torchvision
+    kw = {"aux_logits": True, "init_weights": True} if arch == "inception_v3" else {}
+    return getattr(torchvision.models, arch)(weights=None, **kw).eval()
+
+
+def save_random_weights(arch, path, seed=0):
+    """A torchvision architecture with its default random initialisation and random BN statistics (no ImageNet
+    checkpoint exists on these machines; speed does not depend on the values), saved as its state_dict."""
+    torch.manual_seed(seed)
+    model = torchvision_model(arch)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    torch.save(model.state_dict(), path)
+
+
+def load_model(arch, data, weights=None):
+    if arch in TORCHVISION:
+        model = torchvision_model(arch)
+        model.load_state_dict(torch.load(weights))
+    else:
+        model = models_ref.build(arch).eval()
+        model.load_state_dict(torch.load(weights or os.path.join(data, "models", f"cifar10_{arch}.pt")))
+    model.input_size = input_shape(arch)
     return model
 
 
-def input_shape(model):
-    return (3, 32, 32)  # the CIFAR-10 architectures of models_ref
+def input_shape(arch):
+    s = TORCHVISION.get(arch, 32)  # the CIFAR-10 architectures of models_ref take 32x32
+    return (3, s, s)
 
 
 # ------------------------------------------------------------------------------------------------------------- FLOPs
@@ -79,7 +108,7 @@ def forward_flops_per_image(model):
             hooks.append(m.register_forward_hook(linear_hook))
             n_lin += 1
     with torch.no_grad():
-        model(torch.zeros((1,) + input_shape(model)))
+        model(torch.zeros((1,) + model.input_size))
     for h in hooks:
         h.remove()
     if counts["convs"] != n_conv or counts["linears"] != n_lin:
@@ -151,7 +180,7 @@ def sample_stats(f):
 def margins(model, bns, feats, n_images, q, seed):
     """Per-layer scalar margins: q-quantile over all (n, c) of |m - mu| and |s - sigma| on N(0,1) images."""
     g = torch.Generator().manual_seed(seed + 1)
-    xg = torch.randn((n_images,) + input_shape(model), generator=g)
+    xg = torch.randn((n_images,) + model.input_size, generator=g)
     feats.clear()
     with torch.no_grad():
         model(xg)
@@ -167,7 +196,7 @@ def margins(model, bns, feats, n_images, q, seed):
 
 def run_loop(a, frozen):
     torch.manual_seed(a.seed)
-    model = load_model(a.arch, a.data)
+    model = load_model(a.arch, a.data, a.weights)
     if frozen:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -186,7 +215,7 @@ def run_loop(a, frozen):
     idx = torch.arange(B)
     lse_w = [1.0 + (idx % L == l).float() for l in range(L)]  # X_LSE = I + 11^T, sample n's own layer is n mod L
 
-    x = torch.randn((B,) + input_shape(model), requires_grad=True)
+    x = torch.randn((B,) + input_shape(a.arch), requires_grad=True)
     opt = torch.optim.Adam([x], lr=a.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=a.patience,
                                                        threshold=1e-4, min_lr=1e-4)
@@ -266,6 +295,8 @@ def main():
     ap.add_argument("--flops", action="store_true", help="print the forward FLOPs per image and exit")
     ap.add_argument("--peak", action="store_true", help="print the matrix-multiply peak figure and exit")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--weights", help="state_dict to load (required for the torchvision architectures)")
+    ap.add_argument("--save-weights", metavar="PATH", help="save random weights for --arch (torchvision) and exit")
     ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "shared", "data"))
     a = ap.parse_args()
 
@@ -273,7 +304,10 @@ def main():
         print(json.dumps(peak(a.repeats)), flush=True)
         return
     torch.set_num_threads(a.threads)
-    flops_image, n_conv, n_lin = forward_flops_per_image(load_model(a.arch, a.data))
+    if a.save_weights:
+        save_random_weights(a.arch, a.save_weights)
+        return
+    flops_image, n_conv, n_lin = forward_flops_per_image(load_model(a.arch, a.data, a.weights))
     if a.flops:
         print(json.dumps({"model": a.arch, "forward_flop_per_image": flops_image, "convs": n_conv, "linears": n_lin}))
         return

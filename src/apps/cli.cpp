@@ -46,6 +46,7 @@ std::string usage() {
       "  --labels FILE          pack: '<file> <class index> [...]' lines for a flat folder\n"
       "  --synsets FILE         pack: '<wnid> <names>' lines fixing the class index of each wnid (tree)\n"
       "  --size S, --resize R   pack: CenterCrop(S) after Resize(R) (default S 224, R round(S / 0.875))\n"
+      "  --per-class K          pack: only the first K images (sorted) of each class folder: a train subset\n"
       "  --out FILE.h5          pack: the packed set (written as FILE.h5.part, renamed when complete)\n"
       "  --threads N            torch threads per rank (default: SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or\n"
       "                         the node's cores divided by its ranks)\n"
@@ -119,20 +120,20 @@ Args parse_args(int argc, char** argv) {
     } else if (a.command == "pack" && (opt == "--images" || opt == "--labels" || opt == "--synsets" || opt == "--out")) {
       const std::string v = val();
       (opt == "--images" ? a.pack.images : opt == "--labels" ? a.pack.labels : opt == "--synsets" ? a.pack.synsets : a.pack.out) = v;
-    } else if (a.command == "pack" && (opt == "--size" || opt == "--resize")) {
+    } else if (a.command == "pack" && (opt == "--size" || opt == "--resize" || opt == "--per-class")) {
       const std::string v = val();
       char* end = nullptr;
       const long n = std::strtol(v.c_str(), &end, 10);
       if (v.empty() || *end != '\0' || n < 1)
         throw InputError("option " + opt + " = " + quote_value(v) + " is not a size; expected a positive integer (pixels)");
-      (opt == "--size" ? a.pack.size : a.pack.resize) = n;
+      (opt == "--size" ? a.pack.size : opt == "--resize" ? a.pack.resize : a.pack.per_class) = n;
     } else if (opt == "--help" || opt == "-h") {
       a.command = "help";
       return a;
     } else if (opt.rfind("-", 0) == 0) {
       throw InputError("unknown option " + quote_value(opt) + " for 'dsgq " + a.command +
                        "'; known: " +
-                       (a.command == "pack" ? std::string("--images, --labels, --synsets, --size, --resize, --out, --force, --dry-run, --help")
+                       (a.command == "pack" ? std::string("--images, --labels, --synsets, --size, --resize, --per-class, --out, --force, --dry-run, --help")
                                             : std::string("--config, --set, --dry-run, --force, --threads, --help")) +
                        (a.command == "sweep" ? ", --list, --only, --shard" : ""));
     } else {

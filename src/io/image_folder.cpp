@@ -88,7 +88,7 @@ ImageList list_flat(const std::string& dir, const std::string& labels_file, int6
   return list;
 }
 
-ImageList list_tree(const std::string& dir, const std::string& synsets_file, int64_t num_classes) {
+ImageList list_tree(const std::string& dir, const std::string& synsets_file, int64_t num_classes, int64_t per_class) {
   std::vector<std::string> classes;
   size_t loose_images = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
@@ -127,6 +127,7 @@ ImageList list_tree(const std::string& dir, const std::string& synsets_file, int
     if (files.empty())
       throw InputError((fs::path(dir) / c).string() + ": class folder holds no images (.jpg/.jpeg/.png/...)");
     std::sort(files.begin(), files.end());
+    if (per_class > 0 && static_cast<int64_t>(files.size()) > per_class) files.resize(static_cast<size_t>(per_class));
     for (const auto& f : files) {
       list.files.push_back(c + "/" + f);
       list.labels.push_back(index.at(c));
@@ -138,17 +139,20 @@ ImageList list_tree(const std::string& dir, const std::string& synsets_file, int
 }  // namespace
 
 ImageList list_image_folder(const std::string& dir, const std::string& labels_file, const std::string& synsets_file,
-                            int64_t num_classes) {
+                            int64_t num_classes, int64_t per_class) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw InputError(dir + ": no such folder; expected the image folder (--images)");
   if (!labels_file.empty()) {
+    if (per_class > 0)
+      throw InputError("--per-class " + std::to_string(per_class) + " applies to a <wnid>/<image> tree; " + dir +
+                       " is read as a flat folder with the label file " + labels_file);
     if (!synsets_file.empty()) {
       ImageList list = list_flat(dir, labels_file, static_cast<int64_t>(read_synsets(synsets_file).size()));
       return list;
     }
     return list_flat(dir, labels_file, num_classes);
   }
-  return list_tree(dir, synsets_file, num_classes);
+  return list_tree(dir, synsets_file, num_classes, per_class);
 }
 
 }  // namespace dsgq::io

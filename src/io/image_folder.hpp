@@ -22,7 +22,8 @@ struct ImageList {
 // Throws InputError naming the folder, file or line: a missing folder; a class folder that is not a wnid
 // (n + 8 digits); a class folder with no images; a wnid missing from the synsets file; a label-file line that is
 // malformed, names a missing image, repeats one, or has a class index outside 0..classes-1; no images at all.
+// per_class > 0 (tree only): the first per_class images of each class (a calibration subset of train/).
 ImageList list_image_folder(const std::string& dir, const std::string& labels_file, const std::string& synsets_file,
-                            int64_t num_classes = 1000);
+                            int64_t num_classes = 1000, int64_t per_class = 0);
 
 }  // namespace dsgq::io

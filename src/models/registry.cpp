@@ -1,5 +1,7 @@
 #include "models/registry.hpp"
 
+#include <cstdlib>
+
 #include "core/error.hpp"
 #include "models/architectures.hpp"
 
@@ -13,14 +15,22 @@ const std::vector<ArchInfo>& architectures() {
       {"resnet56", "cifar10", "cifar10_resnet56.pt", 93.39},
       {"resnet8", "cifar10", "cifar10_resnet8_mlperf_tiny.pt", 87.19},
       {"mobilenet_v1_0.25", "imagenet", "imagenet_mobilenet_v1_0.25_224.pt", -1},
-      {"resnet18", "imagenet", "", 69.758},  // torchvision IMAGENET1K_V1 top-1 (no weights shipped: set [model] weights)
-      {"resnet50", "imagenet", "", 76.130},
-      {"mobilenet_v2", "imagenet", "", 71.878},
-      {"inception_v3", "imagenet", "", 77.294},
-      {"shufflenet_v2_x0_5", "imagenet", "", 60.552},
-      {"shufflenet_v2_x1_0", "imagenet", "", 69.362},
+      // torchvision IMAGENET1K_V1 top-1 and checkpoint file (none shipped: found in torchvision_checkpoint_dir())
+      {"resnet18", "imagenet", "", 69.758, "resnet18-f37072fd.pth"},
+      {"resnet50", "imagenet", "", 76.130, "resnet50-0676ba61.pth"},
+      {"mobilenet_v2", "imagenet", "", 71.878, "mobilenet_v2-b0353104.pth"},
+      {"inception_v3", "imagenet", "", 77.294, "inception_v3_google-0cc3c7bd.pth"},
+      {"shufflenet_v2_x0_5", "imagenet", "", 60.552, "shufflenetv2_x0.5-f707e7126e.pth"},
+      {"shufflenet_v2_x1_0", "imagenet", "", 69.362, "shufflenetv2_x1-5666bf0f80.pth"},
   };
   return kArchs;
+}
+
+std::string torchvision_checkpoint_dir() {
+  if (const char* v = std::getenv("DSGQ_TORCHVISION_MODELS"); v && *v) return v;
+  if (const char* v = std::getenv("TORCH_HOME"); v && *v) return std::string(v) + "/hub/checkpoints";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.cache/torch/hub/checkpoints";
 }
 
 const ArchInfo& arch_info(const std::string& name, const std::string& where) {

@@ -14,7 +14,12 @@ struct ArchInfo {
   std::string dataset;          // "cifar10" | "imagenet"
   std::string weights_file;     // file name in ${DSGQ_DATA}/models, "" when none is shipped
   double published_top1 = -1;   // on the full evaluation set, -1 when unknown
+  std::string torchvision_file; // the IMAGENET1K_V1 checkpoint's file name as torchvision downloads it, "" if none
 };
+
+// Where torchvision keeps downloaded checkpoints: $DSGQ_TORCHVISION_MODELS, else $TORCH_HOME/hub/checkpoints, else
+// $HOME/.cache/torch/hub/checkpoints (torch.hub's default). Local.
+std::string torchvision_checkpoint_dir();
 
 const std::vector<ArchInfo>& architectures();
 // Throws InputError "<where> = 'x' is unknown; expected one of resnet20, ..." for an unknown name.

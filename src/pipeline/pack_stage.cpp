@@ -56,7 +56,7 @@ std::unique_ptr<PackStage> PackStage::prepare(const PackArgs& args, const dist::
     throw InputError(args.out + ": exists; pass --force to replace it (dsgq pack never overwrites a packed set otherwise)");
   const fs::path parent = fs::path(args.out).parent_path();
   if (!parent.empty()) make_dirs(parent.string());
-  s.list = io::list_image_folder(args.images, args.labels, args.synsets);
+  s.list = io::list_image_folder(args.images, args.labels, args.synsets, 1000, args.per_class);
   return stage;
 }
 

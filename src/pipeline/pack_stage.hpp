@@ -16,6 +16,7 @@ struct PackArgs {
   std::string out;      // --out FILE.h5
   int64_t size = 224;   // --size S: center crop (224; 299 for inception_v3)
   int64_t resize = 0;   // --resize R: shorter side before the crop; 0 = round(S / 0.875)
+  int64_t per_class = 0;  // --per-class K: the first K images of each class (tree); 0 = all
   bool force = false;   // replace an existing --out
 };
 

@@ -22,6 +22,12 @@ namespace dsgq::pipeline {
 LoadedModel load_model(const config::RunConfig& cfg, const Runtime& rt) {
   LoadedModel m;
   m.net = models::build_network(cfg.model.arch, cfg.source + " [model]: arch");
+  const models::ArchInfo& arch = models::arch_info(cfg.model.arch, cfg.source + " [model]: arch");
+  if (!arch.torchvision_file.empty() && !file_exists(cfg.model.weights))
+    throw InputError(cfg.source + " [model]: weights = " + quote_value(cfg.model.weights) + " does not exist; expected " +
+                     arch.name + "'s torchvision checkpoint (https://download.pytorch.org/models/" +
+                     arch.torchvision_file + ", what torchvision." + arch.name +
+                     "(weights='IMAGENET1K_V1') downloads) there, or set [model] weights or DSGQ_TORCHVISION_MODELS");
   m.net->load(models::read_checkpoint(cfg.model.weights));
   m.net->to(rt.device);
   m.weights_sha256 = sha256_file(cfg.model.weights);

@@ -78,7 +78,7 @@ std::string write_report(const std::string& runs_dir) {
     Table& t = tables[p.at("arch").get<std::string>()];
     t.arch = p.at("arch").get<std::string>();
     const nlohmann::json& m = r.at("metrics");
-    if (!p.contains("precision")) {  // an FP32 evaluation record
+    if (p.value("stage", std::string()) == "eval" || !p.contains("protocol")) {  // an FP32 evaluation record (dsgq eval)
       if (std::isnan(t.fp32)) t.fp32 = m.at("top1").get<double>();
       continue;
     }

@@ -32,7 +32,9 @@ config::RunConfig complete_config(config::RunConfig cfg) {
   if (cfg.model.dataset != arch.dataset)
     throw InputError(cfg.source + " [model]: dataset = " + quote_value(cfg.model.dataset) + " does not match arch " +
                      arch.name + "; expected " + quote_value(arch.dataset));
-  if (cfg.model.weights.empty()) {
+  if (cfg.model.weights.empty() && arch.weights_file.empty() && !arch.torchvision_file.empty()) {
+    cfg.model.weights = models::torchvision_checkpoint_dir() + "/" + arch.torchvision_file;
+  } else if (cfg.model.weights.empty()) {
     if (arch.weights_file.empty())
       throw InputError(cfg.source + " [model]: weights is not set and dsgq ships no weights for " + arch.name +
                        "; expected a path to a torch.save state_dict");

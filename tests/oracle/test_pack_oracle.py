@@ -6,10 +6,14 @@
    bytes.
 2. The real ImageNet MobileNet v1 x0.25 evaluated by dsgq on that packed file: 24/50 top-1, 37/50 top-5 (the Python
    reference of ../shared/data/README.md), on 1 and 2 ranks.
-3. An ImageFolder tree of made-up images in the modes torchvision meets in ImageNet: greyscale and CMYK JPEG, RGBA
+3. End to end at 224: dsgq run on mobilenet_v1_0.25 with 8 DSG images (5 steps, 20 AdaRound steps) and with 8
+   real images from the packed set as calibration data (synth.method = real), W8A8, evaluated on the packed
+   samples: both write their records and stay within 6 images of FP32's 24/50.
+4. An ImageFolder tree of made-up images in the modes torchvision meets in ImageNet: greyscale and CMYK JPEG, RGBA
    and palette PNG, a PNG named .JPEG, odd sizes (centre-crop rounding), an image smaller than the crop (upscaled);
    against torchvision.datasets.ImageFolder, with and without a synsets file; also at --size 299 (Resize(342)).
-4. Bad input, each exit 2 with a message naming the culprit and no output file or .part left behind: a corrupt
+   --per-class 2 keeps the first two images of each class.
+5. Bad input, each exit 2 with a message naming the culprit and no output file or .part left behind: a corrupt
    JPEG, a truncated JPEG, a label file with an out-of-range index / a missing image / a non-integer index, a class
    folder that is not a wnid, an output file that exists (kept unchanged; --force replaces it).
 usage: test_pack_oracle.py --dsgq build/bin/dsgq [--data DIR]"""
@@ -64,7 +68,8 @@ def test_samples(dsgq, data, tmp):
         out = os.path.join(tmp, f"samples{ranks}.h5")
         r = run([dsgq, "pack", "--images", os.path.join(src, "images"), "--labels", os.path.join(src, "labels.txt"),
                  "--out", out], ranks)
-        check(r.returncode == 0, f"pack of imagenet_samples on {ranks} rank(s) exits 0 ({r.stderr.strip()[-300:]})")
+        check(r.returncode == 0, f"pack of imagenet_samples on {ranks} rank(s) exits 0"
+                                 f"{'' if r.returncode == 0 else ' (' + r.stderr.strip()[-300:] + ')'}")
         if r.returncode != 0:
             return
         outs[ranks] = packed(out)
@@ -85,6 +90,33 @@ def test_samples(dsgq, data, tmp):
         ok = r.returncode == 0 and line and "(24/50)" in line[0] and "top5 74.00%" in line[0]
         check(bool(ok), f"mobilenet_v1_0.25 on the packed samples, {ranks} rank(s): 24/50 top-1, 37/50 top-5 "
                         f"({line[0].split('fp32: ')[1] if line else r.stderr.strip()[-300:]})")
+
+
+def test_run_224(dsgq, tmp):
+    """dsgq run at 224x224 on the packed samples, DSG and packed real calibration data (reduced iterations)."""
+    import json
+    data = os.path.join(tmp, "samples1.h5")
+    res = os.path.join(tmp, "run224")
+    for method in ("dsg", "real"):
+        r = run([dsgq, "run", "--threads", "2", "--set", "model.arch=mobilenet_v1_0.25", "--set", f"eval.data={data}",
+                 "--set", f"output.dir={res}", "--set", f"synth.method={method}", "--set", f"synth.real_data={data}",
+                 "--set", "synth.n_images=8", "--set", "synth.batch=8", "--set", "synth.iters=5",
+                 "--set", "quant.protocol=adaround", "--set", "quant.adaround.iters=20",
+                 "--set", "quant.w_bits=8", "--set", "quant.a_bits=8"])
+        recs = [f for f in os.listdir(os.path.join(res, "results"))] if os.path.isdir(os.path.join(res, "results")) else []
+        quant = [json.load(open(os.path.join(res, "results", f))) for f in recs if f"-{method}-" in f and "adaround" in f]
+        m = quant[0]["metrics"] if quant else {}
+        ok = r.returncode == 0 and len(quant) == 1 and m.get("n_images") == 50 and abs(m.get("top1_correct", -99) - 24) <= 6
+        check(ok, f"dsgq run at 224, {method} calibration (8 images), W8A8: exit {r.returncode}, "
+                  f"{m.get('top1_correct')}/50 top-1, {m.get('top5_correct')}/50 top-5 (FP32 24, 37)"
+                  + ("" if ok else " " + r.stderr.strip()[-400:]))
+    r1 = run([dsgq, "eval", "--set", "model.arch=mobilenet_v1_0.25", "--set", f"eval.data={data}",
+              "--set", f"output.dir={res}"])
+    r2 = run([dsgq, "report", res])
+    table = open(os.path.join(res, "report", "table.md")).read() if r2.returncode == 0 else ""
+    check(r1.returncode == 0 and r2.returncode == 0 and "| FP32 | - | 48.00 |" in table and table.count("W8A8") >= 1,
+          f"dsgq report over the two runs and dsgq eval's FP32 record: exit {r2.returncode} "
+          f"{table.strip().splitlines()[-3:] if table else r2.stderr.strip()[-300:]}")
 
 
 def make_tree(root):
@@ -137,6 +169,11 @@ def test_tree(dsgq, data, tmp):
                   f"tree --size {size}, synsets {with_synsets}: ImageFolder's order and labels {labels.tolist()}")
             if not with_synsets:
                 compare(f"tree (grey/CMYK JPEG, RGBA/palette PNG, PNG named .JPEG, 120x90) at {size}", images, ref)
+    out = os.path.join(tmp, "tree-per-class.h5")
+    r = run([dsgq, "pack", "--images", root, "--per-class", "2", "--out", out])
+    names = packed(out)[2] if r.returncode == 0 else []
+    want = [os.path.relpath(p, root) for p, t in ds.samples if [q for q, u in ds.samples if u == t].index(p) < 2]
+    check(r.returncode == 0 and names == want, f"--per-class 2: the first two images of each class {names}")
 
 
 def test_bad_input(dsgq, data, tmp):
@@ -224,6 +261,7 @@ def main():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         test_samples(a.dsgq, a.data, tmp)
+        test_run_224(a.dsgq, tmp)
         test_tree(a.dsgq, a.data, tmp)
         test_bad_input(a.dsgq, a.data, tmp)
     if failures:
