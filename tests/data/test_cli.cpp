@@ -143,7 +143,7 @@ TEST(Cli, DryRunPrintsResolvedConfigAndInspectDescribesWeights) {
   EXPECT_NE(r.output.find("fits architecture: resnet8"), std::string::npos) << r.output;
   r = test::run_command(dsgq_bin() + " frobnicate");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("unknown command 'frobnicate'; expected one of eval, synth, quantize, run, sweep, report, inspect"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown command 'frobnicate'; expected one of eval, synth, quantize, run, sweep, report, pack, inspect"), std::string::npos) << r.output;
 }
 
 TEST(Cli, EvalWritesRecordAndSkipsWhenDone) {

@@ -13,7 +13,8 @@
    and palette PNG, a PNG named .JPEG, odd sizes (centre-crop rounding), an image smaller than the crop (upscaled);
    against torchvision.datasets.ImageFolder, with and without a synsets file; also at --size 299 (Resize(342)).
    --per-class 2 keeps the first two images of each class.
-5. Bad input, each exit 2 with a message naming the culprit and no output file or .part left behind: a corrupt
+5. Every shipped config naming ${DSGQ_IMAGENET} validates with packed samples and torchvision-named weights.
+6. Bad input, each exit 2 with a message naming the culprit and no output file or .part left behind: a corrupt
    JPEG, a truncated JPEG, a label file with an out-of-range index / a missing image / a non-integer index, a class
    folder that is not a wnid, an output file that exists (kept unchanged; --force replaces it).
 usage: test_pack_oracle.py --dsgq build/bin/dsgq [--data DIR]"""
@@ -117,6 +118,42 @@ def test_run_224(dsgq, tmp):
     check(r1.returncode == 0 and r2.returncode == 0 and "| FP32 | - | 48.00 |" in table and table.count("W8A8") >= 1,
           f"dsgq report over the two runs and dsgq eval's FP32 record: exit {r2.returncode} "
           f"{table.strip().splitlines()[-3:] if table else r2.stderr.strip()[-300:]}")
+
+
+def test_imagenet_configs(dsgq, tmp):
+    """Every shipped config that names ${DSGQ_IMAGENET} validates (run --dry-run, sweep --list) with packed sets in
+    $DSGQ_IMAGENET and python3-torchvision weights (random values) under torchvision's file names."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.join(here, "..", "..")
+    sys.path.insert(0, os.path.join(repo, "bench"))
+    import synth_ref  # noqa: E402
+    inet, tvw = os.path.join(tmp, "inet"), os.path.join(tmp, "tvw")
+    os.makedirs(tvw)
+    os.makedirs(inet)
+    for size in (224, 299):  # the 50 samples stand in for val and train
+        r = run([dsgq, "pack", "--images", os.path.join(default_data_dir(), "imagenet_samples", "images"), "--labels",
+                 os.path.join(default_data_dir(), "imagenet_samples", "labels.txt"), "--size", str(size),
+                 "--out", os.path.join(inet, f"val_{size}.h5")])
+        shutil.copy(os.path.join(inet, f"val_{size}.h5"), os.path.join(inet, f"train_{size}.h5"))
+    files = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth",
+             "mobilenet_v2": "mobilenet_v2-b0353104.pth", "inception_v3": "inception_v3_google-0cc3c7bd.pth",
+             "shufflenet_v2_x0_5": "shufflenetv2_x0.5-f707e7126e.pth", "shufflenet_v2_x1_0": "shufflenetv2_x1-5666bf0f80.pth"}
+    for arch, name in files.items():
+        synth_ref.save_random_weights(arch, os.path.join(tvw, name))
+    env = dict(os.environ, DSGQ_IMAGENET=inet, DSGQ_TORCHVISION_MODELS=tvw)
+    configs = []
+    for d, _, names in os.walk(os.path.join(repo, "configs")):
+        configs += [os.path.join(d, n) for n in names if n.endswith(".toml") and "${DSGQ_IMAGENET}" in open(os.path.join(d, n)).read()]
+    for cfg in sorted(configs):
+        sweep = os.path.basename(os.path.dirname(cfg)) == "sweeps"
+        # the samples hold 50 images: real calibration sets of a sweep are cut to 32
+        cmd = [dsgq, "sweep", "--list", "--set", "synth.n_images=32"] if sweep else [dsgq, "run", "--dry-run"]
+        r = subprocess.run(cmd + ["--config", cfg, "--set", f"output.dir={os.path.join(tmp, 'cfg')}"],
+                           capture_output=True, text=True, env=env)
+        points = r.stdout.count("pending") if sweep else None
+        check(r.returncode == 0, f"{os.path.relpath(cfg, repo)} validates" + (f" ({points} points)" if sweep else "")
+              + ("" if r.returncode == 0 else ": " + r.stderr.strip()[-300:]))
+    check(len(configs) >= 8, f"{len(configs)} ImageNet configs checked")
 
 
 def make_tree(root):
@@ -262,6 +299,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         test_samples(a.dsgq, a.data, tmp)
         test_run_224(a.dsgq, tmp)
+        test_imagenet_configs(a.dsgq, tmp)
         test_tree(a.dsgq, a.data, tmp)
         test_bad_input(a.dsgq, a.data, tmp)
     if failures:
