@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -39,6 +40,7 @@ PackedMeta read_meta(hid_t f, const std::string& path) {
   m.labels_from = h5::read_str_attr(f, "labels_from", path, kPackedFormat);
   m.dsgq_version = h5::read_str_attr(f, "dsgq_version", path, kPackedFormat);
   m.created = h5::read_str_attr(f, "created", path, kPackedFormat);
+  if (h5::has_attr(f, "list_sha256")) m.list_sha256 = h5::read_str_attr(f, "list_sha256", path, kPackedFormat);
   const auto dims = h5::dims_of(f, "/images", path, kPackedFormat);
   const std::vector<hsize_t> want{hsize_t(m.n_images), 3, hsize_t(m.size), hsize_t(m.size)};
   if (dims != want)
@@ -59,15 +61,48 @@ struct PackedWriter::Impl {
   bool finished = false;
 };
 
-PackedWriter::PackedWriter(const std::string& path, const PackedMeta& meta, int64_t name_len, const dist::Comm& comm)
+PackedWriter::PackedWriter(const std::string& path, const PackedMeta& meta, const std::vector<std::string>& names,
+                           const dist::Comm& comm)
     : impl_(new Impl) {
   impl_->path = path;
   impl_->part = path + ".part";
   impl_->comm = &comm;
-  impl_->name_len = name_len < 1 ? 1 : name_len;
+  for (const auto& n : names) impl_->name_len = std::max<int64_t>(impl_->name_len, static_cast<int64_t>(n.size()));
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const std::string& part = impl_->part;
+
+  // Rank 0 decides from the leftover .part (if any), every rank follows: resume when it was made from the same
+  // inputs, else start over.
+  std::string verdict;
+  if (comm.is_root() && file_exists(part) && H5Fis_hdf5(part.c_str()) > 0) {
+    const hid_t f = H5Fopen(part.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) {
+      try {
+        const PackedMeta old = read_meta(f, part);
+        if (old.size == meta.size && old.resize == meta.resize && old.n_images == meta.n_images &&
+            old.source == meta.source && old.labels_from == meta.labels_from &&
+            h5::read_str_attr(f, "list_sha256", part, kPackedFormat) == meta.list_sha256 &&
+            H5Lexists(f, "/row_done", H5P_DEFAULT) > 0)
+          verdict = "resume";
+      } catch (const InputError&) {
+      }
+      H5Fclose(f);
+    }
+  }
+  verdict = comm.broadcast(verdict);
   Id fapl(h5::mpio_fapl(comm.native()), H5Pclose);
-  impl_->file = H5Fcreate(impl_->part.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  done_.assign(static_cast<size_t>(meta.n_images), 0);
+  if (verdict == "resume") {
+    impl_->file = H5Fopen(part.c_str(), H5F_ACC_RDWR, fapl);
+    if (impl_->file < 0) {
+      delete impl_;
+      throw InputError(part + ": cannot reopen for resuming (remove it to start over)");
+    }
+    h5::read_rows(impl_->file, "/row_done", H5T_NATIVE_UINT8, 0, meta.n_images, done_.data());
+    resumed_ = true;
+    return;
+  }
+  impl_->file = H5Fcreate(part.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (impl_->file < 0) {
     delete impl_;
     throw InputError(path + ".part: cannot create (folder missing or not writable?)");
@@ -76,6 +111,7 @@ PackedWriter::PackedWriter(const std::string& path, const PackedMeta& meta, int6
   const hsize_t n = static_cast<hsize_t>(meta.n_images), s = static_cast<hsize_t>(meta.size);
   h5::create_dataset(f, "/images", H5T_NATIVE_UINT8, {n, 3, s, s});
   h5::create_dataset(f, "/labels", H5T_NATIVE_INT64, {n});
+  h5::create_dataset(f, "/row_done", H5T_NATIVE_UINT8, {n});
   Id nt(name_type(impl_->name_len), H5Tclose);
   h5::create_dataset(f, "/names", nt, {n});
   h5::write_str_attr(f, "format", kPackedFormat);
@@ -85,29 +121,33 @@ PackedWriter::PackedWriter(const std::string& path, const PackedMeta& meta, int6
   h5::write_int_attr(f, "num_classes", meta.num_classes);
   h5::write_str_attr(f, "source", meta.source);
   h5::write_str_attr(f, "labels_from", meta.labels_from);
+  h5::write_str_attr(f, "list_sha256", meta.list_sha256);
   h5::write_str_attr(f, "dsgq_version", meta.dsgq_version);
   h5::write_str_attr(f, "created", meta.created);
+  // The names, collectively with rank 0's selection only.
+  const bool root = comm.is_root();
+  const size_t len = static_cast<size_t>(impl_->name_len);
+  std::vector<char> buf(root ? names.size() * len + 1 : 1, '\0');
+  if (root)
+    for (size_t i = 0; i < names.size(); ++i) std::memcpy(buf.data() + i * len, names[i].data(), std::min(len, names[i].size()));
+  h5::write_rows(f, "/names", nt, 0, root ? static_cast<int64_t>(names.size()) : 0, buf.data());
+  h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush");
 }
 
 PackedWriter::~PackedWriter() {
-  if (impl_->file >= 0) H5Fclose(impl_->file);
-  if (!impl_->finished && impl_->comm->is_root()) std::remove(impl_->part.c_str());
+  if (impl_->file >= 0) H5Fclose(impl_->file);  // an unfinished .part stays: the next run resumes it
   delete impl_;
 }
 
-void PackedWriter::write(int64_t first, int64_t n, const uint8_t* pixels, const int64_t* labels) {
+void PackedWriter::write(int64_t first, int64_t n, const uint8_t* pixels, const int64_t* labels, const uint8_t* ok) {
   h5::write_rows(impl_->file, "/images", H5T_NATIVE_UINT8, first, n, pixels);
   h5::write_rows(impl_->file, "/labels", H5T_NATIVE_INT64, first, n, labels);
-}
-
-void PackedWriter::write_names(const std::vector<std::string>& names) {
-  const bool root = impl_->comm->is_root();
-  const size_t len = static_cast<size_t>(impl_->name_len);
-  std::vector<char> buf(root ? names.size() * len : 1, '\0');
-  if (root)
-    for (size_t i = 0; i < names.size(); ++i) std::memcpy(buf.data() + i * len, names[i].data(), std::min(len, names[i].size()));
-  Id nt(name_type(impl_->name_len), H5Tclose);
-  h5::write_rows(impl_->file, "/names", nt, 0, root ? static_cast<int64_t>(names.size()) : 0, buf.data());
+  h5::check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "H5Fflush");
+  // Rows are marked done only after their pixels are on disk; a failed image keeps 0 (redone next time).
+  std::vector<uint8_t> flags(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) flags[static_cast<size_t>(i)] = std::max(ok[i] ? uint8_t{1} : uint8_t{0}, done_[static_cast<size_t>(first + i)]);
+  h5::write_rows(impl_->file, "/row_done", H5T_NATIVE_UINT8, first, n, flags.data());
+  h5::check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "H5Fflush");
 }
 
 void PackedWriter::finish() {

@@ -4,7 +4,11 @@
 //   /images uint8 [N,3,S,S]  pixels after torchvision's evaluation preprocessing (Resize(R) + CenterCrop(S))
 //   /labels int64 [N]        class index (0..classes-1)
 //   /names  string [N]       the image's path relative to the source folder
-//   root attributes: format, size, resize, n_images, num_classes, source, labels_from, dsgq_version, created.
+//   /row_done uint8 [N]      1 once an image's row is written (resume state; all 1 in a complete file)
+//   root attributes: format, size, resize, n_images, num_classes, source, labels_from, list_sha256 (of the names
+//   and labels), dsgq_version, created.
+// A killed `dsgq pack` leaves the .part; run again with the same inputs, it reopens it and decodes only the rows
+// not yet written (any world size).
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -20,28 +24,34 @@ inline constexpr const char* kPackedFormat = "dsgq-packed/1";
 
 struct PackedMeta {
   int64_t n_images = 0, size = 224, resize = 256, num_classes = 1000;
-  std::string source, labels_from, dsgq_version, created;
+  std::string source, labels_from, list_sha256, dsgq_version, created;
 };
 
 class PackedWriter {
  public:
-  // Collective. Creates <path>.part (a leftover .part of an earlier, killed run is replaced); `name_len` is the
-  // longest name in bytes (every rank passes the same meta and name_len).
-  PackedWriter(const std::string& path, const PackedMeta& meta, int64_t name_len, const dist::Comm& comm);
+  // Collective. Reopens <path>.part when it was left by a run with the same size, resize, source, labels and image
+  // list (list_sha256), else creates it and writes the names (rank 0's `names`). Every rank passes the same meta.
+  PackedWriter(const std::string& path, const PackedMeta& meta, const std::vector<std::string>& names,
+               const dist::Comm& comm);
   ~PackedWriter();  // closes; removes the .part unless finish() ran
   PackedWriter(const PackedWriter&) = delete;
   PackedWriter& operator=(const PackedWriter&) = delete;
 
-  // Collective: this rank's rows [first, first + n); pixels [n,3,S,S] and labels [n] (n may be 0).
-  void write(int64_t first, int64_t n, const uint8_t* pixels, const int64_t* labels);
-  // Collective: rank 0 passes all N names (the other ranks' argument is ignored).
-  void write_names(const std::vector<std::string>& names);
+  // Rows already written by an earlier run of this .part (all 0 for a new file); the same on every rank.
+  const std::vector<uint8_t>& done() const { return done_; }
+  bool resumed() const { return resumed_; }
+
+  // Collective: this rank's rows [first, first + n); pixels [n,3,S,S] and labels [n] (n may be 0); then the rows
+  // with ok[i] != 0 are marked done.
+  void write(int64_t first, int64_t n, const uint8_t* pixels, const int64_t* labels, const uint8_t* ok);
   // Collective: closes and renames <path>.part to <path>.
   void finish();
 
  private:
   struct Impl;
   Impl* impl_;
+  std::vector<uint8_t> done_;
+  bool resumed_ = false;
 };
 
 // Local (serial HDF5). Throws InputError naming the file for a .part, a foreign file, missing datasets.

@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "core/sha256.hpp"
 #include "core/timer.hpp"
 #include "dsgq/version.hpp"
 #include "io/image_decode.hpp"
@@ -86,39 +87,50 @@ int PackStage::execute(const dist::Comm& comm) {
   meta.num_classes = s.list.num_classes;
   meta.source = fs::absolute(s.args.images).lexically_normal().string();
   meta.labels_from = s.list.labels_from;
+  std::string listing;
+  for (size_t i = 0; i < s.list.files.size(); ++i) listing += s.list.files[i] + "\t" + std::to_string(s.list.labels[i]) + "\n";
+  meta.list_sha256 = sha256_hex(listing);
   meta.dsgq_version = kVersion;
   meta.created = io::utc_timestamp();
-  int64_t name_len = 1;
-  for (const auto& f : s.list.files) name_len = std::max<int64_t>(name_len, static_cast<int64_t>(f.size()));
-  io::PackedWriter writer(s.args.out, meta, name_len, comm);
+  io::PackedWriter writer(s.args.out, meta, s.list.files, comm);
+  const std::vector<uint8_t>& done = writer.done();
+  if (writer.resumed()) {
+    const int64_t n_done = std::count(done.begin(), done.end(), uint8_t{1});
+    log_info0("pack: resuming %s.part: %lld of %lld images already written", s.args.out.c_str(),
+              static_cast<long long>(n_done), static_cast<long long>(n));
+  }
 
   std::vector<std::string> failures;
-  std::vector<uint8_t> buf(static_cast<size_t>(kChunk * pixels));
+  std::vector<uint8_t> buf(static_cast<size_t>(kChunk * pixels)), ok(kChunk);
   std::vector<int64_t> labels(kChunk);
   double next_log = 10.0;
   for (int64_t r = 0; r < rounds; ++r) {
     const int64_t first = std::min(share.end, share.begin + r * kChunk);
-    const int64_t count = std::min(kChunk, share.end - first);
+    int64_t count = std::min(kChunk, share.end - first);
+    if (std::all_of(done.begin() + first, done.begin() + first + count, [](uint8_t d) { return d != 0; }))
+      count = 0;  // written by an earlier run: only join the collective write
     for (int64_t i = 0; i < count; ++i) {
       const std::string& rel = s.list.files[static_cast<size_t>(first + i)];
       const std::string path = (fs::path(s.args.images) / rel).string();
       uint8_t* dst = buf.data() + i * pixels;
       labels[static_cast<size_t>(i)] = s.list.labels[static_cast<size_t>(first + i)];
+      ok[static_cast<size_t>(i)] = 1;
       try {
         const io::RgbImage img = io::decode_image(read_bytes(path), path);
         io::eval_transform(img, s.args.resize, S, dst, path);
       } catch (const InputError& e) {
         failures.push_back(e.what());
         std::fill(dst, dst + pixels, 0);
+        ok[static_cast<size_t>(i)] = 0;
       }
     }
-    writer.write(first, count, buf.data(), labels.data());
+    writer.write(first, count, buf.data(), labels.data(), ok.data());
     if (comm.is_root() && (timer.seconds() >= next_log || r + 1 == rounds)) {
-      const int64_t done = first + count - share.begin;
-      const double rate = done / std::max(timer.seconds(), 1e-9);
+      const int64_t progressed = std::min(share.end, share.begin + (r + 1) * kChunk) - share.begin;
+      const double rate = progressed / std::max(timer.seconds(), 1e-9);
       log_info("pack: %lld/%lld images of this rank's share (%lld in all), %.1f images/s per rank, %.0f s left",
-               static_cast<long long>(done), static_cast<long long>(share.size()), static_cast<long long>(n), rate,
-               (share.size() - done) / std::max(rate, 1e-9));
+               static_cast<long long>(progressed), static_cast<long long>(share.size()), static_cast<long long>(n), rate,
+               (share.size() - progressed) / std::max(rate, 1e-9));
       next_log = timer.seconds() + 10.0;
     }
   }
@@ -137,12 +149,13 @@ int PackStage::execute(const dist::Comm& comm) {
     if (comm.is_root()) {
       for (size_t i = 0; i < bad.size() && i < 20; ++i) log_error("%s", bad[i].c_str());
       if (bad.size() > 20) log_error("... and %zu more", bad.size() - 20);
-      log_error("%s: not written: %zu of %lld images could not be decoded (listed above); fix or remove them and "
-                "run dsgq pack again", s.args.out.c_str(), bad.size(), static_cast<long long>(n));
+      log_error("%s: not written: %zu of %lld images could not be decoded (listed above); fix them and run the same "
+                "dsgq pack again: %s.part keeps the other rows and only the missing ones are decoded (with a changed "
+                "image list it starts over)", s.args.out.c_str(), bad.size(), static_cast<long long>(n),
+                s.args.out.c_str());
     }
-    return 2;  // the writer's destructor removes the .part
+    return 2;
   }
-  writer.write_names(s.list.files);
   writer.finish();
   log_info0("pack: wrote %s: %lld images, [%lld,3,%lld,%lld] uint8, in %.1f s", s.args.out.c_str(),
             static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(S),

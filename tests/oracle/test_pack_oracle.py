@@ -14,9 +14,11 @@
    against torchvision.datasets.ImageFolder, with and without a synsets file; also at --size 299 (Resize(342)).
    --per-class 2 keeps the first two images of each class.
 5. Every shipped config naming ${DSGQ_IMAGENET} validates with packed samples and torchvision-named weights.
-6. Bad input, each exit 2 with a message naming the culprit and no output file or .part left behind: a corrupt
-   JPEG, a truncated JPEG, a label file with an out-of-range index / a missing image / a non-integer index, a class
-   folder that is not a wnid, an output file that exists (kept unchanged; --force replaces it).
+6. Bad input, each exit 2 with a message naming the culprit and no output file: a corrupt JPEG and a truncated
+   JPEG (both named in one run, from 2 ranks; the .part keeps the good rows, and once the two files are fixed the
+   rerun decodes only them and gives the same bytes as a fresh pack), a label file with an out-of-range index / a
+   missing image / a non-integer index, a class folder that is not a wnid (these leave no file at all), an output
+   file that exists (kept unchanged, also by a failing --force run; a good --force run replaces it).
 usage: test_pack_oracle.py --dsgq build/bin/dsgq [--data DIR]"""
 import argparse
 import os
@@ -230,12 +232,12 @@ def test_bad_input(dsgq, data, tmp):
             fh.write(labels_text)
         return d, lab
 
-    def expect(label, cmd, needle, out, ranks=1):
+    def expect(label, cmd, needle, out, ranks=1, part=False):
         r = run(cmd, ranks)
         err = r.stderr.strip()
         leftover = [p for p in (out, out + ".part") if os.path.exists(p)]
-        check(r.returncode == 2 and needle in err and not leftover,
-              f"{label}: exit {r.returncode}, no file left ({leftover}), message: "
+        check(r.returncode == 2 and needle in err and leftover == ([out + ".part"] if part else []),
+              f"{label}: exit {r.returncode}, files left {[os.path.basename(p) for p in leftover]}, message: "
               f"{[x for x in err.splitlines() if needle in x][:1] or err[-300:]}")
 
     first = open(os.path.join(src, "images", good[0]), "rb").read()
@@ -244,9 +246,20 @@ def test_bad_input(dsgq, data, tmp):
                   {"broken.JPEG": b"\xff\xd8\xff" + bytes(range(256)) * 4, "truncated.JPEG": first[: len(first) // 2]})
     out = os.path.join(tmp, "corrupt.h5")
     expect("corrupt JPEG, 2 ranks", [dsgq, "pack", "--images", d, "--labels", lab, "--out", out],
-           "broken.JPEG: cannot decode JPEG", out, ranks=2)
-    expect("truncated JPEG", [dsgq, "pack", "--images", d, "--labels", lab, "--out", out],
-           "truncated.JPEG: JPEG data ends early", out)
+           "broken.JPEG: cannot decode JPEG", out, ranks=2, part=True)
+    expect("truncated JPEG, same run", [dsgq, "pack", "--images", d, "--labels", lab, "--out", out],
+           "truncated.JPEG: JPEG data ends early", out, part=True)
+    for name in ("broken.JPEG", "truncated.JPEG"):  # fixed: the rerun resumes the .part
+        shutil.copy(os.path.join(src, "images", good[1]), os.path.join(d, name))
+    r = run([dsgq, "pack", "--images", d, "--labels", lab, "--out", out])
+    resumed = [x for x in r.stderr.splitlines() if "resuming" in x]
+    fresh = os.path.join(tmp, "fresh.h5")
+    r2 = run([dsgq, "pack", "--images", d, "--labels", lab, "--out", fresh])
+    same = r.returncode == 0 and r2.returncode == 0 and all(
+        np.array_equal(a, b) for a, b in zip(packed(out)[:2], packed(fresh)[:2])) and packed(out)[2] == packed(fresh)[2]
+    check(same and resumed and "3 of 5 images already written" in resumed[0] and not os.path.exists(out + ".part"),
+          f"after fixing them the rerun resumes ({resumed[0].split('info: ')[-1] if resumed else 'no resume line'}) "
+          f"and equals a fresh pack")
 
     d, lab = flat("badlabels", good, f"{good[0]} 1\n{good[1]} 1000\n")
     out = os.path.join(tmp, "bad.h5")
@@ -281,8 +294,8 @@ def test_bad_input(dsgq, data, tmp):
     with open(os.path.join(d, "bad.JPEG"), "wb") as fh:
         fh.write(b"not an image")
     r = run([dsgq, "pack", "--images", d, "--labels", lab, "--out", out, "--force"])
-    check(r.returncode == 2 and open(out, "rb").read() == b"precious" and not os.path.exists(out + ".part"),
-          f"--force with a bad image: exit {r.returncode}, the old file kept, no .part")
+    check(r.returncode == 2 and open(out, "rb").read() == b"precious",
+          f"--force with a bad image: exit {r.returncode}, the old file kept")
     os.remove(os.path.join(d, "bad.JPEG"))
     with open(lab, "w") as fh:
         fh.write(lines)
