@@ -47,7 +47,7 @@ inline uint8_t cmyk_channel(int c, int nk) {
   return clip8i(nk - (((tmp >> 8) + tmp) >> 8));
 }
 
-RgbImage decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
+RgbImage decode_jpeg(const std::string& bytes, const std::string& name) {
   jpeg_decompress_struct cinfo;
   JpegError err;
   RgbImage img;
@@ -60,7 +60,7 @@ RgbImage decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name)
     throw InputError(name + ": cannot decode JPEG (" + err.message + ")");
   }
   jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
   const J_COLOR_SPACE in = cinfo.jpeg_color_space;
   const bool cmyk = in == JCS_CMYK || in == JCS_YCCK;
@@ -83,9 +83,8 @@ RgbImage decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name)
         out[3 * x] = p[0], out[3 * x + 1] = p[1], out[3 * x + 2] = p[2];
       } else if (comps == 1) {
         out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = p[0];
-      } else {  // CMYK;I: invert, then PIL's cmyk2rgb
-        const int nk = 255 - (255 - p[3]);
-        for (int c = 0; c < 3; ++c) out[3 * x + c] = cmyk_channel(255 - p[c], nk);
+      } else {  // CMYK;I: PIL inverts every sample, then cmyk2rgb uses nk = 255 - k, i.e. the stored K
+        for (int c = 0; c < 3; ++c) out[3 * x + c] = cmyk_channel(255 - p[c], p[3]);
       }
     }
   }
@@ -98,7 +97,7 @@ RgbImage decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name)
 // ---- PNG (libpng), PIL's convert("RGB") semantics: palette expanded, 16-bit -> high byte, alpha dropped ----
 
 struct PngReader {
-  const std::vector<uint8_t>* bytes;
+  const std::string* bytes;
   size_t pos = 0;
 };
 
@@ -116,7 +115,7 @@ void png_fail(png_structp png, png_const_charp msg) {
 }
 void png_warn(png_structp, png_const_charp) {}
 
-RgbImage decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
+RgbImage decode_png(const std::string& bytes, const std::string& name) {
   std::string message;
   PngReader reader{&bytes, 0};
   RgbImage img;
@@ -209,9 +208,10 @@ inline uint8_t clip8(int v) {
 
 }  // namespace
 
-RgbImage decode_image(const std::vector<uint8_t>& bytes, const std::string& name) {
-  if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) return decode_jpeg(bytes, name);
-  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+RgbImage decode_image(const std::string& bytes, const std::string& name) {
+  static const char kJpeg[3] = {'\xFF', '\xD8', '\xFF'};
+  if (bytes.size() >= 3 && std::memcmp(bytes.data(), kJpeg, 3) == 0) return decode_jpeg(bytes, name);
+  static const char kPng[8] = {'\x89', 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
   if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPng, 8) == 0) return decode_png(bytes, name);
   if (bytes.empty()) throw InputError(name + ": is empty (0 bytes); expected a JPEG or PNG image");
   throw InputError(name + ": is neither JPEG nor PNG (first bytes do not match either signature)");
@@ -292,7 +292,9 @@ void eval_transform(const RgbImage& in, int64_t resize, int64_t crop, uint8_t* o
   const int64_t s = wide ? in.height : in.width, l = wide ? in.width : in.height;
   const int64_t new_l = static_cast<int64_t>(static_cast<double>(resize) * static_cast<double>(l) / static_cast<double>(s));
   const int64_t rw = wide ? new_l : resize, rh = wide ? resize : new_l;
-  const RgbImage r = (rw == in.width && rh == in.height) ? in : resize_bilinear_pil(in, rw, rh);
+  RgbImage resized;
+  if (rw != in.width || rh != in.height) resized = resize_bilinear_pil(in, rw, rh);
+  const RgbImage& r = resized.data.empty() ? in : resized;
   if (r.width < crop || r.height < crop)
     throw InputError(name + ": resized to " + std::to_string(r.width) + "x" + std::to_string(r.height) +
                      ", smaller than the crop " + std::to_string(crop) + "; expected --resize >= --size");

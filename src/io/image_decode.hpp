@@ -19,7 +19,7 @@ struct RgbImage {  // interleaved RGB, row-major: pixel (y, x) channel c at data
 // convert("RGB") does: greyscale is replicated, CMYK/YCCK JPEGs (Adobe-inverted, as PIL assumes) go through PIL's
 // cmyk2rgb, a PNG's alpha channel is dropped. `name` is used in messages only. Throws InputError naming the file
 // for an unknown signature, a corrupt or truncated stream.
-RgbImage decode_image(const std::vector<uint8_t>& bytes, const std::string& name);
+RgbImage decode_image(const std::string& bytes, const std::string& name);
 
 // PIL's Image.resize(size, Image.BILINEAR) on an RGB image (Pillow's two-pass fixed-point resampler with the
 // support scaled by the reduction factor: antialiased when shrinking).

@@ -21,13 +21,14 @@ bool is_hdf5(const std::string& path) {
   static const unsigned char kSig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
   return n == 8 && std::memcmp(sig, kSig, 8) == 0;
 }
-bool is_part(const std::string& path) { return path.size() >= 5 && path.compare(path.size() - 5, 5, ".part") == 0; }
-}  // namespace
 
-namespace {
-void require_exists(const std::string& path) {
-  if (!is_part(path) && !file_exists(path))
+// True for a packed set (HDF5, or a .part that the packed reader refuses by name), false for a CIFAR-10 binary file;
+// InputError for a missing file.
+bool is_packed(const std::string& path) {
+  if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".part") == 0) return true;
+  if (!file_exists(path))
     throw InputError(path + ": no such file; expected a CIFAR-10 binary file or a packed image set (dsgq pack)");
+  return is_hdf5(path);
 }
 }  // namespace
 
@@ -46,9 +47,8 @@ std::string hdf5_format(const std::string& path) {
 }
 
 ImageSetInfo image_set_info(const std::string& path) {
-  require_exists(path);
   ImageSetInfo info;
-  if (is_part(path) || is_hdf5(path)) {
+  if (is_packed(path)) {
     const PackedMeta m = read_packed_meta(path);
     info.kind = "packed";
     info.n_images = m.n_images;
@@ -62,8 +62,7 @@ ImageSetInfo image_set_info(const std::string& path) {
 }
 
 ImageSet read_image_set(const std::string& path, int64_t first, int64_t count) {
-  require_exists(path);
-  if (is_part(path) || is_hdf5(path)) return read_packed(path, first, count);
+  if (is_packed(path)) return read_packed(path, first, count);
   return read_cifar10(path, first, count);
 }
 

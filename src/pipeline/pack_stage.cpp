@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 #include <vector>
 
@@ -23,14 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 constexpr int64_t kChunk = 32;  // images decoded between two collective writes
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open for reading");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw InputError(path + ": read error");
-  return bytes;
-}
 }  // namespace
 
 struct PackStage::Impl {
@@ -116,7 +106,7 @@ int PackStage::execute(const dist::Comm& comm) {
       labels[static_cast<size_t>(i)] = s.list.labels[static_cast<size_t>(first + i)];
       ok[static_cast<size_t>(i)] = 1;
       try {
-        const io::RgbImage img = io::decode_image(read_bytes(path), path);
+        const io::RgbImage img = io::decode_image(read_file(path), path);
         io::eval_transform(img, s.args.resize, S, dst, path);
       } catch (const InputError& e) {
         failures.push_back(e.what());
