@@ -52,7 +52,7 @@ std::unique_ptr<Network> build_resnet_cifar(const std::string& arch, int depth) 
       out = op.bn(b.bn2, op.conv(b.conv2, out));
       // Option A: subsample by 2 and zero-pad planes/4 channels on each side.
       const at::Tensor sc =
-          b.shortcut_a ? at::constant_pad_nd(x.slice(2, 0, c10::nullopt, 2).slice(3, 0, c10::nullopt, 2),
+          b.shortcut_a ? at::constant_pad_nd(x.slice(2, 0, x.size(2), 2).slice(3, 0, x.size(3), 2),
                                              {0, 0, 0, 0, b.pad_channels, b.pad_channels}, 0.0)
                        : x;
       x = op.act(b.relu2, out + sc);
