@@ -16,7 +16,7 @@ Timing: `--warmup` iterations (default 3) untimed, then `--iters` timed; images_
 equivalent batch / (500 * seconds_per_iter).
 
 Modes (each prints JSON objects, one per line):
-  synth_ref.py --arch resnet20 --batch 64 --threads 2 --iters 30 [--frozen no|yes|both] [--peak-gflops G]
+  synth_ref.py --arch resnet20 --batch 64 --threads 2 --iters 30 [--frozen no|yes|both] [--peak-gflops G] [--device cuda]
   synth_ref.py --flops --arch resnet20          forward FLOPs per image (convs and linear layers, 2 per multiply-add)
   synth_ref.py --peak [--repeats 5]             float32 matrix-multiply GFLOP/s with 1 and 2 threads
 """
@@ -177,10 +177,10 @@ def sample_stats(f):
     return m, s
 
 
-def margins(model, bns, feats, n_images, q, seed):
+def margins(model, bns, feats, n_images, q, seed, dev):
     """Per-layer scalar margins: q-quantile over all (n, c) of |m - mu| and |s - sigma| on N(0,1) images."""
     g = torch.Generator().manual_seed(seed + 1)
-    xg = torch.randn((n_images,) + model.input_size, generator=g)
+    xg = torch.randn((n_images,) + model.input_size, generator=g).to(dev)
     feats.clear()
     with torch.no_grad():
         model(xg)
@@ -196,7 +196,8 @@ def margins(model, bns, feats, n_images, q, seed):
 
 def run_loop(a, frozen):
     torch.manual_seed(a.seed)
-    model = load_model(a.arch, a.data, a.weights)
+    dev = torch.device(a.device)
+    model = load_model(a.arch, a.data, a.weights).to(dev)
     if frozen:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -208,14 +209,14 @@ def run_loop(a, frozen):
     mus = [bn.running_mean.detach() for bn in bns]
     sigmas = [torch.sqrt(bn.running_var.detach() + EPS) for bn in bns]
     t0 = time.perf_counter()
-    deltas, gammas = margins(model, bns, feats, a.margin_samples, a.slack_quantile, a.seed)
+    deltas, gammas = margins(model, bns, feats, a.margin_samples, a.slack_quantile, a.seed, dev)
     t_margins = time.perf_counter() - t0
 
     B = a.batch
-    idx = torch.arange(B)
+    idx = torch.arange(B, device=dev)
     lse_w = [1.0 + (idx % L == l).float() for l in range(L)]  # X_LSE = I + 11^T, sample n's own layer is n mod L
 
-    x = torch.randn((B,) + input_shape(a.arch), requires_grad=True)
+    x = torch.randn((B,) + input_shape(a.arch), device=dev, requires_grad=True)
     opt = torch.optim.Adam([x], lr=a.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=a.patience,
                                                        threshold=1e-4, min_lr=1e-4)
@@ -253,7 +254,7 @@ def figure(a, frozen, flops_image):
     gflop_iter = 2.0 * flops_image * a.batch / 1e9
     out = {
         "bench": "synth", "impl": "python3-torch", "model": a.arch, "method": "dsg", "preset": "paper",
-        "ranks": 1, "threads_per_rank": a.threads, "threads": a.threads, "batch": a.batch, "arch": a.arch,
+        "ranks": 1, "device": a.device, "threads_per_rank": a.threads, "threads": a.threads, "batch": a.batch, "arch": a.arch,
         "params_require_grad": not frozen,
         "warmup_iters": a.warmup, "iters_timed": a.iters,
         "seconds_per_iter": round(spi, 5),
@@ -297,6 +298,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--weights", help="state_dict to load (required for the torchvision architectures)")
     ap.add_argument("--save-weights", metavar="PATH", help="save random weights for --arch (torchvision) and exit")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (the loop syncs each step through loss.item())")
     ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "shared", "data"))
     a = ap.parse_args()
 
