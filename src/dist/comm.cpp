@@ -111,7 +111,8 @@ void Comm::allreduce_sum(at::Tensor& tensor) const {
     case at::kLong: type = MPI_INT64_T; break;
     default: throw InternalError("allreduce_sum: unsupported dtype " + std::string(c10::toString(tensor.scalar_type())));
   }
-  // Host staging: device tensors are copied to a contiguous CPU buffer (the NCCL build replaces this path).
+  // Host staging: device tensors are copied to a contiguous CPU buffer (no NCCL path yet; the tensors reduced here
+  // are per-layer BN statistics, at most a few hundred KB per step).
   at::Tensor host = tensor.device().is_cpu() && tensor.is_contiguous() ? tensor : tensor.to(at::kCPU).contiguous();
   DSGQ_CHECK(host.numel() <= INT32_MAX, "allreduce_sum: tensor too large for one MPI call");
   check(MPI_Allreduce(MPI_IN_PLACE, host.data_ptr(), static_cast<int>(host.numel()), type, MPI_SUM, as_mpi(handle_)),
