@@ -8,6 +8,8 @@ namespace dsgq::dist {
 
 // "cpu" -> CPU. "cuda" -> GPU number (local_rank % visible GPUs); "cuda:N" -> GPU N. Throws InputError naming
 // `where` and the value when this build or machine has no CUDA ("this dsgq build is CPU-only ...").
+// Choosing a CUDA device also switches this process to deterministic cuDNN/CUDA algorithms (and a fixed cuBLAS
+// workspace) so the same seed and world size give the same bytes; a CPU device changes no global state.
 c10::Device resolve_device(const std::string& setting, int local_rank, const std::string& where);
 
 // Sets the torch intra-op thread count (local).
