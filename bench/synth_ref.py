@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The reference for bench/synth: DSG image synthesis (the "paper" preset of method.md §2-3 and §11) written in plain
+"""The reference for bench/synth: DSG image synthesis (the "paper" preset of docs/method.md sections 2-3 and 5) written in plain
 Python on Debian's python3-torch the way a user would write it from the ZeroQ/DSG code, timed per iteration.
 
 The loop (one batch of B images):

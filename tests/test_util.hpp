@@ -8,9 +8,11 @@
 #include <thread>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <sys/wait.h>
+#include <utility>
 
 #include "core/paths.hpp"
 
@@ -37,6 +39,34 @@ struct TempDir {
     std::filesystem::remove_all(path, ec);
   }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+// One environment variable, restored on scope exit to what it was before (its value, or unset). Every test that
+// changes the environment does so through one of these, so no test leaks a variable into the next.
+//   test::ScopedEnv data("DSGQ_DATA", "/d");   // set now
+//   test::ScopedEnv omp("OMP_NUM_THREADS");    // unchanged now; omp.set("5") / omp.unset() later
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(std::string name) : name_(std::move(name)) {
+    if (const char* v = std::getenv(name_.c_str())) saved_ = std::string(v);
+  }
+  ScopedEnv(std::string name, const std::string& value) : ScopedEnv(std::move(name)) { set(value); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() {
+    if (saved_)
+      ::setenv(name_.c_str(), saved_->c_str(), 1);
+    else
+      ::unsetenv(name_.c_str());
+  }
+  void set(const std::string& value) const {
+    if (::setenv(name_.c_str(), value.c_str(), 1) != 0) throw std::runtime_error("setenv failed: " + name_);
+  }
+  void unset() const { ::unsetenv(name_.c_str()); }
+
+ private:
+  std::string name_;
+  std::optional<std::string> saved_;
 };
 
 struct CommandResult {

@@ -1,5 +1,5 @@
 #pragma once
-// Command-line parsing for the dsgq binary (no torch, no MPI).
+// Command-line parsing for the dsgq binary: the option table, the usage text.
 #include <string>
 #include <vector>
 
@@ -18,9 +18,8 @@ struct Args {
   pipeline::PackArgs pack;         // pack --images --labels --synsets --size --resize --out
 };
 
-// Throws InputError naming the option and what was expected.
+// Throws InputError naming the option and what was expected. The command must be in the command table.
 Args parse_args(int argc, char** argv);
-
 std::string usage();
 
 }  // namespace dsgq::apps

@@ -1,8 +1,10 @@
 #include "config/run_config.hpp"
 
+#include <deque>
 #include <regex>
 #include <sstream>
 
+#include "config/field_table.hpp"
 #include "config/toml_section.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -10,10 +12,228 @@
 namespace dsgq::config {
 namespace {
 
-const std::vector<std::string> kSections = {"model", "synth", "quant", "eval", "output", "runtime"};
+constexpr int64_t k2p31 = int64_t(1) << 31;
 
-// Applies "section.key=value" to the table; records the origin of each overridden key.
+// ---- The field tables: the one declaration of every key. ----
+
+const Table<ModelConfig>& model_table() {
+  using S = ModelConfig;
+  static const Table<S> t = {
+      text_field<S>("arch", &S::arch, "resnet20", false,
+                    "network from the model registry (dsgq --help lists the architectures)", kPoint),
+      text_field<S>("weights", &S::weights, "", true,
+                    "torch.save state_dict; \"\" = the registry's file for arch under ${DSGQ_DATA}/models "
+                    "(torchvision's cache for ImageNet networks)"),
+      choice_field<S>("dataset", &S::dataset, Dataset::from_arch,
+                      "fixes input size, classes and normalization; \"\" = the architecture's own", kPoint),
+  };
+  return t;
+}
+
+const Table<SynthConfig>& synth_table() {
+  using S = SynthConfig;
+  const unsigned id = kSynthIdentity;
+  static const Table<S> t = {
+      choice_field<S>("method", &S::method, SynthMethod::dsg,
+                      "dsg | zeroq | gaussian (N(0,1), no optimisation) | real (the first n_images of real_data)",
+                      id | kQuantPoint),
+      choice_field<S>("preset", &S::preset, Preset::paper,
+                      "the papers' settings, or the released code's bug for bug (docs/method.md section 5)",
+                      id | kQuantPoint),
+      text_field<S>("real_data", &S::real_data, "${DSGQ_DATA}/cifar10/data_batch_1.bin", true,
+                    "method = real: a CIFAR-10 binary file or a packed set (dsgq pack)", kSynthIdentityReal),
+      int_field<S>("n_images", &S::n_images, 256, 1, k2p31, "images in the calibration set", id),
+      int_field<S>("batch", &S::batch, 64, 1, 1 << 16, "images optimised together (split over the ranks)", id),
+      int_field<S>("iters", &S::iters, 500, 1, 1000000, "Adam steps per batch", id),
+      float_field<S>("lr", &S::lr, 0.0, 0.0, 1e3, "Adam learning rate; 0 = the preset's (paper 0.5; official dsg 0.9, "
+                                                  "zeroq 0.5)", id),
+      int_field<S>("patience", &S::patience, 0, 0, 1000000,
+                   "ReduceLROnPlateau patience; 0 = the preset's (paper 100; official dsg 260, zeroq 100)", id),
+      choice_field<S>("stats", &S::stats, BnStats::per_sample,
+                      "per_sample (the released code) | batch (BN statistics of the global batch, all-reduced)", id),
+      float_field<S>("slack_quantile", &S::slack_quantile, 0.9, 0.0, 1.0,
+                     "dsg: SDA margins are this quantile of Gaussian images' BN deviations", id),
+      int_field<S>("margin_samples", &S::margin_samples, 1024, 1, 1 << 20,
+                   "dsg: Gaussian images used for the margins (spread over the ranks)", id),
+      float_field<S>("margin_scale", &S::margin_scale, 1.0, 0.0, 1e6,
+                     "dsg: the SDA margins are multiplied by this (1 = the paper's recipe, 0 = no slack)", id),
+      bool_field<S>("lse", &S::lse, true, "dsg: layerwise sample enhancement", id),
+      int_field<S>("seed", &S::seed, 0, 0, int64_t(1) << 62,
+                   "every random draw derives from (seed, global sample index)", id | kQuantPoint),
+      text_field<S>("out", &S::out, "", true, "\"\" = <output.dir>/synth/<key>.h5"),
+  };
+  return t;
+}
+
+const Table<QuantConfig>& quant_table() {
+  using S = QuantConfig;
+  static const Table<S> t = {
+      choice_field<S>("protocol", &S::protocol, Protocol::zeroq,
+                      "zeroq (the released DSG/ZeroQ pipeline) | adaround (BN folded, AdaRound)", kQuantPoint),
+      int_field<S>("w_bits", &S::w_bits, 4, kMinBits, kMaxBits, "weight bits", kQuantPoint),
+      int_field<S>("a_bits", &S::a_bits, 4, kMinBits, kFloatBits,
+                   "activation bits: 2..8, or 32 for activations in floating point", kQuantPoint),
+      choice_field<S>("act_observer", &S::act_observer, Observer::automatic,
+                      "activation range observer; auto = the protocol's (zeroq: ema, adaround: mse)", kQuantPoint),
+      text_field<S>("calib_data", &S::calib_data, "", true,
+                    "dsgq-synth/1 file; \"\" = the file [synth] describes (dsgq run makes it)"),
+      int_field<S>("n_calib", &S::n_calib, 0, 0, k2p31, "first n images of the calibration file; 0 = all",
+                   kQuantPoint),
+      int_field<S>("first_last_bits", &S::first_last_bits, 8, 0, kMaxBits,
+                   "adaround: bits of the first/last layer weights and the classifier input; 0 = the same as the "
+                   "rest (1 is refused)",
+                   kAdaRoundVariant),
+      int_field<S>("cache_mib", &S::cache_mib, 2048, 0, int64_t(1) << 30,
+                   "adaround: one layer's cached inputs+targets above this go to a temporary HDF5 file"),
+  };
+  return t;
+}
+
+const Table<AdaRoundConfig>& adaround_table() {
+  using S = AdaRoundConfig;
+  const unsigned v = kAdaRoundVariant;
+  static const Table<S> t = {
+      bool_field<S>("enabled", &S::enabled, true, "false: round to nearest on the MSE-searched grid", v),
+      int_field<S>("iters", &S::iters, 2000, 1, 10000000,
+                   "optimisation steps per layer (BRECQ: 20000, the AdaRound paper: 10000)", v),
+      int_field<S>("batch", &S::batch, 32, 1, 1 << 16, "images per step", v),
+      float_field<S>("reg", &S::reg, 0.01, 0.0, 1e6, "lambda, the weight of the rounding regulariser", v),
+      float_field<S>("beta_start", &S::beta_start, 20.0, 0.0, 1e3, "regulariser beta, annealed linearly ...", v),
+      float_field<S>("beta_end", &S::beta_end, 2.0, 0.0, 1e3, "... to this", v),
+      float_field<S>("warmup", &S::warmup, 0.2, 0.0, 1.0, "fraction of iterations without the regulariser", v),
+      float_field<S>("lr", &S::lr, 1e-2, 1e-8, 10.0,
+                     "Adam on the rounding variables (reference 1e-3 at 10-20k iterations; docs/method.md section 12.6)",
+                     v),
+  };
+  return t;
+}
+
+const Table<EvalConfig>& eval_table() {
+  using S = EvalConfig;
+  static const Table<S> t = {
+      text_field<S>("data", &S::data, "${DSGQ_DATA}/cifar10/test_batch.bin", true,
+                    "test images: a CIFAR-10 binary file or a packed set (dsgq pack)", kPoint, "eval_data"),
+      int_field<S>("batch", &S::batch, 500, 1, 1 << 20, "images per forward pass on each rank"),
+      int_field<S>("n_images", &S::n_images, 0, 0, int64_t(1) << 40, "the first n images of data; 0 = all"),
+  };
+  return t;
+}
+
+const Table<OutputConfig>& output_table() {
+  using S = OutputConfig;
+  static const Table<S> t = {
+      text_field<S>("dir", &S::dir, "runs/quickstart", true,
+                    "synth/<key>.h5, quant/<key>.*, results/<key>.json and resolved.toml go here"),
+  };
+  return t;
+}
+
+const Table<RuntimeConfig>& runtime_table() {
+  using S = RuntimeConfig;
+  static const Table<S> t = {
+      text_field<S>("device", &S::device, "cpu", false,
+                    "cpu | cuda (this rank's local GPU) | cuda:N (CUDA builds)"),
+      int_field<S>("threads", &S::threads, 0, 0, 4096,
+                   "torch threads per rank; 0 = --threads, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or cores/ranks"),
+  };
+  return t;
+}
+
+// Every section in file order, with its table and struct: f(name, table, section struct).
+template <class Cfg, class F>
+void for_each_section(Cfg& cfg, F&& f) {
+  f("model", model_table(), cfg.model);
+  f("synth", synth_table(), cfg.synth);
+  f("quant", quant_table(), cfg.quant);
+  f("quant.adaround", adaround_table(), cfg.quant.adaround);
+  f("eval", eval_table(), cfg.eval);
+  f("output", output_table(), cfg.output);
+  f("runtime", runtime_table(), cfg.runtime);
+}
+
+template <class S>
+void apply_defaults(S& s, const Table<S>& table) {
+  for (const auto& f : table) f.set_default(s);
+}
+
+// Checks that involve more than one key's range, after a section's keys are read.
+void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t) {
+  if (name == "quant") {
+    QuantConfig& q = cfg.quant;
+    if (q.a_bits > kMaxBits && q.a_bits != kFloatBits)
+      throw InputError(t.where("a_bits") + " = '" + std::to_string(q.a_bits) +
+                       "' is out of range; expected 2..8, or 32 for activations in floating point");
+    if (q.first_last_bits == 1)
+      throw InputError(t.where("first_last_bits") +
+                       " = '1' is out of range; expected 2..8, or 0 for the same bits as the rest");
+    // auto: the protocol's own choice. zeroq keeps the released DSG code's ema; adaround uses the MSE search,
+    // which measured 90.48 (real) / 89.96 (DSG) against ema's 90.32 / 88.49 on resnet20 W4A4 (docs/campaigns.md).
+    if (q.act_observer == Observer::automatic)
+      q.act_observer = q.protocol == Protocol::adaround ? Observer::mse : Observer::ema;
+  } else if (name == "output") {
+    if (cfg.output.dir.empty()) throw InputError(t.where("dir") + " is empty; expected a folder path");
+  } else if (name == "runtime") {
+    static const std::regex kDevice("cpu|cuda|cuda:[0-9]+");
+    if (!std::regex_match(cfg.runtime.device, kDevice))
+      throw InputError(t.where("device") + " = " + quote_value(cfg.runtime.device) +
+                       " is not a device; expected cpu, cuda or cuda:N");
+  }
+}
+
+void check_top_level(const toml::table& root, const std::string& source) {
+  std::vector<std::string> top;
+  for (const auto& s : section_names())
+    if (s.find('.') == std::string::npos) top.push_back(s);
+  for (const auto& [k, v] : root) {
+    const std::string name(k.str());
+    bool known = false;
+    for (const auto& s : top) known = known || s == name;
+    if (!known || !v.is_table())
+      throw InputError(source + ": " +
+                       (v.is_table() ? "[" + name + "] is an unknown section" : "'" + name + "' is a top-level key") +
+                       "; known sections: " + join(top, ", "));
+  }
+}
+
+toml::table* table_at(toml::table& root, const std::string& dotted) {
+  toml::table* t = &root;
+  std::string rest = dotted;
+  while (true) {
+    const size_t dot = rest.find('.');
+    const std::string part = rest.substr(0, dot);
+    if (!t->get(part)) t->insert(part, toml::table{});
+    t = t->get(part)->as_table();
+    if (dot == std::string::npos) return t;
+    rest = rest.substr(dot + 1);
+  }
+}
+
+// A Markdown table cell: '|' escaped.
+std::string cell(const std::string& text) {
+  std::string out;
+  for (char c : text) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
+
 }  // namespace
+
+ModelConfig::ModelConfig() { apply_defaults(*this, model_table()); }
+EvalConfig::EvalConfig() { apply_defaults(*this, eval_table()); }
+SynthConfig::SynthConfig() { apply_defaults(*this, synth_table()); }
+AdaRoundConfig::AdaRoundConfig() { apply_defaults(*this, adaround_table()); }
+QuantConfig::QuantConfig() { apply_defaults(*this, quant_table()); }
+OutputConfig::OutputConfig() { apply_defaults(*this, output_table()); }
+RuntimeConfig::RuntimeConfig() { apply_defaults(*this, runtime_table()); }
+
+const std::vector<std::string>& section_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    RunConfig cfg;
+    for_each_section(cfg, [&](const char* name, const auto&, auto&) { n.emplace_back(name); });
+    return n;
+  }();
+  return names;
+}
 
 void apply_override(toml::table& root, const std::string& text, OverrideOrigins& origins) {
   const std::string origin = "--set " + text;
@@ -24,14 +244,9 @@ void apply_override(toml::table& root, const std::string& text, OverrideOrigins&
   const std::string section = text.substr(0, dot);
   const std::string key = text.substr(dot + 1, eq - dot - 1);
   const std::string value = text.substr(eq + 1);
-  toml::node* sec = root.get(section);
-  if (!sec) {
-    root.insert(section, toml::table{});
-    sec = root.get(section);
-  }
-  if (!sec->is_table())
+  if (root.get(section) && !root.get(section)->is_table())
     throw InputError(origin + ": '" + section + "' is not a section in the config file");
-  toml::table* t = sec->as_table();
+  toml::table* t = table_at(root, section);
   // Nested keys (quant.adaround.iters): walk or create the inner tables.
   std::string leaf = key;
   for (size_t dot2; (dot2 = leaf.find('.')) != std::string::npos; leaf = leaf.substr(dot2 + 1)) {
@@ -50,98 +265,26 @@ void apply_override(toml::table& root, const std::string& text, OverrideOrigins&
   origins[section + "." + key] = origin;
 }
 
-namespace {
-void validate_device(const std::string& device, const std::string& where) {
-  static const std::regex kDevice("cpu|cuda|cuda:[0-9]+");
-  if (!std::regex_match(device, kDevice))
-    throw InputError(where + " = " + quote_value(device) + " is not a device; expected cpu, cuda or cuda:N");
-}
-
-}  // namespace
-
 RunConfig read_run_table(const toml::table& root, const std::string& source, const OverrideOrigins& origins) {
-  for (const auto& [k, v] : root) {
-    const std::string name(k.str());
-    bool known = false;
-    for (const auto& s : kSections) known = known || s == name;
-    if (!known || !v.is_table())
-      throw InputError(source + ": " + (v.is_table() ? "[" + name + "] is an unknown section" : "'" + name + "' is a top-level key") +
-                       "; known sections: " + join(kSections, ", "));
-  }
+  check_top_level(root, source);
   RunConfig cfg;
   cfg.source = source;
-  auto section = [&](const char* name) { return TomlSection(root.get_as<toml::table>(name), source, name, &origins); };
-
-  TomlSection m = section("model");
-  cfg.model.arch = m.get_string("arch", cfg.model.arch);
-  cfg.model.weights = m.get_path("weights", cfg.model.weights);
-  cfg.model.dataset = m.get_enum("dataset", cfg.model.dataset, {"", "cifar10", "imagenet"});
-  m.reject_unread();
-
-  TomlSection sy = section("synth");
-  SynthConfig& y = cfg.synth;
-  y.method = sy.get_enum("method", y.method, {"dsg", "zeroq", "gaussian", "real"});
-  y.preset = sy.get_enum("preset", y.preset, {"paper", "official"});
-  y.real_data = sy.get_path("real_data", y.real_data);
-  y.n_images = sy.get_int("n_images", y.n_images, 1, int64_t(1) << 31);
-  y.batch = sy.get_int("batch", y.batch, 1, 1 << 16);
-  y.iters = sy.get_int("iters", y.iters, 1, 1000000);
-  y.lr = sy.get_double("lr", y.lr, 0.0, 1e3);
-  y.patience = sy.get_int("patience", y.patience, 0, 1000000);
-  y.stats = sy.get_enum("stats", y.stats, {"per_sample", "batch"});
-  y.slack_quantile = sy.get_double("slack_quantile", y.slack_quantile, 0.0, 1.0);
-  y.margin_samples = sy.get_int("margin_samples", y.margin_samples, 1, 1 << 20);
-  y.margin_scale = sy.get_double("margin_scale", y.margin_scale, 0.0, 1e6);
-  y.lse = sy.get_bool("lse", y.lse);
-  y.seed = sy.get_int("seed", y.seed, 0, int64_t(1) << 62);
-  y.out = sy.get_path("out", y.out);
-  sy.reject_unread();
-
-  TomlSection qs = section("quant");
-  QuantConfig& q = cfg.quant;
-  q.protocol = qs.get_enum("protocol", q.protocol, {"zeroq", "adaround"});
-  q.w_bits = qs.get_int("w_bits", q.w_bits, 2, 8);
-  q.a_bits = qs.get_int("a_bits", q.a_bits, 2, 32);
-  if (q.a_bits > 8 && q.a_bits != 32)
-    throw InputError(qs.where("a_bits") + " = '" + std::to_string(q.a_bits) +
-                     "' is out of range; expected 2..8, or 32 for activations in floating point");
-  q.act_observer = qs.get_enum("act_observer", q.act_observer, {"auto", "minmax", "ema", "percentile", "mse"});
-  // auto: the protocol's own choice. zeroq keeps the released DSG code's ema; adaround uses the MSE search, which
-  // measured 90.48 (real) / 89.96 (DSG) against ema's 90.32 / 88.49 on resnet20 W4A4 (README, quantization).
-  if (q.act_observer == "auto") q.act_observer = q.protocol == "adaround" ? "mse" : "ema";
-  q.calib_data = qs.get_path("calib_data", q.calib_data);
-  q.n_calib = qs.get_int("n_calib", q.n_calib, 0, int64_t(1) << 31);
-  q.first_last_bits = qs.get_int("first_last_bits", q.first_last_bits, 0, 8);
-  q.cache_mib = qs.get_int("cache_mib", q.cache_mib, 0, int64_t(1) << 30);
-  if (q.first_last_bits == 1) throw InputError(qs.where("first_last_bits") + " = '1' is out of range; expected 2..8, or 0 for the same bits as the rest");
-  TomlSection ar = qs.sub("adaround");
-  q.adaround.enabled = ar.get_bool("enabled", q.adaround.enabled);
-  q.adaround.iters = ar.get_int("iters", q.adaround.iters, 1, 10000000);
-  q.adaround.batch = ar.get_int("batch", q.adaround.batch, 1, 1 << 16);
-  q.adaround.reg = ar.get_double("reg", q.adaround.reg, 0.0, 1e6);
-  q.adaround.beta_start = ar.get_double("beta_start", q.adaround.beta_start, 0.0, 1e3);
-  q.adaround.beta_end = ar.get_double("beta_end", q.adaround.beta_end, 0.0, 1e3);
-  q.adaround.warmup = ar.get_double("warmup", q.adaround.warmup, 0.0, 1.0);
-  q.adaround.lr = ar.get_double("lr", q.adaround.lr, 1e-8, 10.0);
-  ar.reject_unread();
-  qs.reject_unread();
-
-  TomlSection e = section("eval");
-  cfg.eval.data = e.get_path("data", cfg.eval.data);
-  cfg.eval.batch = e.get_int("batch", cfg.eval.batch, 1, 1 << 20);
-  cfg.eval.n_images = e.get_int("n_images", cfg.eval.n_images, 0, int64_t(1) << 40);
-  e.reject_unread();
-
-  TomlSection o = section("output");
-  cfg.output.dir = o.get_path("dir", cfg.output.dir);
-  if (cfg.output.dir.empty()) throw InputError(o.where("dir") + " is empty; expected a folder path");
-  o.reject_unread();
-
-  TomlSection r = section("runtime");
-  cfg.runtime.device = r.get_string("device", cfg.runtime.device);
-  validate_device(cfg.runtime.device, r.where("device"));
-  cfg.runtime.threads = r.get_int("threads", cfg.runtime.threads, 0, 4096);
-  r.reject_unread();
+  std::deque<TomlSection> open;  // the section being read and the sections it is nested in
+  for_each_section(cfg, [&](const std::string& name, const auto& table, auto& s) {
+    const size_t dot = name.rfind('.');
+    const std::string parent = dot == std::string::npos ? "" : name.substr(0, dot);
+    while (!open.empty() && open.back().name() != parent) {
+      open.back().reject_unread();
+      open.pop_back();
+    }
+    if (open.empty())
+      open.emplace_back(root.get_as<toml::table>(name), source, name, &origins);
+    else
+      open.push_back(open.back().sub(name.substr(dot + 1)));
+    for (const auto& f : table) f.read(s, open.back());
+    check_section(name, cfg, open.back());
+  });
+  for (; !open.empty(); open.pop_back()) open.back().reject_unread();
   return cfg;
 }
 
@@ -172,33 +315,40 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 }
 
 std::string to_toml(const RunConfig& cfg) {
-  toml::table root{
-      {"model", toml::table{{"arch", cfg.model.arch}, {"weights", cfg.model.weights}, {"dataset", cfg.model.dataset}}},
-      {"synth", toml::table{{"method", cfg.synth.method}, {"preset", cfg.synth.preset},
-                            {"real_data", cfg.synth.real_data}, {"n_images", cfg.synth.n_images},
-                            {"batch", cfg.synth.batch}, {"iters", cfg.synth.iters}, {"lr", cfg.synth.lr},
-                            {"patience", cfg.synth.patience}, {"stats", cfg.synth.stats},
-                            {"slack_quantile", cfg.synth.slack_quantile}, {"margin_samples", cfg.synth.margin_samples},
-                            {"margin_scale", cfg.synth.margin_scale}, {"lse", cfg.synth.lse}, {"seed", cfg.synth.seed},
-                            {"out", cfg.synth.out}}},
-      {"quant", toml::table{{"protocol", cfg.quant.protocol}, {"w_bits", cfg.quant.w_bits}, {"a_bits", cfg.quant.a_bits},
-                            {"act_observer", cfg.quant.act_observer}, {"calib_data", cfg.quant.calib_data},
-                            {"n_calib", cfg.quant.n_calib}, {"first_last_bits", cfg.quant.first_last_bits},
-                            {"cache_mib", cfg.quant.cache_mib},
-                            {"adaround", toml::table{{"enabled", cfg.quant.adaround.enabled},
-                                                     {"iters", cfg.quant.adaround.iters},
-                                                     {"batch", cfg.quant.adaround.batch},
-                                                     {"reg", cfg.quant.adaround.reg},
-                                                     {"beta_start", cfg.quant.adaround.beta_start},
-                                                     {"beta_end", cfg.quant.adaround.beta_end},
-                                                     {"warmup", cfg.quant.adaround.warmup},
-                                                     {"lr", cfg.quant.adaround.lr}}}}},
-      {"eval", toml::table{{"data", cfg.eval.data}, {"batch", cfg.eval.batch}, {"n_images", cfg.eval.n_images}}},
-      {"output", toml::table{{"dir", cfg.output.dir}}},
-      {"runtime", toml::table{{"device", cfg.runtime.device}, {"threads", cfg.runtime.threads}}},
-  };
+  toml::table root;
+  for_each_section(cfg, [&](const std::string& name, const auto& table, const auto& s) {
+    toml::table* t = table_at(root, name);
+    for (const auto& f : table)
+      std::visit([&](const auto& v) { t->insert_or_assign(f.key, v); }, f.get(s));
+  });
   std::ostringstream os;
   os << "# resolved from " << cfg.source << "\n" << root << "\n";
+  return os.str();
+}
+
+std::vector<FieldValue> fields_with(const RunConfig& cfg, unsigned roles) {
+  std::vector<FieldValue> out;
+  for_each_section(cfg, [&](const std::string& name, const auto& table, const auto& s) {
+    for (const auto& f : table)
+      if ((f.roles & roles) == roles) out.push_back({name, f.key, f.point.empty() ? f.key : f.point, f.get(s)});
+  });
+  return out;
+}
+
+std::string config_reference() {
+  std::ostringstream os;
+  os << "# Configuration reference\n\n"
+        "Generated by `dsgq config` from the field tables in src/config/run_config.cpp; do not edit by hand (a test\n"
+        "compares this file with the program's output). A run file holds any of these sections; a key left out\n"
+        "takes its default. `--set section.key=value` overrides one key; in a sweep file any key of [model],\n"
+        "[synth], [quant] and [eval] may hold a list (docs/running.md). Paths expand ${VAR}.\n";
+  const RunConfig cfg;
+  for_each_section(cfg, [&](const std::string& name, const auto& table, const auto&) {
+    os << "\n## [" << name << "]\n\n| key | type | default | range or choices | meaning |\n|---|---|---|---|---|\n";
+    for (const auto& f : table)
+      os << "| `" << f.key << "` | " << f.type << " | `" << f.default_text << "` | " << cell(f.range) << " | "
+         << cell(f.doc) << " |\n";
+  });
   return os.str();
 }
 

@@ -80,107 +80,129 @@ std::vector<const toml::node*> axis_values(const toml::node& n, const std::strin
 
 }  // namespace
 
-SweepSpec parse_sweep(const std::string& toml_text, const std::string& source,
-                      const std::vector<std::string>& overrides) {
-  OverrideOrigins cli_origins;
-  toml::table root = parse_with_overrides(toml_text, source, overrides, cli_origins);
+namespace {
 
-  SweepSpec spec;
-  spec.source = source;
-  std::vector<const toml::table*> grids;
-  toml::table sweep_section;
-  if (toml::node* sw = root.get("sweep")) {
-    if (!sw->is_table()) throw InputError(source + ": 'sweep' must be a section [sweep]");
-    sweep_section = *sw->as_table();
-    root.erase("sweep");
-  }
-  for (const auto& [k, v] : sweep_section) {
+// [sweep]: its name, and its [[sweep.grid]] tables (removed from `root`).
+std::vector<toml::table> read_sweep_section(toml::table& root, const std::string& source, SweepSpec& spec) {
+  std::vector<toml::table> grids;
+  toml::node* sw = root.get("sweep");
+  if (!sw) return grids;
+  if (!sw->is_table()) throw InputError(source + ": 'sweep' must be a section [sweep]");
+  const toml::table section = *sw->as_table();
+  root.erase("sweep");
+  for (const auto& [k, v] : section) {
     const std::string key(k.str());
     if (key == "name") {
-      if (!v.is_string()) throw InputError(source + " [sweep]: name = " + node_to_string(v) + " is not a string; expected a name");
+      if (!v.is_string())
+        throw InputError(source + " [sweep]: name = " + node_to_string(v) + " is not a string; expected a name");
       spec.name = v.as_string()->get();
     } else if (key == "grid") {
       const toml::array* a = v.as_array();
       if (!a || !a->is_array_of_tables())
-        throw InputError(source + " [sweep]: grid must be an array of tables ([[sweep.grid]]); got " + node_to_string(v));
-      for (const auto& g : *a) grids.push_back(g.as_table());
+        throw InputError(source + " [sweep]: grid must be an array of tables ([[sweep.grid]]); got " +
+                         node_to_string(v));
+      for (const auto& g : *a) grids.push_back(*g.as_table());
     } else {
       throw InputError(source + " [sweep]: " + key + " is an unknown key; known keys in [sweep]: name, grid");
     }
   }
+  return grids;
+}
 
-  // Base lists: every list-valued leaf of the config sections.
+// The base lists: every list-valued leaf of the config sections (quant.bits even as one value: sweep shorthand).
+Axes base_axes(const toml::table& root, const std::string& source) {
   std::map<std::string, const toml::node*> leaves;
   flatten(root, "", leaves);
   Axes base;
   for (const auto& [path, node] : leaves) {
-    if (!node->is_array() && path != "quant.bits") continue;  // bits is sweep shorthand, even as one value
+    if (!node->is_array() && path != "quant.bits") continue;
     if (!sweepable(path))
       throw InputError(source + ": " + path + " = " + node_to_string(*node) + " is a list, but [" +
                        path.substr(0, path.find('.')) + "] cannot vary in a sweep; expected one value (lists are "
                        "allowed in [model], [synth], [quant], [eval])");
     base[path] = axis_values(*node, source + ": " + path);
   }
+  return base;
+}
+
+// Grid g's axes: the base lists with the grid's own lists replacing them; the grid's keys leave `fixed`.
+Axes grid_axes(const Axes& base, const toml::table& grid, size_t g, const std::string& source, toml::table& fixed) {
+  Axes axes = base;
+  std::map<std::string, const toml::node*> leaves;
+  flatten(grid, "", leaves);
+  if (leaves.empty())
+    throw InputError(source + " [[sweep.grid]] #" + std::to_string(g + 1) + " is empty; expected keys with lists "
+                     "(\"quant.bits\" = [\"w8a8\", \"w4a4\"])");
+  for (const auto& [path, node] : leaves) {
+    const std::string where = source + " [[sweep.grid]] #" + std::to_string(g + 1) + ": " + path;
+    if (!sweepable(path) || path.find('.') == std::string::npos)
+      throw InputError(where + " cannot vary in a sweep; expected a key of [model], [synth], [quant] or [eval] "
+                       "written as \"section.key\"");
+    axes[path] = axis_values(*node, where);
+    erase_path(fixed, path);
+  }
+  return axes;
+}
+
+// Sets one axis value of a point; "quant.bits" = "wXaY" sets w_bits and a_bits.
+void set_axis(toml::table& t, OverrideOrigins& origins, const std::string& path, const toml::node& v,
+              const std::string& source) {
+  static const std::regex kBits("w([0-9]+)a([0-9]+)");
+  const std::string text = value_text(v);
+  const std::string origin = source + " (sweep point " + path + "=" + text + ")";
+  if (path != "quant.bits") {
+    set_path(t, path, v);
+    origins[path] = origin;
+    return;
+  }
+  std::smatch m;
+  if (!v.is_string() || !std::regex_match(text, m, kBits))
+    throw InputError(source + ": quant.bits = " + quote_value(text) + " is not a bit-width; expected \"wXaY\" "
+                     "(e.g. \"w4a4\", \"w4a8\", \"w4a32\" for activations in floating point)");
+  set_path(t, "quant.w_bits", toml::value<int64_t>(std::stoll(m[1].str())));
+  set_path(t, "quant.a_bits", toml::value<int64_t>(std::stoll(m[2].str())));
+  origins["quant.w_bits"] = origins["quant.a_bits"] = origin;
+}
+
+// The cartesian product of one grid's axes (the last axis varies fastest), each point validated as a run file.
+void expand(const Axes& axes, const toml::table& fixed, const OverrideOrigins& cli_origins, const std::string& source,
+            SweepSpec& spec, std::map<std::string, std::set<std::string>>& seen) {
+  const std::vector<std::pair<std::string, std::vector<const toml::node*>>> list(axes.begin(), axes.end());
+  std::vector<size_t> idx(list.size(), 0);
+  while (true) {
+    toml::table t = fixed;
+    OverrideOrigins origins = cli_origins;
+    std::string label;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const toml::node& v = *list[i].second[idx[i]];
+      label += (label.empty() ? "" : " ") + list[i].first + "=" + value_text(v);
+      seen[list[i].first].insert(value_text(v));
+      set_axis(t, origins, list[i].first, v, source);
+    }
+    spec.points.push_back(SweepPoint{read_run_table(t, source, origins), label});
+    size_t i = list.size();
+    while (i > 0 && ++idx[i - 1] == list[i - 1].second.size()) idx[--i] = 0;
+    if (i == 0) return;
+  }
+}
+
+}  // namespace
+
+SweepSpec parse_sweep(const std::string& toml_text, const std::string& source,
+                      const std::vector<std::string>& overrides) {
+  OverrideOrigins cli_origins;
+  toml::table root = parse_with_overrides(toml_text, source, overrides, cli_origins);
+  SweepSpec spec;
+  spec.source = source;
+  const std::vector<toml::table> grids = read_sweep_section(root, source, spec);
+  const Axes base = base_axes(root, source);
   toml::table fixed = root;  // the config without its lists
   for (const auto& [path, _] : base) erase_path(fixed, path);
-
-  std::vector<Axes> grid_axes;
-  if (grids.empty()) grid_axes.push_back(base);
-  for (size_t g = 0; g < grids.size(); ++g) {
-    Axes axes = base;
-    std::map<std::string, const toml::node*> gl;
-    flatten(*grids[g], "", gl);
-    if (gl.empty())
-      throw InputError(source + " [[sweep.grid]] #" + std::to_string(g + 1) + " is empty; expected keys with lists "
-                       "(\"quant.bits\" = [\"w8a8\", \"w4a4\"])");
-    for (const auto& [path, node] : gl) {
-      const std::string where = source + " [[sweep.grid]] #" + std::to_string(g + 1) + ": " + path;
-      if (!sweepable(path) || path.find('.') == std::string::npos)
-        throw InputError(where + " cannot vary in a sweep; expected a key of [model], [synth], [quant] or [eval] "
-                         "written as \"section.key\"");
-      axes[path] = axis_values(*node, where);
-      erase_path(fixed, path);
-    }
-    grid_axes.push_back(axes);
-  }
-
+  std::vector<Axes> all;
+  if (grids.empty()) all.push_back(base);
+  for (size_t g = 0; g < grids.size(); ++g) all.push_back(grid_axes(base, grids[g], g, source, fixed));
   std::map<std::string, std::set<std::string>> seen;  // axis -> the values it takes over all points
-  static const std::regex kBits("w([0-9]+)a([0-9]+)");
-  for (size_t g = 0; g < grid_axes.size(); ++g) {
-    const Axes& axes = grid_axes[g];
-    std::vector<std::pair<std::string, std::vector<const toml::node*>>> list(axes.begin(), axes.end());
-    std::vector<size_t> idx(list.size(), 0);
-    while (true) {
-      toml::table t = fixed;
-      OverrideOrigins origins = cli_origins;
-      std::string label;
-      for (size_t i = 0; i < list.size(); ++i) {
-        const std::string& path = list[i].first;
-        const toml::node& v = *list[i].second[idx[i]];
-        const std::string text = value_text(v);
-        label += (label.empty() ? "" : " ") + path + "=" + text;
-        seen[path].insert(text);
-        const std::string origin = source + " (sweep point " + path + "=" + text + ")";
-        if (path == "quant.bits") {
-          std::smatch m;
-          if (!v.is_string() || !std::regex_match(text, m, kBits))
-            throw InputError(source + ": quant.bits = " + quote_value(text) + " is not a bit-width; expected \"wXaY\" "
-                             "(e.g. \"w4a4\", \"w4a8\", \"w4a32\" for activations in floating point)");
-          set_path(t, "quant.w_bits", toml::value<int64_t>(std::stoll(m[1].str())));
-          set_path(t, "quant.a_bits", toml::value<int64_t>(std::stoll(m[2].str())));
-          origins["quant.w_bits"] = origins["quant.a_bits"] = origin;
-        } else {
-          set_path(t, path, v);
-          origins[path] = origin;
-        }
-      }
-      SweepPoint p{read_run_table(t, source, origins), label};
-      spec.points.push_back(std::move(p));
-      size_t i = list.size();
-      while (i > 0 && ++idx[i - 1] == list[i - 1].second.size()) idx[--i] = 0;
-      if (i == 0) break;
-    }
-  }
+  for (const Axes& axes : all) expand(axes, fixed, cli_origins, source, spec, seen);
   for (const auto& [path, values] : seen)
     if (values.size() > 1) spec.axes.push_back(path);
   return spec;

@@ -1,5 +1,5 @@
 #pragma once
-// A sweep file (design.md sections 5 and 6): a run file in which any [model], [synth], [quant] (and
+// A sweep file (docs/running.md section 6): a run file in which any [model], [synth], [quant] (and
 // [quant.adaround]) or [eval] key may hold a list; the file expands to the cartesian product of its lists. An
 // optional [sweep] section names the sweep and may add grids: each [[sweep.grid]] table maps keys
 // ("quant.bits" = [...] or quant.bits = [...]) to lists that replace the base lists for that grid; the points are

@@ -32,6 +32,7 @@ class TomlSection {
 
   // "configs/x.toml [eval]: batch" or "--set eval.batch=abc"
   std::string where(const std::string& key) const;
+  const std::string& name() const { return section_; }
 
  private:
   const toml::node* find(const std::string& key);
@@ -53,6 +54,8 @@ toml::table parse_with_overrides(const std::string& toml_text, const std::string
                                  const std::vector<std::string>& overrides, OverrideOrigins& origins);
 // Validates a parsed config table into a RunConfig (unknown sections/keys, types, ranges).
 RunConfig read_run_table(const toml::table& root, const std::string& source, const OverrideOrigins& origins);
+// The sections a config file may hold, in file order ("quant.adaround" is nested in [quant]).
+const std::vector<std::string>& section_names();
 std::string join(const std::vector<std::string>& items, const std::string& sep);
 
 }  // namespace dsgq::config

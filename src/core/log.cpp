@@ -8,13 +8,13 @@ namespace dsgq {
 namespace {
 int g_rank = -1;
 int g_world = -1;
-LogLevel g_level = LogLevel::info;
 std::mutex g_mutex;
 
+enum class LogLevel { info = 0, warn = 1, error = 2 };
+
 void vlog(LogLevel level, bool rank0_only, const char* fmt, va_list ap) {
-  if (level < g_level) return;
   if (rank0_only && g_rank > 0) return;
-  static const char* const kNames[] = {"debug", "info", "warn", "error"};
+  static const char* const kNames[] = {"info", "warn", "error"};
   char body[4096];
   std::vsnprintf(body, sizeof body, fmt, ap);
   std::string prefix = g_rank < 0 ? std::string("[rank ?/?]")
@@ -29,7 +29,6 @@ void set_log_rank(int rank, int world) {
   g_rank = rank;
   g_world = world;
 }
-void set_log_level(LogLevel level) { g_level = level; }
 int log_rank() { return g_rank; }
 
 #define DSGQ_DEFINE_LOG(fn, level, rank0)  \
@@ -39,7 +38,6 @@ int log_rank() { return g_rank; }
     vlog(level, rank0, fmt, ap);           \
     va_end(ap);                            \
   }
-DSGQ_DEFINE_LOG(log_debug, LogLevel::debug, false)
 DSGQ_DEFINE_LOG(log_info, LogLevel::info, false)
 DSGQ_DEFINE_LOG(log_warn, LogLevel::warn, false)
 DSGQ_DEFINE_LOG(log_error, LogLevel::error, false)

@@ -5,14 +5,10 @@
 
 namespace dsgq {
 
-enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
-
 // Called once after MPI is up; before that the prefix is "[rank ?/?]".
 void set_log_rank(int rank, int world);
-void set_log_level(LogLevel level);
 int log_rank();
 
-void log_debug(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

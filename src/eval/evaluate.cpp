@@ -28,7 +28,7 @@ Counts count_correct(const models::Network& net, const at::Tensor& pixels, const
   return c;
 }
 
-Counts allreduce(const Counts& local, const dist::Comm& comm) {
+Counts allreduce(const Counts& local, const mpi::Comm& comm) {
   std::vector<int64_t> v = {local.n, local.top1, local.top5};
   comm.allreduce_sum(v);
   return {v[0], v[1], v[2]};

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 #include "models/network.hpp"
 
 namespace dsgq::eval {
@@ -22,6 +22,6 @@ Counts count_correct(const models::Network& net, const at::Tensor& pixels, const
                      int64_t global_total, const models::ForwardHooks* hooks = nullptr);
 
 // Collective: sums every rank's counts.
-Counts allreduce(const Counts& local, const dist::Comm& comm);
+Counts allreduce(const Counts& local, const mpi::Comm& comm);
 
 }  // namespace dsgq::eval

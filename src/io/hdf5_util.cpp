@@ -52,12 +52,12 @@ int64_t read_int_attr(hid_t obj, const char* name, const std::string& path, cons
   return v;
 }
 
-void create_dataset(hid_t file, const char* name, hid_t type, const std::vector<hsize_t>& dims) {
+void create_dataset(hid_t file, const char* name, hid_t type, const std::vector<hsize_t>& dims, bool fill) {
   Id space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   check(H5Pset_layout(dcpl, H5D_CONTIGUOUS), "H5Pset_layout");
   check(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), "H5Pset_alloc_time");
-  check(H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC), "H5Pset_fill_time");
+  check(H5Pset_fill_time(dcpl, fill ? H5D_FILL_TIME_ALLOC : H5D_FILL_TIME_NEVER), "H5Pset_fill_time");
   Id ds(H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose);
   if (ds < 0) throw InputError(std::string("HDF5: cannot create dataset ") + name + " (disk full?)");
 }

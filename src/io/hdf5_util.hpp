@@ -32,7 +32,7 @@ std::string read_str_attr(hid_t obj, const char* name, const std::string& path, 
 int64_t read_int_attr(hid_t obj, const char* name, const std::string& path, const std::string& format);
 
 // A contiguous dataset allocated at creation (so a crash later only leaves raw data unwritten).
-void create_dataset(hid_t file, const char* name, hid_t type, const std::vector<hsize_t>& dims);
+void create_dataset(hid_t file, const char* name, hid_t type, const std::vector<hsize_t>& dims, bool fill = true);
 // Collective (MPI-IO) write of rows [first, first + n) along dim 0; n may be 0 on some ranks.
 void write_rows(hid_t file, const char* name, hid_t type, int64_t first, int64_t n, const void* data);
 // Local read of rows [first, first + n) along dim 0.

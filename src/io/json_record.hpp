@@ -1,5 +1,5 @@
 #pragma once
-// Result records (design.md section 4): one JSON object per point, written atomically.
+// Result records (docs/formats.md section 4): one JSON object per point, written atomically.
 #include <nlohmann/json_fwd.hpp>
 
 #include <string>

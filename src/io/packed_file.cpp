@@ -55,14 +55,14 @@ PackedMeta read_meta(hid_t f, const std::string& path) {
 
 struct PackedWriter::Impl {
   std::string path, part;
-  const dist::Comm* comm = nullptr;
+  const mpi::Comm* comm = nullptr;
   hid_t file = -1;
   int64_t name_len = 1;
   bool finished = false;
 };
 
 PackedWriter::PackedWriter(const std::string& path, const PackedMeta& meta, const std::vector<std::string>& names,
-                           const dist::Comm& comm)
+                           const mpi::Comm& comm)
     : impl_(new Impl) {
   impl_->path = path;
   impl_->part = path + ".part";

@@ -1,5 +1,5 @@
 #pragma once
-// Packed image sets (design.md section 4, format "dsgq-packed/1"): what `dsgq pack` writes from an ImageNet-style
+// Packed image sets (docs/formats.md section 3, format "dsgq-packed/1"): what `dsgq pack` writes from an ImageNet-style
 // folder, one HDF5 file written collectively (each rank its rows) as <name>.h5.part and renamed when complete:
 //   /images uint8 [N,3,S,S]  pixels after torchvision's evaluation preprocessing (Resize(R) + CenterCrop(S))
 //   /labels int64 [N]        class index (0..classes-1)
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 #include "io/image_set.hpp"
 
 namespace dsgq::io {
@@ -32,7 +32,7 @@ class PackedWriter {
   // Collective. Reopens <path>.part when it was left by a run with the same size, resize, source, labels and image
   // list (list_sha256), else creates it and writes the names (rank 0's `names`). Every rank passes the same meta.
   PackedWriter(const std::string& path, const PackedMeta& meta, const std::vector<std::string>& names,
-               const dist::Comm& comm);
+               const mpi::Comm& comm);
   ~PackedWriter();  // closes; removes the .part unless finish() ran
   PackedWriter(const PackedWriter&) = delete;
   PackedWriter& operator=(const PackedWriter&) = delete;

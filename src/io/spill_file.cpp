@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "io/hdf5_util.hpp"
 
 namespace dsgq::io {
 namespace {
@@ -24,14 +25,12 @@ SpillRows::SpillRows(std::string path, int64_t rows, std::vector<int64_t> row_sh
   if (file_ < 0)
     throw InputError(path_ + ": cannot create the activation spill file (is the folder writable? set [output] dir or "
                      "raise [quant] cache_mib to keep the cache in memory)");
-  const hid_t space = row_space(dims);
-  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  H5Pset_layout(dcpl, H5D_CONTIGUOUS);
-  H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
-  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-  dataset_ = H5Dcreate2(file_, "rows", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  H5Pclose(dcpl);
-  H5Sclose(space);
+  try {
+    h5::create_dataset(file_, "rows", H5T_NATIVE_FLOAT, dims, /*fill=*/false);
+    dataset_ = H5Dopen2(file_, "rows", H5P_DEFAULT);
+  } catch (const InputError&) {
+    dataset_ = -1;
+  }
   if (dataset_ < 0) {
     H5Fclose(file_);
     std::remove(path_.c_str());

@@ -75,12 +75,12 @@ hid_t open_readonly(const std::string& path) {
 
 struct SynthWriter::Impl {
   std::string path, part;
-  const dist::Comm* comm;
+  const mpi::Comm* comm;
   hid_t file = -1;
 };
 
 SynthWriter::SynthWriter(const std::string& path, const SynthMeta& meta, const std::vector<double>& delta,
-                         const std::vector<double>& gamma, const dist::Comm& comm, bool restart)
+                         const std::vector<double>& gamma, const mpi::Comm& comm, bool restart)
     : impl_(new Impl{path, path + ".part", &comm, -1}) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   const std::string& part = impl_->part;
@@ -129,7 +129,7 @@ SynthWriter::SynthWriter(const std::string& path, const SynthMeta& meta, const s
   create_dataset(f, "/lse_layer", H5T_NATIVE_INT32, {hsize_t(meta.n_images)});
   create_dataset(f, "/loss", H5T_NATIVE_FLOAT, {hsize_t(nb)});
   create_dataset(f, "/batch_done", H5T_NATIVE_UINT8, {hsize_t(nb)});
-  if (meta.iterations > 0 && (meta.method == "dsg" || meta.method == "zeroq"))
+  if (meta.iterations > 0)  // optimised methods (dsg, zeroq) only
     create_dataset(f, "/loss_curve", H5T_NATIVE_FLOAT, {hsize_t(nb), hsize_t(meta.iterations)});
   Id group(H5Gcreate2(f, "/margins", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
   if (!delta.empty()) {  // same on every rank

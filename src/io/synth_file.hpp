@@ -1,5 +1,5 @@
 #pragma once
-// The synthetic dataset file (design.md section 4, format "dsgq-synth/1"), one HDF5 file written collectively by
+// The synthetic dataset file (docs/formats.md section 2, format "dsgq-synth/1"), one HDF5 file written collectively by
 // all ranks (parallel HDF5, each rank its hyperslab) as <name>.h5.part and renamed when complete:
 //   /images    float32 [N,C,H,W]  in the network's normalized input space
 //   /labels    int64   [N]        target label, -1 if none
@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 
 namespace dsgq::io {
 
@@ -37,7 +37,7 @@ class SynthWriter {
   // Collective. Creates <path>.part, or reopens an existing one whose config_toml and shape match (resume);
   // a .part of another config throws InputError naming both (pass --force to start over: `restart`).
   SynthWriter(const std::string& path, const SynthMeta& meta, const std::vector<double>& delta,
-              const std::vector<double>& gamma, const dist::Comm& comm, bool restart);
+              const std::vector<double>& gamma, const mpi::Comm& comm, bool restart);
   ~SynthWriter();
   SynthWriter(const SynthWriter&) = delete;
   SynthWriter& operator=(const SynthWriter&) = delete;

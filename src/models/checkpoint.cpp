@@ -60,10 +60,13 @@ std::string shape_string(const at::Tensor& t) {
   return s + "]";
 }
 
-Checkpoint read_checkpoint(const std::string& path) {
-  // Read the bytes ourselves first: a clear message for missing, empty and non-zip files.
+namespace {
+
+// The file's bytes, with a clear message for missing, empty, legacy and non-zip files.
+std::string read_zip_bytes(const std::string& path) {
   const std::string bytes = read_file(path);
-  if (bytes.empty()) throw InputError(path + ": file is empty (0 bytes); expected a torch.save checkpoint (.pt zip archive)");
+  if (bytes.empty())
+    throw InputError(path + ": file is empty (0 bytes); expected a torch.save checkpoint (.pt zip archive)");
   if (bytes.size() >= 2 && static_cast<uint8_t>(bytes[0]) == 0x80 && static_cast<uint8_t>(bytes[1]) <= 5)
     throw InputError(path + ": is a legacy (pre-1.6, non-zip) torch.save file; expected the zip format: re-save it "
                             "in Python with torch.save(torch.load(path), path)");
@@ -75,20 +78,30 @@ Checkpoint read_checkpoint(const std::string& path) {
     throw InputError(path + ": is not a zip archive (starts with bytes " + head +
                      "); expected a torch.save checkpoint (zip, starts with 50 4b 03 04)");
   }
+  return bytes;
+}
+
+// The first line of a c10::Error.
+std::string first_line(const c10::Error& e) {
+  const std::string what = e.what_without_backtrace();
+  return what.substr(0, what.find('\n'));
+}
+
+// The unpickled data.pkl of the archive, its tensors read from the archive's storage records.
+ValuePtr unpickle_archive(const std::string& path, const std::string& bytes) {
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   std::string pkl;
   try {
     reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<StringAdapter>(bytes));
     if (!reader->hasRecord("data.pkl"))
-      throw InputError(path + ": zip archive has no data.pkl; expected a torch.save checkpoint (is this TorchScript? use torch.save(model.state_dict()))");
+      throw InputError(path + ": zip archive has no data.pkl; expected a torch.save checkpoint (is this "
+                              "TorchScript? use torch.save(model.state_dict()))");
     auto [ptr, size] = reader->getRecord("data.pkl");
     pkl.assign(static_cast<const char*>(ptr.get()), size);
   } catch (const c10::Error& e) {
-    std::string first = e.what_without_backtrace();
-    first = first.substr(0, first.find('\n'));
-    throw InputError(path + ": truncated or corrupt zip archive (" + first + "); expected a complete torch.save checkpoint");
+    throw InputError(path + ": truncated or corrupt zip archive (" + first_line(e) +
+                     "); expected a complete torch.save checkpoint");
   }
-
   auto loader = [&](const std::string& key, const std::string& type, int64_t numel) -> at::Tensor {
     const at::ScalarType dtype = storage_dtype(type, path);
     const std::string rec = "data/" + key;
@@ -102,40 +115,44 @@ Checkpoint read_checkpoint(const std::string& path) {
       std::memcpy(t.data_ptr(), ptr.get(), size);
       return t;
     } catch (const c10::Error& e) {
-      std::string first = e.what_without_backtrace();
-      throw InputError(path + ": cannot read storage record " + rec + " (" + first.substr(0, first.find('\n')) + ")");
+      throw InputError(path + ": cannot read storage record " + rec + " (" + first_line(e) + ")");
     }
   };
-  const ValuePtr root = pickle::unpickle(pkl, loader, path + ": data.pkl");
+  return pickle::unpickle(pkl, loader, path + ": data.pkl");
+}
 
-  Checkpoint ck;
-  ck.path = path;
-  ValuePtr sd;
+// The name -> tensor dict inside `root`: root itself, or its state_dict / model_state_dict / model / net entry.
+ValuePtr find_state_dict(const ValuePtr& root, const std::string& path, std::string& container) {
   if (is_tensor_dict(root)) {
-    sd = root;
-    ck.container = container_name(root);
-  } else if (root->kind == Value::Kind::dict) {
-    for (const char* key : {"state_dict", "model_state_dict", "model", "net"}) {
-      for (auto& [k, v] : root->entries)
-        if (!sd && k->kind == Value::Kind::string && k->s == key && is_tensor_dict(v)) {
-          sd = v;
-          ck.container = container_name(root) + "['" + key + "'] (" + container_name(v) + ")";
-        }
-    }
-    if (!sd) {
-      std::string bad;
-      for (auto& [k, v] : root->entries)
-        if (v->kind != Value::Kind::tensor) {
-          bad = k->describe() + " is " + v->describe();
-          break;
-        }
-      throw InputError(path + ": is not a state_dict: entry " + (bad.empty() ? std::string("?") : bad) +
-                       "; expected a dict of name -> tensor (or a checkpoint with a 'state_dict' entry)");
-    }
-  } else {
+    container = container_name(root);
+    return root;
+  }
+  if (root->kind != Value::Kind::dict)
     throw InputError(path + ": top-level object is " + root->describe() +
                      "; expected a state_dict (dict or OrderedDict of name -> tensor)");
-  }
+  for (const char* key : {"state_dict", "model_state_dict", "model", "net"})
+    for (auto& [k, v] : root->entries)
+      if (k->kind == Value::Kind::string && k->s == key && is_tensor_dict(v)) {
+        container = container_name(root) + "['" + key + "'] (" + container_name(v) + ")";
+        return v;
+      }
+  std::string bad;
+  for (auto& [k, v] : root->entries)
+    if (v->kind != Value::Kind::tensor) {
+      bad = k->describe() + " is " + v->describe();
+      break;
+    }
+  throw InputError(path + ": is not a state_dict: entry " + (bad.empty() ? std::string("?") : bad) +
+                   "; expected a dict of name -> tensor (or a checkpoint with a 'state_dict' entry)");
+}
+
+}  // namespace
+
+Checkpoint read_checkpoint(const std::string& path) {
+  const ValuePtr root = unpickle_archive(path, read_zip_bytes(path));
+  Checkpoint ck;
+  ck.path = path;
+  const ValuePtr sd = find_state_dict(root, path, ck.container);
   bool all_module = true;
   for (auto& [k, v] : sd->entries) all_module = all_module && k->s.rfind("module.", 0) == 0;
   ck.stripped_module_prefix = all_module;

@@ -1,5 +1,5 @@
 #pragma once
-// The architecture registry: names of design.md section 4, each with its dataset and (where the project ships
+// The architecture registry: names of docs/running.md section 2, each with its dataset and (where the project ships
 // real weights) the weight file under ${DSGQ_DATA}/models.
 #include <memory>
 #include <string>

@@ -17,7 +17,7 @@
 #include "io/json_record.hpp"
 #include "models/registry.hpp"
 #include "pipeline/keys.hpp"
-#include "pipeline/record.hpp"
+#include "pipeline/stage_support.hpp"
 
 namespace dsgq::pipeline {
 
@@ -36,7 +36,7 @@ struct EvalStage::Impl {
 EvalStage::EvalStage() : impl_(std::make_unique<Impl>()) {}
 EvalStage::~EvalStage() = default;
 
-std::unique_ptr<EvalStage> EvalStage::prepare(const CommonArgs& args, const dist::Comm& comm) {
+std::unique_ptr<EvalStage> EvalStage::prepare(const CommonArgs& args, const mpi::Comm& comm) {
   Timer timer;
   std::unique_ptr<EvalStage> stage(new EvalStage());
   Impl& s = *stage->impl_;
@@ -49,26 +49,25 @@ std::unique_ptr<EvalStage> EvalStage::prepare(const CommonArgs& args, const dist
   s.net = std::move(model.net);
   s.weights_sha256 = model.weights_sha256;
 
-  const int64_t available = check_image_set(s.cfg.eval.data, src + " [eval]: data", *s.net);
-  s.n_images = s.cfg.eval.n_images > 0 ? s.cfg.eval.n_images : available;
-  if (s.n_images > available)
-    throw InputError(src + " [eval]: n_images = '" + std::to_string(s.cfg.eval.n_images) + "' but " +
-                     s.cfg.eval.data + " holds " + std::to_string(available) + " images; expected 0 (all) or 1.." +
-                     std::to_string(available));
+  s.n_images = check_image_count(s.cfg.eval.data, src + " [eval]: data", *s.net, s.cfg.eval.n_images,
+                                 src + " [eval]: n_images");
 
   s.key = fp32_eval_key(s.cfg);
   s.record_path = s.cfg.output.dir + "/results/" + s.key + ".json";
-  s.point = {{"stage", "eval"},           {"arch", s.cfg.model.arch}, {"dataset", s.cfg.model.dataset},
-             {"precision", "fp32"},       {"weights", s.cfg.model.weights},
-             {"weights_sha256", s.weights_sha256}, {"eval_data", s.cfg.eval.data}, {"n_images", s.n_images}};
+  s.point = point_fields(s.cfg, config::kPoint);
+  s.point.update({{"stage", "eval"},
+                  {"precision", "fp32"},
+                  {"weights", s.cfg.model.weights},
+                  {"weights_sha256", s.weights_sha256},
+                  {"n_images", s.n_images}});
   check_record_slot(s.cfg, s.record_path, s.point, args.force);
   s.prepare_s = timer.seconds();
   return stage;
 }
 
-std::string EvalStage::resolved_toml() const { return config::to_toml(impl_->cfg); }
+std::string EvalStage::describe() const { return config::to_toml(impl_->cfg); }
 
-int EvalStage::execute(const dist::Comm& comm) {
+int EvalStage::execute(const mpi::Comm& comm) {
   Impl& s = *impl_;
   Timer total;
   log_info0("dsgq %s (%s), %d rank(s), %d torch thread(s) per rank (%s), device %s", kVersion, kGitDescribe,

@@ -3,23 +3,22 @@
 #include <memory>
 #include <string>
 
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 #include "pipeline/runtime.hpp"
+#include "pipeline/stage.hpp"
 
 namespace dsgq::pipeline {
 
-class EvalStage {
+class EvalStage final : public Stage {
  public:
   // Local, no collectives: resolves and validates the config, the weights (strict import), the evaluation data and
   // the output folder, sets threads and device. Throws InputError for any bad input, identically on every rank.
-  static std::unique_ptr<EvalStage> prepare(const CommonArgs& args, const dist::Comm& comm);
-  ~EvalStage();
-
-  // The resolved config as TOML (what --dry-run prints).
-  std::string resolved_toml() const;
-
+  static std::unique_ptr<EvalStage> prepare(const CommonArgs& args, const mpi::Comm& comm);
+  ~EvalStage() override;
+  // The resolved config as TOML.
+  std::string describe() const override;
   // Collective: evaluates, all-reduces the counts, rank 0 writes <output.dir>/results/<key>.json. Returns 0.
-  int execute(const dist::Comm& comm);
+  int execute(const mpi::Comm& comm) override;
 
  private:
   EvalStage();

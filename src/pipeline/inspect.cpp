@@ -16,6 +16,7 @@
 #include "models/registry.hpp"
 #include "synth/bn_stats.hpp"
 #include "synth/sampling.hpp"
+#include "synth/synthesizer.hpp"
 
 namespace dsgq::pipeline {
 namespace {
@@ -87,10 +88,13 @@ std::string inspect_synth(const std::string& path) {
     os << "SDA margins: " << set.delta.size() << " layers, max delta " << dmax << ", max gamma " << gmax << "\n";
   }
   // How far optimisation moved the images from their (reproducible) initialisation.
-  if (m.method == "dsg" || m.method == "zeroq") {
-    const synth::Init init = m.preset == "paper"  ? synth::Init::gaussian
-                             : m.method == "dsg" ? synth::Init::uniform01
-                                                 : synth::Init::zeroq_official;
+  const auto method = config::parse_choice<config::SynthMethod>(m.method);
+  const auto preset = config::parse_choice<config::Preset>(m.preset);
+  if (method && preset && (*method == config::SynthMethod::dsg || *method == config::SynthMethod::zeroq)) {
+    config::SynthConfig y;
+    y.method = *method;
+    y.preset = *preset;
+    const synth::Init init = synth::resolve_settings(y, "").init;
     const at::Tensor x0 = synth::draw_images(init, static_cast<uint64_t>(m.seed), synth::Stream::init, 0, m.n_images,
                                              m.channels, m.height, m.width);
     char line[200];
@@ -99,7 +103,7 @@ std::string inspect_synth(const std::string& path) {
                   ((x - x0).square().mean() / x0.square().mean().clamp_min(1e-30)).sqrt().item<double>());
     os << line;
   }
-  // Homogeneity (method.md section 13) against the network that made the set, when its weights are still there.
+  // Homogeneity (docs/method.md section 13) against the network that made the set, when its weights are still there.
   if (file_exists(m.weights) && sha256_file(m.weights) == m.weights_sha256 && m.n_images >= 2) {
     auto net = models::build_network(m.model, path + ": model");
     net->load(models::read_checkpoint(m.weights));

@@ -31,7 +31,7 @@ struct PackStage::Impl {
 PackStage::PackStage() : impl_(std::make_unique<Impl>()) {}
 PackStage::~PackStage() = default;
 
-std::unique_ptr<PackStage> PackStage::prepare(const PackArgs& args, const dist::Comm& comm) {
+std::unique_ptr<PackStage> PackStage::prepare(const PackArgs& args, const mpi::Comm& comm) {
   std::unique_ptr<PackStage> stage(new PackStage());
   Impl& s = *stage->impl_;
   s.args = args;
@@ -60,81 +60,92 @@ std::string PackStage::describe() const {
   return o.str();
 }
 
-int PackStage::execute(const dist::Comm& comm) {
-  Impl& s = *impl_;
-  Timer timer;
-  const int64_t n = static_cast<int64_t>(s.list.files.size()), S = s.args.size, pixels = 3 * S * S;
-  std::string what = describe();
-  what.pop_back();  // the newline
-  log_info0("dsgq %s, %d rank(s): %s", kVersion, comm.size(), what.c_str());
-  const dist::Share share = dist::share_of(n, comm.rank(), comm.size());
-  const int64_t rounds = (comm.allreduce_max(share.size()) + kChunk - 1) / kChunk;
+namespace {
 
+io::PackedMeta packed_meta(const PackArgs& args, const io::ImageList& list) {
   io::PackedMeta meta;
-  meta.n_images = n;
-  meta.size = S;
-  meta.resize = s.args.resize;
-  meta.num_classes = s.list.num_classes;
-  meta.source = fs::absolute(s.args.images).lexically_normal().string();
-  meta.labels_from = s.list.labels_from;
+  meta.n_images = static_cast<int64_t>(list.files.size());
+  meta.size = args.size;
+  meta.resize = args.resize;
+  meta.num_classes = list.num_classes;
+  meta.source = fs::absolute(args.images).lexically_normal().string();
+  meta.labels_from = list.labels_from;
   std::string listing;
-  for (size_t i = 0; i < s.list.files.size(); ++i) listing += s.list.files[i] + "\t" + std::to_string(s.list.labels[i]) + "\n";
+  for (size_t i = 0; i < list.files.size(); ++i) listing += list.files[i] + "\t" + std::to_string(list.labels[i]) + "\n";
   meta.list_sha256 = sha256_hex(listing);
   meta.dsgq_version = kVersion;
   meta.created = io::utc_timestamp();
-  io::PackedWriter writer(s.args.out, meta, s.list.files, comm);
-  const std::vector<uint8_t>& done = writer.done();
-  if (writer.resumed()) {
-    const int64_t n_done = std::count(done.begin(), done.end(), uint8_t{1});
-    log_info0("pack: resuming %s.part: %lld of %lld images already written", s.args.out.c_str(),
-              static_cast<long long>(n_done), static_cast<long long>(n));
+  return meta;
+}
+
+// Collective: every rank's failure messages, one per line, in rank order.
+std::vector<std::string> gather_failures(const std::vector<std::string>& failures, const mpi::Comm& comm) {
+  std::string mine;
+  for (const auto& f : failures) mine += f + "\n";
+  std::vector<std::string> bad;
+  for (const auto& text : comm.allgather(mine)) {
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) bad.push_back(line);
   }
+  return bad;
+}
+
+}  // namespace
+
+// Decodes and transforms `count` images of the list from index `first` into the chunk buffers; a file that
+// cannot be decoded leaves a zero row with ok = 0 and its message in `failures`.
+void PackStage::decode_chunk(int64_t first, int64_t count, Chunk& c, std::vector<std::string>& failures) const {
+  const Impl& s = *impl_;
+  const int64_t pixels = 3 * s.args.size * s.args.size;
+  for (int64_t i = 0; i < count; ++i) {
+    const size_t k = static_cast<size_t>(first + i), j = static_cast<size_t>(i);
+    const std::string path = (fs::path(s.args.images) / s.list.files[k]).string();
+    uint8_t* dst = c.pixels.data() + i * pixels;
+    c.labels[j] = s.list.labels[k];
+    c.ok[j] = 1;
+    try {
+      const io::RgbImage img = io::decode_image(read_file(path), path);
+      io::eval_transform(img, s.args.resize, s.args.size, dst, path);
+    } catch (const InputError& e) {
+      failures.push_back(e.what());
+      std::fill(dst, dst + pixels, 0);
+      c.ok[j] = 0;
+    }
+  }
+}
+
+int PackStage::execute(const mpi::Comm& comm) {
+  Impl& s = *impl_;
+  Timer timer;
+  const int64_t n = static_cast<int64_t>(s.list.files.size()), S = s.args.size;
+  std::string what = describe();
+  what.pop_back();  // the newline
+  log_info0("dsgq %s, %d rank(s): %s", kVersion, comm.size(), what.c_str());
+  const mpi::Share share = mpi::share_of(n, comm.rank(), comm.size());
+  const int64_t rounds = (comm.allreduce_max(share.size()) + kChunk - 1) / kChunk;
+  io::PackedWriter writer(s.args.out, packed_meta(s.args, s.list), s.list.files, comm);
+  const std::vector<uint8_t>& done = writer.done();
+  if (writer.resumed())
+    log_info0("pack: resuming %s.part: %lld of %lld images already written", s.args.out.c_str(),
+              static_cast<long long>(std::count(done.begin(), done.end(), uint8_t{1})), static_cast<long long>(n));
 
   std::vector<std::string> failures;
-  std::vector<uint8_t> buf(static_cast<size_t>(kChunk * pixels)), ok(kChunk);
-  std::vector<int64_t> labels(kChunk);
-  double next_log = 10.0;
+  Chunk chunk{std::vector<uint8_t>(static_cast<size_t>(kChunk * 3 * S * S)), std::vector<int64_t>(kChunk),
+              std::vector<uint8_t>(kChunk)};
+  Progress progress("pack (rank 0's share of " + std::to_string(n) + ")", "images", share.size());
   for (int64_t r = 0; r < rounds; ++r) {
     const int64_t first = std::min(share.end, share.begin + r * kChunk);
     int64_t count = std::min(kChunk, share.end - first);
     if (std::all_of(done.begin() + first, done.begin() + first + count, [](uint8_t d) { return d != 0; }))
       count = 0;  // written by an earlier run: only join the collective write
-    for (int64_t i = 0; i < count; ++i) {
-      const std::string& rel = s.list.files[static_cast<size_t>(first + i)];
-      const std::string path = (fs::path(s.args.images) / rel).string();
-      uint8_t* dst = buf.data() + i * pixels;
-      labels[static_cast<size_t>(i)] = s.list.labels[static_cast<size_t>(first + i)];
-      ok[static_cast<size_t>(i)] = 1;
-      try {
-        const io::RgbImage img = io::decode_image(read_file(path), path);
-        io::eval_transform(img, s.args.resize, S, dst, path);
-      } catch (const InputError& e) {
-        failures.push_back(e.what());
-        std::fill(dst, dst + pixels, 0);
-        ok[static_cast<size_t>(i)] = 0;
-      }
-    }
-    writer.write(first, count, buf.data(), labels.data(), ok.data());
-    if (comm.is_root() && (timer.seconds() >= next_log || r + 1 == rounds)) {
-      const int64_t progressed = std::min(share.end, share.begin + (r + 1) * kChunk) - share.begin;
-      const double rate = progressed / std::max(timer.seconds(), 1e-9);
-      log_info("pack: %lld/%lld images of this rank's share (%lld in all), %.1f images/s per rank, %.0f s left",
-               static_cast<long long>(progressed), static_cast<long long>(share.size()), static_cast<long long>(n), rate,
-               (share.size() - progressed) / std::max(rate, 1e-9));
-      next_log = timer.seconds() + 10.0;
-    }
+    decode_chunk(first, count, chunk, failures);
+    writer.write(first, count, chunk.pixels.data(), chunk.labels.data(), chunk.ok.data());
+    progress.update(std::min(share.end, share.begin + (r + 1) * kChunk) - share.begin);
   }
 
   // Every rank's failures, so that one run names every bad file.
-  std::string mine;
-  for (const auto& f : failures) mine += f + "\n";
-  std::vector<std::string> all = comm.allgather(mine);
-  std::vector<std::string> bad;
-  for (const auto& text : all) {
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);)
-      if (!line.empty()) bad.push_back(line);
-  }
+  const std::vector<std::string> bad = gather_failures(failures, comm);
   if (!bad.empty()) {
     if (comm.is_root()) {
       for (size_t i = 0; i < bad.size() && i < 20; ++i) log_error("%s", bad[i].c_str());

@@ -4,8 +4,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
+#include "pipeline/stage.hpp"
 
 namespace dsgq::pipeline {
 
@@ -20,19 +22,25 @@ struct PackArgs {
   bool force = false;   // replace an existing --out
 };
 
-class PackStage {
+class PackStage final : public Stage {
  public:
   // Local: validates the arguments, lists the images and reads the labels; InputError naming the bad folder,
   // file, line or value. Every rank does the same and fails the same way.
-  static std::unique_ptr<PackStage> prepare(const PackArgs& args, const dist::Comm& comm);
-  ~PackStage();
-  std::string describe() const;  // what --dry-run prints
+  static std::unique_ptr<PackStage> prepare(const PackArgs& args, const mpi::Comm& comm);
+  ~PackStage() override;
+  std::string describe() const override;  // the plan: images, classes, sizes, output
   // Collective: decodes, transforms and writes; a file that cannot be decoded is reported by name (all of them,
   // from every rank) with exit code 2 and the .part removed. Returns the exit code.
-  int execute(const dist::Comm& comm);
+  int execute(const mpi::Comm& comm) override;
 
  private:
   PackStage();
+  struct Chunk {
+    std::vector<uint8_t> pixels;  // kChunk rows of 3*S*S
+    std::vector<int64_t> labels;
+    std::vector<uint8_t> ok;
+  };
+  void decode_chunk(int64_t first, int64_t count, Chunk& c, std::vector<std::string>& failures) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -19,7 +19,7 @@
 #include "io/synth_file.hpp"
 #include "models/registry.hpp"
 #include "pipeline/keys.hpp"
-#include "pipeline/record.hpp"
+#include "pipeline/stage_support.hpp"
 #include "quant/encodings.hpp"
 #include "quant/adaround_protocol.hpp"
 #include "quant/zeroq_protocol.hpp"
@@ -43,13 +43,15 @@ namespace {
 // How dsgq report names the point's rows (not part of the point's identity).
 nlohmann::json labels_json(const config::RunConfig& cfg) {
   const config::SynthConfig& y = cfg.synth;
-  std::string data = y.method;
+  using config::SynthMethod;
+  std::string data = config::name(y.method);
   std::vector<std::string> extra;
   if (!cfg.quant.calib_data.empty()) {
     data = std::filesystem::path(cfg.quant.calib_data).stem().string();
   } else {
-    if (y.preset != "paper" && (y.method == "dsg" || y.method == "zeroq")) extra.push_back(y.preset);
-    if (y.method == "dsg") {
+    const bool optimised = y.method == SynthMethod::dsg || y.method == SynthMethod::zeroq;
+    if (y.preset != config::Preset::paper && optimised) extra.push_back(config::name(y.preset));
+    if (y.method == SynthMethod::dsg) {
       if (!y.lse) extra.push_back("no LSE");
       if (y.margin_scale == 0 || y.slack_quantile == 0) extra.push_back("no SDA");
       else if (y.slack_quantile != 0.9) {
@@ -65,7 +67,8 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
     }
   }
   for (size_t i = 0; i < extra.size(); ++i) data += (i == 0 ? " (" : ", ") + extra[i] + (i + 1 == extra.size() ? ")" : "");
-  return {{"data", data}, {"method", cfg.quant.protocol + "/" + cfg.quant.act_observer}};
+  return {{"data", data},
+          {"method", config::name(cfg.quant.protocol) + "/" + config::name(cfg.quant.act_observer)}};
 }
 
 void check_calibration_file(const std::string& path, const config::RunConfig& cfg, const models::Network& net,
@@ -87,15 +90,42 @@ void check_calibration_file(const std::string& path, const config::RunConfig& cf
                      "...); expected " + cfg.model.weights + " (sha256 " + weights_sha256.substr(0, 12) + "...)");
   if (cfg.quant.n_calib > m.n_images)
     throw InputError(cfg.source + " [quant]: n_calib = '" + std::to_string(cfg.quant.n_calib) + "' but " + path +
-                     " holds " + std::to_string(m.n_images) + " images");
+                     " holds " + std::to_string(m.n_images) + " images; expected 0 (all) or 1.." +
+                     std::to_string(m.n_images));
+}
+
+// The point's identity in its record: what [model], [synth], [quant] and [eval] fix, with the paths resolved.
+nlohmann::json quant_point(const config::RunConfig& cfg, const std::string& weights_sha256,
+                           const std::string& calib_path, int64_t n_eval) {
+  const config::QuantConfig& q = cfg.quant;
+  nlohmann::json point = point_fields(cfg, config::kPoint);
+  point.update(point_fields(cfg, config::kQuantPoint));
+  point["stage"] = "quantize";
+  point["weights_sha256"] = weights_sha256;
+  point["calib_data"] = calib_path;
+  point["precision"] = "w" + std::to_string(q.w_bits) + "a" + std::to_string(q.a_bits);
+  point["n_images"] = n_eval;
+  if (q.protocol == config::Protocol::adaround) point["adaround"] = point_fields(cfg, config::kAdaRoundVariant);
+  if (!q.calib_data.empty()) point.erase("method"), point.erase("preset"), point.erase("seed");
+  return point;
+}
+
+nlohmann::json layer_reports_json(const std::vector<quant::LayerReport>& reports) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : reports)
+    out.push_back({{"layer", r.name}, {"bits", r.bits}, {"mse_nearest", r.mse_nearest},
+                   {"mse_adaround", r.mse_adaround}, {"flipped", r.flipped}, {"undecided", r.undecided},
+                   {"seconds", r.seconds}, {"cache_mib", static_cast<double>(r.cache_bytes) / (1 << 20)},
+                   {"spilled", r.spilled}});
+  return out;
 }
 }  // namespace
 
-std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const dist::Comm& comm, bool calib_will_exist) {
+std::unique_ptr<QuantStage> QuantStage::prepare(const CommonArgs& args, const mpi::Comm& comm, bool calib_will_exist) {
   return prepare(resolve_config(args), args, comm, calib_will_exist);
 }
 
-std::unique_ptr<QuantStage> QuantStage::prepare(config::RunConfig cfg, const CommonArgs& args, const dist::Comm& comm,
+std::unique_ptr<QuantStage> QuantStage::prepare(config::RunConfig cfg, const CommonArgs& args, const mpi::Comm& comm,
                                                 bool calib_will_exist) {
   std::unique_ptr<QuantStage> stage(new QuantStage());
   Impl& s = *stage->impl_;
@@ -125,121 +155,90 @@ std::unique_ptr<QuantStage> QuantStage::prepare(config::RunConfig cfg, const Com
                        " does not exist; expected a dsgq-synth/1 file (make it with dsgq synth, or use dsgq run)");
     check_calibration_file(s.calib_path, s.cfg, *s.net, s.weights_sha256);
   }
-  const int64_t available = check_image_set(s.cfg.eval.data, s.cfg.source + " [eval]: data", *s.net);
-  s.n_eval = s.cfg.eval.n_images > 0 ? s.cfg.eval.n_images : available;
-  if (s.n_eval > available)
-    throw InputError(s.cfg.source + " [eval]: n_images = '" + std::to_string(s.cfg.eval.n_images) + "' but " +
-                     s.cfg.eval.data + " holds " + std::to_string(available) + " images");
+  s.n_eval = check_image_count(s.cfg.eval.data, s.cfg.source + " [eval]: data", *s.net, s.cfg.eval.n_images,
+                               s.cfg.source + " [eval]: n_images");
 
   const std::string calib_name = q.calib_data.empty() ? synth_key_str
                                                       : std::filesystem::path(q.calib_data).stem().string();
-  std::string variant;
-  if (q.protocol == "adaround") {
-    std::ostringstream os;
-    os.precision(17);
-    os << q.first_last_bits << q.adaround.enabled << q.adaround.iters << q.adaround.batch << q.adaround.reg
-       << q.adaround.beta_start << q.adaround.beta_end << q.adaround.warmup << q.adaround.lr;
-    variant = "-fl" + std::to_string(q.first_last_bits) + (q.adaround.enabled ? "-ar" : "-nearest") +
-              std::to_string(q.adaround.iters) + "-" + sha256_hex(os.str()).substr(0, 6);
-  }
-  s.key = calib_name + "-" + q.protocol + "-w" + std::to_string(q.w_bits) + "a" + std::to_string(q.a_bits) + "-" +
-          q.act_observer + variant + (q.n_calib > 0 ? "-c" + std::to_string(q.n_calib) : "") +
-          (s.cfg.eval.n_images > 0 ? "-e" + std::to_string(s.cfg.eval.n_images) : "");
+  s.key = quant_key(s.cfg, calib_name);
   s.record_path = s.cfg.output.dir + "/results/" + s.key + ".json";
   s.enc_path = s.cfg.output.dir + "/quant/" + s.key + ".encodings.json";
   s.pt_path = s.cfg.output.dir + "/quant/" + s.key + ".pt";
-  s.point = {{"stage", "quantize"},         {"arch", s.cfg.model.arch},  {"dataset", s.cfg.model.dataset},
-             {"weights_sha256", s.weights_sha256}, {"calib_data", s.calib_path}, {"n_calib", q.n_calib},
-             {"method", s.cfg.synth.method}, {"preset", s.cfg.synth.preset}, {"seed", s.cfg.synth.seed},
-             {"protocol", q.protocol},      {"w_bits", q.w_bits},        {"a_bits", q.a_bits},
-             {"act_observer", q.act_observer}, {"precision", "w" + std::to_string(q.w_bits) + "a" + std::to_string(q.a_bits)},
-             {"eval_data", s.cfg.eval.data}, {"n_images", s.n_eval}};
-  if (q.protocol == "adaround")
-    s.point["adaround"] = {{"first_last_bits", q.first_last_bits}, {"enabled", q.adaround.enabled},
-                           {"iters", q.adaround.iters},           {"batch", q.adaround.batch},
-                           {"reg", q.adaround.reg},               {"beta_start", q.adaround.beta_start},
-                           {"beta_end", q.adaround.beta_end},     {"warmup", q.adaround.warmup},
-                           {"lr", q.adaround.lr}};
-  if (!q.calib_data.empty()) s.point.erase("method"), s.point.erase("preset"), s.point.erase("seed");
+  s.point = quant_point(s.cfg, s.weights_sha256, s.calib_path, s.n_eval);
   check_record_slot(s.cfg, s.record_path, s.point, args.force);
   make_dirs(s.cfg.output.dir + "/quant");
   return stage;
 }
 
-std::string QuantStage::resolved_toml() const { return config::to_toml(impl_->cfg); }
+std::string QuantStage::describe() const { return config::to_toml(impl_->cfg); }
 const std::string& QuantStage::key() const { return impl_->key; }
 const std::string& QuantStage::calib_path() const { return impl_->calib_path; }
 const std::string& QuantStage::record_path() const { return impl_->record_path; }
 bool QuantStage::complete() const { return !impl_->args.force && file_exists(impl_->record_path); }
 
-int QuantStage::execute(const dist::Comm& comm) {
+// The calibrated network of either protocol, exported by rank 0.
+struct QuantStage::Calibrated {
+  std::unique_ptr<quant::ZeroqQuantizer> zq;
+  std::unique_ptr<quant::AdaRoundQuantizer> aq;
+  const models::Network* net = nullptr;  // the network the hooks apply to (BN folded for adaround)
+  const models::ForwardHooks* hooks = nullptr;
+  nlohmann::json layers = nlohmann::json::array();
+};
+
+QuantStage::Calibrated QuantStage::calibrate(const at::Tensor& calib_images, const mpi::Comm& comm) const {
+  const Impl& s = *impl_;
+  const config::QuantConfig& q = s.cfg.quant;
+  Calibrated c;
+  switch (q.protocol) {
+    case config::Protocol::zeroq:
+      c.zq = std::make_unique<quant::ZeroqQuantizer>(*s.net, q);
+      c.zq->calibrate(calib_images);
+      c.net = s.net.get();
+      c.hooks = &c.zq->hooks();
+      if (comm.is_root()) {
+        io::write_json_atomic(s.enc_path, quant::encodings_json(*s.net, *c.zq));
+        quant::write_quantized_state_dict(s.pt_path, *s.net, *c.zq);
+      }
+      break;
+    case config::Protocol::adaround: {
+      quant::AdaRoundRun run;
+      run.seed = static_cast<uint64_t>(s.cfg.synth.seed);
+      run.spill_prefix = s.cfg.output.dir + "/quant/." + s.key + ".r" + std::to_string(comm.rank()) + ".cache";
+      c.aq = std::make_unique<quant::AdaRoundQuantizer>(*s.net, q, run);
+      c.aq->run(calib_images);
+      c.net = &c.aq->folded();
+      c.hooks = &c.aq->hooks();
+      c.layers = layer_reports_json(c.aq->reports());
+      if (comm.is_root()) {
+        io::write_json_atomic(s.enc_path, quant::encodings_json(*c.aq));
+        quant::write_quantized_state_dict(s.pt_path, *c.aq);
+      }
+      break;
+    }
+  }
+  return c;
+}
+
+int QuantStage::execute(const mpi::Comm& comm) {
   Impl& s = *impl_;
   Timer total;
   if (already_done(s.record_path, s.key, s.args.force)) return 0;
   check_calibration_file(s.calib_path, s.cfg, *s.net, s.weights_sha256);  // dsgq run: made by now
   const config::QuantConfig& q = s.cfg.quant;
 
+  // Every rank calibrates the same way on the same images (deterministic); rank 0 exports.
   Timer calib_timer;
   const io::SynthSet calib = io::read_synth(s.calib_path, 0, q.n_calib > 0 ? q.n_calib : -1);
-  const at::Tensor calib_images = calib.images.to(s.net->device());
-  // Every rank calibrates the same way on the same images (deterministic); rank 0 exports.
-  std::unique_ptr<quant::ZeroqQuantizer> zq;
-  std::unique_ptr<quant::AdaRoundQuantizer> aq;
-  const models::Network* qnet = s.net.get();
-  const models::ForwardHooks* qhooks = nullptr;
-  nlohmann::json layer_reports = nlohmann::json::array();
-  if (q.protocol == "zeroq") {
-    quant::ZeroqSpec spec;
-    spec.w_bits = static_cast<int>(q.w_bits);
-    spec.a_bits = static_cast<int>(q.a_bits);
-    spec.act_observer = q.act_observer;
-    zq = std::make_unique<quant::ZeroqQuantizer>(*s.net, spec);
-    zq->calibrate(calib_images);
-    qhooks = &zq->hooks();
-  } else {
-    quant::AdaRoundSpec spec;
-    spec.w_bits = static_cast<int>(q.w_bits);
-    spec.a_bits = static_cast<int>(q.a_bits);
-    spec.first_last_bits = static_cast<int>(q.first_last_bits);
-    spec.act_observer = q.act_observer;
-    spec.adaround = q.adaround.enabled;
-    spec.cfg.iters = q.adaround.iters;
-    spec.cfg.batch = q.adaround.batch;
-    spec.cfg.reg = q.adaround.reg;
-    spec.cfg.beta_start = q.adaround.beta_start;
-    spec.cfg.beta_end = q.adaround.beta_end;
-    spec.cfg.warmup = q.adaround.warmup;
-    spec.cfg.lr = q.adaround.lr;
-    spec.cfg.seed = static_cast<uint64_t>(s.cfg.synth.seed);
-    spec.cache_bytes = q.cache_mib << 20;
-    spec.spill_prefix = s.cfg.output.dir + "/quant/." + s.key + ".r" + std::to_string(comm.rank()) + ".cache";
-    aq = std::make_unique<quant::AdaRoundQuantizer>(*s.net, spec);
-    aq->run(calib_images);
-    qnet = &aq->folded();
-    qhooks = &aq->hooks();
-    for (const auto& r : aq->reports())
-      layer_reports.push_back({{"layer", r.name}, {"bits", r.bits}, {"mse_nearest", r.mse_nearest},
-                               {"mse_adaround", r.mse_adaround}, {"flipped", r.flipped}, {"undecided", r.undecided},
-                               {"seconds", r.seconds}, {"cache_mib", static_cast<double>(r.cache_bytes) / (1 << 20)},
-                               {"spilled", r.spilled}});
-  }
+  const Calibrated c = calibrate(calib.images.to(s.net->device()), comm);
   const double calib_s = calib_timer.seconds();
-  if (comm.is_root()) {
-    if (zq) {
-      io::write_json_atomic(s.enc_path, quant::encodings_json(*s.net, *zq));
-      quant::write_quantized_state_dict(s.pt_path, *s.net, *zq);
-    } else {
-      io::write_json_atomic(s.enc_path, quant::encodings_json(*aq));
-      quant::write_quantized_state_dict(s.pt_path, *aq);
-    }
-  }
 
   Timer eval_timer;
   const io::ImageSet images = eval_share(s.cfg, s.n_eval, comm);
-  const eval::Counts fp32 = eval::allreduce(
-      eval::count_correct(*s.net, images.images, images.labels, s.cfg.eval.batch, s.n_eval), comm);
-  const eval::Counts qc = eval::allreduce(
-      eval::count_correct(*qnet, images.images, images.labels, s.cfg.eval.batch, s.n_eval, qhooks), comm);
+  const int64_t batch = s.cfg.eval.batch;
+  const eval::Counts fp32 =
+      eval::allreduce(eval::count_correct(*s.net, images.images, images.labels, batch, s.n_eval), comm);
+  const eval::Counts qc =
+      eval::allreduce(eval::count_correct(*c.net, images.images, images.labels, batch, s.n_eval, c.hooks), comm);
   const double eval_s = eval_timer.seconds();
 
   const Span cs = span_over_ranks(calib_s, comm), es = span_over_ranks(eval_s, comm),
@@ -248,30 +247,27 @@ int QuantStage::execute(const dist::Comm& comm) {
   const double peak_mib = comm.allreduce_max(peak_rss_mib());
   if (!comm.is_root()) return 0;
   provenance["calib_sha256"] = sha256_file(s.calib_path);
-  nlohmann::json rec = {
-      {"format", io::kResultFormat},
-      {"key", s.key},
-      {"point", s.point},
-      {"metrics",
-       {{"top1", qc.top1_pct()},
-        {"top5", qc.top5_pct()},
-        {"n_images", qc.n},
-        {"top1_correct", qc.top1},
-        {"top5_correct", qc.top5},
-        {"fp32_top1", fp32.top1_pct()},
-        {"fp32_top5", fp32.top5_pct()},
-        {"n_calib", calib.images.size(0)}}},
-      {"timings_s", {{"calibrate", span_json(cs)}, {"eval", span_json(es)}, {"total", span_json(ts)}}},
-      {"peak_rss_mib", peak_mib},
-      {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
-      {"layers", layer_reports},
-      {"labels", labels_json(s.cfg)},
-      {"provenance", provenance}};
-  io::write_json_atomic(s.record_path, rec);
+  const nlohmann::json metrics = {{"top1", qc.top1_pct()},         {"top5", qc.top5_pct()},
+                                  {"n_images", qc.n},              {"top1_correct", qc.top1},
+                                  {"top5_correct", qc.top5},       {"fp32_top1", fp32.top1_pct()},
+                                  {"fp32_top5", fp32.top5_pct()},  {"n_calib", calib.images.size(0)}};
+  io::write_json_atomic(
+      s.record_path,
+      {{"format", io::kResultFormat},
+       {"key", s.key},
+       {"point", s.point},
+       {"metrics", metrics},
+       {"timings_s", {{"calibrate", span_json(cs)}, {"eval", span_json(es)}, {"total", span_json(ts)}}},
+       {"peak_rss_mib", peak_mib},
+       {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
+       {"layers", c.layers},
+       {"labels", labels_json(s.cfg)},
+       {"provenance", provenance}});
   log_info0("%s %s W%lldA%lld (%s, %lld calibration images): top1 %.2f%% (FP32 %.2f%%), top5 %.2f%% -> %s",
-            s.cfg.model.arch.c_str(), q.protocol.c_str(), static_cast<long long>(q.w_bits),
-            static_cast<long long>(q.a_bits), q.act_observer.c_str(), static_cast<long long>(calib.images.size(0)),
-            qc.top1_pct(), fp32.top1_pct(), qc.top5_pct(), s.record_path.c_str());
+            s.cfg.model.arch.c_str(), config::name(q.protocol).c_str(), static_cast<long long>(q.w_bits),
+            static_cast<long long>(q.a_bits), config::name(q.act_observer).c_str(),
+            static_cast<long long>(calib.images.size(0)), qc.top1_pct(), fp32.top1_pct(), qc.top5_pct(),
+            s.record_path.c_str());
   return 0;
 }
 

@@ -12,7 +12,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "io/json_record.hpp"
-#include "pipeline/record.hpp"
+#include "pipeline/stage_support.hpp"
 
 namespace dsgq::pipeline {
 namespace {
@@ -58,19 +58,8 @@ struct Table {
   std::map<std::pair<std::string, std::string>, std::map<std::string, Cell>> rows;  // (data, method) -> col -> cell
 };
 
-}  // namespace
-
-std::string write_report(const std::string& runs_dir) {
-  const std::string results = runs_dir + "/results";
-  if (!std::filesystem::is_directory(results))
-    throw InputError(runs_dir + ": has no results/ folder; expected the output.dir of dsgq runs or sweeps");
-  check_results_dir(runs_dir);
-  std::vector<std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(results))
-    if (e.path().extension() == ".json") files.push_back(e.path().string());
-  std::sort(files.begin(), files.end());
-  if (files.empty()) throw InputError(results + ": no result records; expected <key>.json files from dsgq run/sweep");
-
+// Every record of <runs_dir>/results, by architecture: FP32 accuracy and the (data, method) x precision cells.
+std::map<std::string, Table> read_tables(const std::vector<std::string>& files) {
   std::map<std::string, Table> tables;
   for (const auto& f : files) {
     const nlohmann::json r = io::read_json(f);
@@ -78,7 +67,7 @@ std::string write_report(const std::string& runs_dir) {
     Table& t = tables[p.at("arch").get<std::string>()];
     t.arch = p.at("arch").get<std::string>();
     const nlohmann::json& m = r.at("metrics");
-    if (p.value("stage", std::string()) == "eval" || !p.contains("protocol")) {  // an FP32 evaluation record (dsgq eval)
+    if (p.value("stage", std::string()) == "eval" || !p.contains("protocol")) {  // an FP32 evaluation record
       if (std::isnan(t.fp32)) t.fp32 = m.at("top1").get<double>();
       continue;
     }
@@ -93,52 +82,75 @@ std::string write_report(const std::string& runs_dir) {
     t.rows[{data, method}][precision].top1.push_back(m.at("top1").get<double>());
     if (std::find(t.columns.begin(), t.columns.end(), precision) == t.columns.end()) t.columns.push_back(precision);
   }
-
-  std::string md, csv = "arch,data,method,precision,top1_mean,top1_std,n_seeds\n", tex;
-  for (auto& [arch, t] : tables) {
+  for (auto& [arch, t] : tables)
     std::sort(t.columns.begin(), t.columns.end(),
               [](const std::string& a, const std::string& b) { return bits_of(a) < bits_of(b); });
-    md += "### " + arch + "\n\n| data | method |";
-    std::string sep = "|---|---|";
-    for (const auto& c : t.columns) md += " " + upper(c) + " |", sep += "---|";
-    md += "\n" + sep + "\n| FP32 | - |";
-    for (size_t i = 0; i < t.columns.size(); ++i) md += " " + fmt(t.fp32) + " |";
-    md += "\n";
-    csv += arch + ",FP32,-,fp32," + fmt(t.fp32) + ",0,1\n";
-    tex += "% " + arch + "\n\\begin{tabular}{ll" + std::string(t.columns.size(), 'c') + "}\n\\toprule\nData & Method";
-    for (const auto& c : t.columns) tex += " & " + upper(c);
-    tex += " \\\\\n\\midrule\nFP32 & --";
-    for (size_t i = 0; i < t.columns.size(); ++i) tex += " & " + fmt(t.fp32);
-    tex += " \\\\\n";
-    for (const auto& [row, cells] : t.rows) {
-      md += "| " + row.first + " | " + row.second + " |";
-      tex += row.first + " & " + row.second;
-      for (const auto& c : t.columns) {
-        const auto it = cells.find(c);
-        if (it == cells.end()) {
-          md += " - |";
-          tex += " & --";
-          continue;
-        }
-        const Cell& cell = it->second;
-        const std::string n = cell.top1.size() > 1 ? " (" + std::to_string(cell.top1.size()) + ")" : "";
-        md += " " + fmt(cell.mean()) + (cell.top1.size() > 1 ? " ± " + fmt(cell.std()) : "") + n + " |";
-        tex += " & " + fmt(cell.mean()) + (cell.top1.size() > 1 ? "$\\pm$" + fmt(cell.std()) : "");
-        csv += arch + ",\"" + row.first + "\"," + row.second + "," + c + "," + fmt(cell.mean()) + "," +
-               fmt(cell.std()) + "," + std::to_string(cell.top1.size()) + "\n";
+  return tables;
+}
+
+struct Rendered {
+  std::string md, csv, tex;
+};
+
+// One architecture's table in the three formats: a header, the FP32 row, one row per (data, method).
+void render(const Table& t, Rendered& out) {
+  std::string& md = out.md;
+  std::string& tex = out.tex;
+  md += "### " + t.arch + "\n\n| data | method |";
+  std::string sep = "|---|---|";
+  for (const auto& c : t.columns) md += " " + upper(c) + " |", sep += "---|";
+  md += "\n" + sep + "\n| FP32 | - |";
+  for (size_t i = 0; i < t.columns.size(); ++i) md += " " + fmt(t.fp32) + " |";
+  md += "\n";
+  out.csv += t.arch + ",FP32,-,fp32," + fmt(t.fp32) + ",0,1\n";
+  tex += "% " + t.arch + "\n\\begin{tabular}{ll" + std::string(t.columns.size(), 'c') + "}\n\\toprule\nData & Method";
+  for (const auto& c : t.columns) tex += " & " + upper(c);
+  tex += " \\\\\n\\midrule\nFP32 & --";
+  for (size_t i = 0; i < t.columns.size(); ++i) tex += " & " + fmt(t.fp32);
+  tex += " \\\\\n";
+  for (const auto& [row, cells] : t.rows) {
+    md += "| " + row.first + " | " + row.second + " |";
+    tex += row.first + " & " + row.second;
+    for (const auto& c : t.columns) {
+      const auto it = cells.find(c);
+      if (it == cells.end()) {
+        md += " - |";
+        tex += " & --";
+        continue;
       }
-      md += "\n";
-      tex += " \\\\\n";
+      const Cell& cell = it->second;
+      const std::string n = cell.top1.size() > 1 ? " (" + std::to_string(cell.top1.size()) + ")" : "";
+      md += " " + fmt(cell.mean()) + (cell.top1.size() > 1 ? " ± " + fmt(cell.std()) : "") + n + " |";
+      tex += " & " + fmt(cell.mean()) + (cell.top1.size() > 1 ? "$\\pm$" + fmt(cell.std()) : "");
+      out.csv += t.arch + ",\"" + row.first + "\"," + row.second + "," + c + "," + fmt(cell.mean()) + "," +
+                 fmt(cell.std()) + "," + std::to_string(cell.top1.size()) + "\n";
     }
     md += "\n";
-    tex += "\\bottomrule\n\\end{tabular}\n\n";
+    tex += " \\\\\n";
   }
-  md = "Top-1 (%) on the test set, mean ± sample standard deviation over seeds (number of seeds in brackets).\n\n" + md;
+  md += "\n";
+  tex += "\\bottomrule\n\\end{tabular}\n\n";
+}
+
+}  // namespace
+
+std::string write_report(const std::string& runs_dir) {
+  const std::string results = runs_dir + "/results";
+  if (!std::filesystem::is_directory(results))
+    throw InputError(runs_dir + ": has no results/ folder; expected the output.dir of dsgq runs or sweeps");
+  check_results_dir(runs_dir);
+  const std::vector<std::string> files = result_files(runs_dir);
+  if (files.empty()) throw InputError(results + ": no result records; expected <key>.json files from dsgq run/sweep");
+  Rendered out;
+  out.csv = "arch,data,method,precision,top1_mean,top1_std,n_seeds\n";
+  for (const auto& [arch, t] : read_tables(files)) render(t, out);
+  out.md = "Top-1 (%) on the test set, mean ± sample standard deviation over seeds (number of seeds in brackets).\n\n" +
+           out.md;
   make_dirs(runs_dir + "/report");
-  atomic_write_file(runs_dir + "/report/table.md", md);
-  atomic_write_file(runs_dir + "/report/table.csv", csv);
-  atomic_write_file(runs_dir + "/report/table.tex", tex);
-  return md;
+  atomic_write_file(runs_dir + "/report/table.md", out.md);
+  atomic_write_file(runs_dir + "/report/table.csv", out.csv);
+  atomic_write_file(runs_dir + "/report/table.tex", out.tex);
+  return out.md;
 }
 
 }  // namespace dsgq::pipeline

@@ -6,19 +6,19 @@
 #include "core/log.hpp"
 #include "core/paths.hpp"
 #include "core/threads.hpp"
-#include "dist/device.hpp"
+#include "pipeline/device.hpp"
 #include "models/registry.hpp"
 
 namespace dsgq::pipeline {
 
-Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, const dist::Comm& comm) {
+Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, const mpi::Comm& comm) {
   Runtime rt;
-  rt.device = dist::resolve_device(cfg.runtime.device, comm.local_rank(), cfg.source + " [runtime]: device");
+  rt.device = resolve_device(cfg.runtime.device, comm.local_rank(), cfg.source + " [runtime]: device");
   const int cli = args.threads > 0 ? args.threads : static_cast<int>(cfg.runtime.threads);
   const ThreadChoice tc = choose_threads(cli, comm.local_size(), static_cast<int>(std::thread::hardware_concurrency()));
   rt.threads = tc.threads;
   rt.threads_source = args.threads > 0 ? "--threads" : cfg.runtime.threads > 0 ? "[runtime] threads" : tc.source;
-  dist::set_torch_threads(rt.threads);
+  set_torch_threads(rt.threads);
   return rt;
 }
 
@@ -28,10 +28,12 @@ config::RunConfig resolve_config(const CommonArgs& args) {
 
 config::RunConfig complete_config(config::RunConfig cfg) {
   const models::ArchInfo& arch = models::arch_info(cfg.model.arch, cfg.source + " [model]: arch");
-  if (cfg.model.dataset.empty()) cfg.model.dataset = arch.dataset;
-  if (cfg.model.dataset != arch.dataset)
-    throw InputError(cfg.source + " [model]: dataset = " + quote_value(cfg.model.dataset) + " does not match arch " +
-                     arch.name + "; expected " + quote_value(arch.dataset));
+  const auto own = config::parse_choice<config::Dataset>(arch.dataset);
+  DSGQ_CHECK(own.has_value(), "architecture " + arch.name + " has an unknown dataset " + arch.dataset);
+  if (cfg.model.dataset == config::Dataset::from_arch) cfg.model.dataset = *own;
+  if (cfg.model.dataset != *own)
+    throw InputError(cfg.source + " [model]: dataset = " + quote_value(config::name(cfg.model.dataset)) +
+                     " does not match arch " + arch.name + "; expected " + quote_value(arch.dataset));
   if (cfg.model.weights.empty() && arch.weights_file.empty() && !arch.torchvision_file.empty()) {
     cfg.model.weights = models::torchvision_checkpoint_dir() + "/" + arch.torchvision_file;
   } else if (cfg.model.weights.empty()) {
@@ -43,7 +45,7 @@ config::RunConfig complete_config(config::RunConfig cfg) {
   return cfg;
 }
 
-Span span_over_ranks(double seconds, const dist::Comm& comm) {
+Span span_over_ranks(double seconds, const mpi::Comm& comm) {
   Span s;
   s.min = comm.allreduce_min(seconds);
   s.max = comm.allreduce_max(seconds);

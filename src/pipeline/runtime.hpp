@@ -5,7 +5,7 @@
 #include <string>
 
 #include "config/run_config.hpp"
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 
 namespace dsgq::pipeline {
 
@@ -25,7 +25,7 @@ struct Runtime {
 };
 
 // Local: validates [runtime] (device available in this build, thread count) and applies it (at::set_num_threads).
-Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, const dist::Comm& comm);
+Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, const mpi::Comm& comm);
 
 // Loads the config file with the overrides and fills in what depends on the architecture (weights path, dataset).
 config::RunConfig resolve_config(const CommonArgs& args);
@@ -36,6 +36,6 @@ config::RunConfig complete_config(config::RunConfig cfg);
 struct Span {
   double min = 0, mean = 0, max = 0;
 };
-Span span_over_ranks(double seconds, const dist::Comm& comm);
+Span span_over_ranks(double seconds, const mpi::Comm& comm);
 
 }  // namespace dsgq::pipeline

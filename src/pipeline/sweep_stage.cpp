@@ -10,10 +10,10 @@
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "core/timer.hpp"
-#include "dist/queue.hpp"
+#include "mpi/queue.hpp"
 #include "io/json_record.hpp"
 #include "pipeline/quant_stage.hpp"
-#include "pipeline/record.hpp"
+#include "pipeline/stage_support.hpp"
 #include "pipeline/synth_stage.hpp"
 
 namespace dsgq::pipeline {
@@ -36,7 +36,7 @@ SweepStage::SweepStage() : impl_(std::make_unique<Impl>()) {}
 SweepStage::~SweepStage() = default;
 
 std::unique_ptr<SweepStage> SweepStage::prepare(const CommonArgs& args, const std::vector<std::string>& only,
-                                                const dist::Comm& comm, int shard, int shards) {
+                                                const mpi::Comm& comm, int shard, int shards) {
   std::unique_ptr<SweepStage> stage(new SweepStage());
   Impl& s = *stage->impl_;
   s.args = args;
@@ -99,7 +99,7 @@ std::unique_ptr<SweepStage> SweepStage::prepare(const CommonArgs& args, const st
   return stage;
 }
 
-std::string SweepStage::listing() const {
+std::string SweepStage::describe() const {
   const Impl& s = *impl_;
   std::string axes;
   for (const auto& a : s.spec.axes) axes += (axes.empty() ? "" : ", ") + a;
@@ -119,7 +119,48 @@ std::string SweepStage::listing() const {
   return out;
 }
 
-int SweepStage::execute(const dist::Comm& comm) {
+double SweepStage::make_calibration_sets(const std::vector<size_t>& pending, const mpi::Comm& comm) {
+  const Impl& s = *impl_;
+  Timer timer;
+  for (const auto& d : s.datasets) {
+    bool needed = false;
+    for (size_t i : pending) needed = needed || s.points[i].calib == d;
+    if (needed) SynthStage::prepare(s.synth.at(d), s.args, comm)->execute(comm);
+  }
+  return timer.seconds();
+}
+
+SweepStage::RankWork SweepStage::run_points(std::vector<size_t> pending, const mpi::Comm& comm) {
+  const Impl& s = *impl_;
+  // The longest first (AdaRound, by steps), so that the last points handed out are short ones and no rank waits
+  // long at the end (same order on every rank; results do not depend on it).
+  auto cost = [&](size_t i) {
+    const config::QuantConfig& q = s.points[i].cfg.quant;
+    return q.protocol == config::Protocol::adaround && q.adaround.enabled ? q.adaround.iters : int64_t(0);
+  };
+  std::stable_sort(pending.begin(), pending.end(), [&](size_t a, size_t b) { return cost(a) > cost(b); });
+  RankWork w;
+  Timer timer;
+  mpi::WorkQueue queue(comm, static_cast<int64_t>(pending.size()));
+  const mpi::Comm self = mpi::Comm::self();
+  for (int64_t j; (j = queue.next()) >= 0;) {
+    const Impl::Point& p = s.points[pending[static_cast<size_t>(j)]];
+    Timer t;
+    QuantStage::prepare(p.cfg, s.args, comm, /*calib_will_exist=*/false)->execute(self);
+    const nlohmann::json rec = io::read_json(p.record);
+    log_info("point %lld/%zu %s: top1 %.2f (FP32 %.2f) in %.1f s", static_cast<long long>(j + 1), pending.size(),
+             p.key.c_str(), rec["metrics"]["top1"].get<double>(), rec["metrics"]["fp32_top1"].get<double>(),
+             t.seconds());
+    ++w.computed;
+    w.busy_s += t.seconds();
+  }
+  queue.finish();
+  w.queue = comm.size() == 1 ? "single rank" : queue.dynamic() ? "dynamic" : "round robin";
+  w.seconds = timer.seconds();
+  return w;
+}
+
+int SweepStage::execute(const mpi::Comm& comm) {
   Impl& s = *impl_;
   if (s.empty_shard) return 0;
   Timer total;
@@ -130,43 +171,10 @@ int SweepStage::execute(const dist::Comm& comm) {
             (s.spec.name.empty() ? s.spec.source : s.spec.name).c_str(), s.points.size(),
             s.points.size() - pending.size(), pending.size(), comm.size());
   // 1. Calibration sets, each by all ranks together (a complete one is skipped inside the stage).
-  Timer synth_timer;
-  for (const auto& d : s.datasets) {
-    bool needed = false;
-    for (size_t i : pending) needed = needed || s.points[i].calib == d;
-    if (needed) SynthStage::prepare(s.synth.at(d), s.args, comm)->execute(comm);
-  }
-  const double synth_s = synth_timer.seconds();
-  // 2. Quantize + eval points, one rank each, on demand; the longest first (AdaRound, by steps), so that the last
-  // points handed out are short ones and no rank waits long at the end (same order on every rank; results do not
-  // depend on it).
-  auto cost = [&](size_t i) {
-    const config::QuantConfig& q = s.points[i].cfg.quant;
-    return q.protocol == "adaround" && q.adaround.enabled ? q.adaround.iters : int64_t(0);
-  };
-  std::stable_sort(pending.begin(), pending.end(), [&](size_t a, size_t b) { return cost(a) > cost(b); });
-
-  Timer points_timer;
-  int64_t computed = 0;
-  double busy_s = 0;  // this rank's time inside points
-  dist::WorkQueue queue(comm, static_cast<int64_t>(pending.size()));
-  const dist::Comm self = dist::Comm::self();
-  for (int64_t j; (j = queue.next()) >= 0;) {
-    const Impl::Point& p = s.points[pending[static_cast<size_t>(j)]];
-    Timer t;
-    auto q = QuantStage::prepare(p.cfg, s.args, comm, /*calib_will_exist=*/false);
-    q->execute(self);
-    const nlohmann::json rec = io::read_json(p.record);
-    log_info("point %lld/%zu %s: top1 %.2f (FP32 %.2f) in %.1f s", static_cast<long long>(j + 1), pending.size(),
-             p.key.c_str(), rec["metrics"]["top1"].get<double>(), rec["metrics"]["fp32_top1"].get<double>(),
-             t.seconds());
-    ++computed;
-    busy_s += t.seconds();
-  }
-  queue.finish();
-  const double points_s = points_timer.seconds();
-  const std::vector<std::string> per_rank =
-      comm.allgather(std::to_string(computed) + " " + std::to_string(busy_s));
+  const double synth_s = make_calibration_sets(pending, comm);
+  // 2. Quantize + eval points, one rank each, handed out on demand.
+  const RankWork w = run_points(pending, comm);
+  const std::vector<std::string> per_rank = comm.allgather(std::to_string(w.computed) + " " + std::to_string(w.busy_s));
   if (comm.is_root()) {
     // A summary for bench/sweep and humans: phase times and each rank's share of the points.
     nlohmann::json ranks = nlohmann::json::array();
@@ -177,13 +185,13 @@ int SweepStage::execute(const dist::Comm& comm) {
     const std::string name = s.spec.name.empty() ? "sweep" : s.spec.name;
     io::write_json_atomic(s.points.front().cfg.output.dir + "/sweeps/" + name + ".json",
                           {{"sweep", name}, {"source", s.spec.source}, {"points", s.points.size()},
-                           {"computed", pending.size()}, {"world_size", comm.size()},
-                           {"queue", comm.size() == 1 ? "single rank" : queue.dynamic() ? "dynamic" : "round robin"}, {"synth_s", synth_s},
-                           {"points_s", points_s}, {"total_s", total.seconds()}, {"ranks", ranks}});
+                           {"computed", pending.size()}, {"world_size", comm.size()}, {"queue", w.queue},
+                           {"synth_s", synth_s}, {"points_s", w.seconds}, {"total_s", total.seconds()},
+                           {"ranks", ranks}});
   }
   log_info0("sweep done: %zu points computed on %d rank(s) in %.1f s (calibration sets %.1f s, points %.1f s; %zu were "
             "already done); records in %s/results",
-            pending.size(), comm.size(), total.seconds(), synth_s, points_s, s.points.size() - pending.size(),
+            pending.size(), comm.size(), total.seconds(), synth_s, w.seconds, s.points.size() - pending.size(),
             s.points.front().cfg.output.dir.c_str());
   return 0;
 }

@@ -17,7 +17,7 @@
 #include "models/checkpoint.hpp"
 #include "models/registry.hpp"
 #include "pipeline/keys.hpp"
-#include "pipeline/record.hpp"
+#include "pipeline/stage_support.hpp"
 #include "synth/synthesizer.hpp"
 
 namespace dsgq::pipeline {
@@ -34,11 +34,11 @@ struct SynthStage::Impl {
 SynthStage::SynthStage() : impl_(std::make_unique<Impl>()) {}
 SynthStage::~SynthStage() = default;
 
-std::unique_ptr<SynthStage> SynthStage::prepare(const CommonArgs& args, const dist::Comm& comm) {
+std::unique_ptr<SynthStage> SynthStage::prepare(const CommonArgs& args, const mpi::Comm& comm) {
   return prepare(resolve_config(args), args, comm);
 }
 
-std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const CommonArgs& args, const dist::Comm& comm) {
+std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const CommonArgs& args, const mpi::Comm& comm) {
   std::unique_ptr<SynthStage> stage(new SynthStage());
   Impl& s = *stage->impl_;
   s.args = args;
@@ -54,37 +54,19 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
   if (y.batch < comm.size())
     throw InputError(where + "batch = '" + std::to_string(y.batch) + "' is smaller than the " +
                      std::to_string(comm.size()) + " ranks; expected batch >= ranks (each rank optimises a share)");
-  if (y.stats == "batch" && y.method == "dsg" && y.lse)
+  const bool batch_stats = y.stats == config::BnStats::batch;
+  if (batch_stats && y.method == config::SynthMethod::dsg && y.lse)
     throw InputError(where + "lse = 'true' needs stats = 'per_sample' (LSE weights each sample's own statistics); "
                              "set lse = false or stats = \"per_sample\"");
-  if (y.stats == "batch" && y.preset == "official")
+  if (batch_stats && y.preset == config::Preset::official)
     throw InputError(where + "stats = 'batch' with preset = 'official': the released code uses per-sample "
                              "statistics; expected stats = \"per_sample\" or preset = \"paper\"");
-  if (y.method == "real") {
-    const int64_t available = check_image_set(y.real_data, where + "real_data", *s.net);
-    if (y.n_images > available)
-      throw InputError(where + "n_images = '" + std::to_string(y.n_images) + "' but real_data " + y.real_data +
-                       " holds " + std::to_string(available) + " images; expected at most " + std::to_string(available));
-  }
-
-  synth::SynthSettings& st = s.settings;
-  st.method = y.method;
-  st.preset = y.preset;
-  st.n_images = y.n_images;
-  st.batch = y.batch;
-  st.iters = y.iters;
-  const bool official = y.preset == "official";
-  st.lr = y.lr > 0 ? y.lr : (official && y.method == "dsg" ? 0.9 : 0.5);
-  st.patience = y.patience > 0 ? y.patience : (official && y.method == "dsg" ? 260 : 100);
-  st.batch_stats = y.stats == "batch";
-  st.lse = y.lse;
-  st.seed = static_cast<uint64_t>(y.seed);
-  st.init = !official ? synth::Init::gaussian : y.method == "dsg" ? synth::Init::uniform01 : synth::Init::zeroq_official;
-  st.real_data = y.real_data;
+  if (y.method == config::SynthMethod::real)
+    check_image_count(y.real_data, where + "real_data", *s.net, y.n_images, where + "n_images");
 
   s.identity = synth_identity(s.cfg, s.weights_sha256);
   s.key = synth_key(s.cfg, s.identity);
-  st.label = "synth " + s.key;
+  s.settings = synth::resolve_settings(y, "synth " + s.key);
   s.path = y.out.empty() ? s.cfg.output.dir + "/synth/" + s.key + ".h5" : y.out;
   const std::filesystem::path dir = std::filesystem::path(s.path).parent_path();
   make_dirs(dir.string());
@@ -99,10 +81,59 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
   return stage;
 }
 
-std::string SynthStage::resolved_toml() const { return config::to_toml(impl_->cfg); }
+std::string SynthStage::describe() const {
+  return config::to_toml(impl_->cfg) + "# synth output: " + impl_->path + "\n";
+}
 const std::string& SynthStage::output_path() const { return impl_->path; }
 
-int SynthStage::execute(const dist::Comm& comm) {
+// SDA margins for method dsg (empty otherwise): quantiles of Gaussian images' BN deviations, scaled. Collective.
+synth::Margins SynthStage::dsg_margins(const mpi::Comm& comm) const {
+  const Impl& s = *impl_;
+  const config::SynthConfig& y = s.cfg.synth;
+  synth::Margins margins;
+  if (y.method != config::SynthMethod::dsg) return margins;
+  Timer timer;
+  const bool batch_stats = s.settings.batch_stats();
+  margins = synth::gaussian_margins(*s.net, y.margin_samples, y.slack_quantile, static_cast<uint64_t>(y.seed),
+                                    batch_stats, batch_stats ? y.batch : 64, comm);
+  for (auto& d : margins.delta) d *= y.margin_scale;
+  for (auto& g : margins.gamma) g *= y.margin_scale;
+  double dmax = 0, gmax = 0;
+  for (size_t l = 0; l < margins.delta.size(); ++l) {
+    dmax = std::max(dmax, margins.delta[l]);
+    gmax = std::max(gmax, margins.gamma[l]);
+  }
+  log_info0("SDA margins from %lld Gaussian images, quantile %.3g x %.3g: max delta %.4g, max gamma %.4g (%.1f s)",
+            static_cast<long long>(y.margin_samples), y.slack_quantile, y.margin_scale, dmax, gmax, timer.seconds());
+  return margins;
+}
+
+// The file's attributes: provenance and the identity compared on resume.
+io::SynthMeta SynthStage::synth_meta(const mpi::Comm& comm) const {
+  const Impl& s = *impl_;
+  const config::SynthConfig& y = s.cfg.synth;
+  io::SynthMeta meta;
+  meta.model = s.cfg.model.arch;
+  meta.weights = s.cfg.model.weights;
+  meta.weights_sha256 = s.weights_sha256;
+  meta.method = config::name(y.method);
+  meta.preset = config::name(y.preset);
+  meta.config_toml = s.identity;
+  meta.dsgq_version = kVersion;
+  meta.created = io::utc_timestamp();
+  meta.seed = y.seed;
+  meta.world_size = comm.size();
+  const bool optimised = y.method == config::SynthMethod::dsg || y.method == config::SynthMethod::zeroq;
+  meta.iterations = optimised ? y.iters : 0;
+  meta.n_images = y.n_images;
+  meta.batch = y.batch;
+  meta.channels = s.net->input().channels;
+  meta.height = s.net->input().height;
+  meta.width = s.net->input().width;
+  return meta;
+}
+
+int SynthStage::execute(const mpi::Comm& comm) {
   Impl& s = *impl_;
   Timer total;
   log_info0("dsgq %s, %d rank(s) x %d thread(s) (%s), device %s: %s -> %s", kVersion, comm.size(), s.rt.threads,
@@ -113,42 +144,8 @@ int SynthStage::execute(const dist::Comm& comm) {
   }
   if (comm.is_root()) atomic_write_file(s.cfg.output.dir + "/resolved.toml", config::to_toml(s.cfg));
 
-  synth::Margins margins;
-  Timer margin_timer;
-  if (s.settings.method == "dsg") {
-    const config::SynthConfig& y = s.cfg.synth;
-    margins = synth::gaussian_margins(*s.net, y.margin_samples, y.slack_quantile, s.settings.seed, s.settings.batch_stats,
-                                      s.settings.batch_stats ? y.batch : 64, comm);
-    for (auto& d : margins.delta) d *= y.margin_scale;
-    for (auto& g : margins.gamma) g *= y.margin_scale;
-    double dmax = 0, gmax = 0;
-    for (size_t l = 0; l < margins.delta.size(); ++l) {
-      dmax = std::max(dmax, margins.delta[l]);
-      gmax = std::max(gmax, margins.gamma[l]);
-    }
-    log_info0("SDA margins from %lld Gaussian images, quantile %.3g x %.3g: max delta %.4g, max gamma %.4g (%.1f s)",
-              static_cast<long long>(y.margin_samples), y.slack_quantile, y.margin_scale, dmax, gmax,
-              margin_timer.seconds());
-  }
-
-  io::SynthMeta meta;
-  meta.model = s.cfg.model.arch;
-  meta.weights = s.cfg.model.weights;
-  meta.weights_sha256 = s.weights_sha256;
-  meta.method = s.settings.method;
-  meta.preset = s.settings.preset;
-  meta.config_toml = s.identity;
-  meta.dsgq_version = kVersion;
-  meta.created = io::utc_timestamp();
-  meta.seed = static_cast<int64_t>(s.settings.seed);
-  meta.world_size = comm.size();
-  meta.iterations = (s.settings.method == "dsg" || s.settings.method == "zeroq") ? s.settings.iters : 0;
-  meta.n_images = s.settings.n_images;
-  meta.batch = s.settings.batch;
-  meta.channels = s.net->input().channels;
-  meta.height = s.net->input().height;
-  meta.width = s.net->input().width;
-  io::SynthWriter writer(s.path, meta, margins.delta, margins.gamma, comm, s.args.force);
+  const synth::Margins margins = dsg_margins(comm);
+  io::SynthWriter writer(s.path, synth_meta(comm), margins.delta, margins.gamma, comm, s.args.force);
 
   synth::Synthesizer synth(*s.net, s.settings, margins, comm);
   int64_t resumed = 0;
@@ -167,8 +164,9 @@ int SynthStage::execute(const dist::Comm& comm) {
               static_cast<long long>(synth.n_batches()), s.path.c_str());
   writer.finish();
   const Span t = span_over_ranks(total.seconds(), comm);
-  log_info0("%s: %lld images in %.1f s (%.2f img/s) -> %s", s.key.c_str(), static_cast<long long>(meta.n_images), t.max,
-            t.max > 0 ? meta.n_images / t.max : 0.0, s.path.c_str());
+  const int64_t n = s.cfg.synth.n_images;
+  log_info0("%s: %lld images in %.1f s (%.2f img/s) -> %s", s.key.c_str(), static_cast<long long>(n), t.max,
+            t.max > 0 ? static_cast<double>(n) / t.max : 0.0, s.path.c_str());
   return 0;
 }
 

@@ -69,7 +69,7 @@ double layer_output_mse(const models::Network& net, int layer, const RowCache& x
 
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
-                              const AdaRoundConfig& cfg, int64_t chunk) {
+                              const config::AdaRoundConfig& cfg, uint64_t seed, int64_t chunk) {
   const at::Tensor s = per_out(grid.scale, weight), z = per_out(grid.zero_point, weight);
   const double qmax = std::pow(2.0, grid.bits) - 1.0;
   const at::Tensor w_floor = (weight / s).floor();
@@ -82,7 +82,7 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
   const at::Tensor nearest = quantize_nearest(weight, grid);
   r.mse_nearest = layer_output_mse(net, layer, x_in, nearest, bias, y_target, chunk);
   torch::optim::Adam opt(std::vector<at::Tensor>{v}, torch::optim::AdamOptions(cfg.lr));
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.seed * 7919 + static_cast<uint64_t>(layer));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed * 7919 + static_cast<uint64_t>(layer));
   const int64_t n = x_in.rows();
   const int64_t warm = static_cast<int64_t>(cfg.warmup * static_cast<double>(cfg.iters));
   for (int64_t it = 0; it < cfg.iters; ++it) {

@@ -1,5 +1,5 @@
 #pragma once
-// AdaRound (Nagel et al. 2020) with the BRECQ reference defaults (method.md section 6): per weight, a learned
+// AdaRound (Nagel et al. 2020) with the BRECQ reference defaults (docs/method.md section 12): per weight, a learned
 // choice between rounding down and up, h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1) with zeta = 1.1,
 // gamma = -0.1, minimising the layer's output MSE plus lambda * sum(1 - |2h - 1|^beta), beta annealed from 20 to 2
 // after a warm-up (no regulariser) of 20 % of the iterations; Adam on V. Per-channel asymmetric weight grids whose
@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "config/run_config.hpp"
 #include "quant/activation_cache.hpp"
 
 namespace dsgq::models {
@@ -15,17 +16,6 @@ class Network;
 }
 
 namespace dsgq::quant {
-
-struct AdaRoundConfig {
-  int64_t iters = 2000;     // optimisation steps per layer (BRECQ: 20000, the AdaRound paper: 10000)
-  int64_t batch = 32;       // images per step
-  double reg = 0.01;        // lambda, weight of the rounding regulariser
-  double beta_start = 20.0; // annealed linearly ...
-  double beta_end = 2.0;    // ... to this
-  double warmup = 0.2;      // fraction of iterations without the regulariser
-  double lr = 1e-3;         // Adam on V
-  uint64_t seed = 0;        // batch sampling
-};
 
 // Per-output-channel asymmetric grid: w^ = (clamp(round(w/scale) + zp, 0, 2^bits - 1) - zp) * scale.
 struct WeightGrid {
@@ -47,11 +37,12 @@ struct AdaRoundResult {
 };
 
 // x_in: the layer's inputs from the (partially) quantized network; y_target: the FP layer's outputs for the FP
-// inputs; both N rows, in memory or spilled (RowCache). Mini-batches are drawn with replacement from a generator
-// seeded by (cfg.seed, layer); full-set errors are taken `chunk` rows at a time.
+// inputs; both N rows, in memory or spilled (RowCache). cfg: [quant.adaround] (iters, batch, reg, beta_start,
+// beta_end, warmup, lr; `enabled` is the caller's business). Mini-batches are drawn with replacement from a
+// generator seeded by (seed, layer); full-set errors are taken `chunk` rows at a time.
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
-                              const AdaRoundConfig& cfg, int64_t chunk = 256);
+                              const config::AdaRoundConfig& cfg, uint64_t seed, int64_t chunk = 256);
 
 // Mean squared error of the layer's output with `weight` against y_target over all rows.
 double layer_output_mse(const models::Network& net, int layer, const RowCache& x_in, const at::Tensor& weight,

@@ -9,34 +9,30 @@
 
 namespace dsgq::quant {
 
-AdaRoundQuantizer::AdaRoundQuantizer(const models::Network& fp, AdaRoundSpec spec)
-    : folded_(fp.folded()), spec_(std::move(spec)) {
+namespace {
+
+// a_bits at every site, but the last one feeds the classifier (global pooling, then the last layer): it keeps the
+// edge width.
+std::vector<int> act_bits(const models::Network& net, const config::QuantConfig& cfg) {
+  std::vector<int> bits(net.acts().size(), static_cast<int>(cfg.a_bits));
+  if (!bits.empty() && cfg.first_last_bits > 0 && cfg.a_bits < 32) bits.back() = static_cast<int>(cfg.first_last_bits);
+  return bits;
+}
+
+}  // namespace
+
+AdaRoundQuantizer::AdaRoundQuantizer(const models::Network& fp, const config::QuantConfig& cfg, AdaRoundRun run)
+    : folded_(fp.folded()), cfg_(cfg), run_(std::move(run)), acts_(*folded_, act_bits(*folded_, cfg), cfg.act_observer) {
   const size_t L = folded_->layers().size();
   for (size_t l = 0; l < L; ++l) {
     const bool edge = l == 0 || l + 1 == L;
-    const int bits = edge && spec_.first_last_bits > 0 ? spec_.first_last_bits : spec_.w_bits;
+    const int64_t bits = edge && cfg_.first_last_bits > 0 ? cfg_.first_last_bits : cfg_.w_bits;
     const at::Tensor w = folded_->param(folded_->layers()[l].name + ".weight");
-    grids_.push_back(mse_weight_grid(w, bits));
+    grids_.push_back(mse_weight_grid(w, static_cast<int>(bits)));
     weights_.push_back(w);
   }
-  const size_t A = folded_->acts().size();
-  ranges_.assign(A, Range{});
-  observed_.assign(A, false);
-  act_bits_.assign(A, spec_.a_bits);
-  // The last activation site feeds the classifier (global pooling, then the last layer): keep it at the edge width.
-  if (A > 0 && spec_.first_last_bits > 0 && spec_.a_bits < 32) act_bits_[A - 1] = spec_.first_last_bits;
   hooks_.weight = [this](int layer, const at::Tensor&) { return weights_[static_cast<size_t>(layer)]; };
-  hooks_.activation = [this](int site, const at::Tensor& x) -> at::Tensor {
-    const size_t k = static_cast<size_t>(site);
-    if (act_bits_[k] >= 32) return x;
-    if (!observed_[k]) {
-      DSGQ_CHECK(calibrating_, "activation site " + folded_->acts()[k].name + " was never calibrated");
-      ranges_[k] = observe(spec_.act_observer, x, act_bits_[k]);
-      observed_[k] = true;
-    }
-    const auto o = x.options();
-    return fake_quant_official(x, torch::tensor(ranges_[k].a, o), torch::tensor(ranges_[k].b, o), act_bits_[k], 0);
-  };
+  hooks_.activation = [this](int site, const at::Tensor& x) { return acts_(site, x); };
 }
 
 std::pair<RowCache, RowCache> AdaRoundQuantizer::capture(int layer, const at::Tensor& calib, int64_t chunk,
@@ -61,9 +57,9 @@ std::pair<RowCache, RowCache> AdaRoundQuantizer::capture(int layer, const at::Te
       const std::vector<int64_t> xs(in_q.sizes().begin() + 1, in_q.sizes().end()),
           ys(out_fp.sizes().begin() + 1, out_fp.sizes().end());
       rep.cache_bytes = n * (row_bytes(xs) + row_bytes(ys));
-      rep.spilled = rep.cache_bytes > spec_.cache_bytes;
-      x = std::make_unique<RowCache>(n, xs, calib.device(), rep.spilled ? spec_.spill_prefix + ".in.h5" : "");
-      y = std::make_unique<RowCache>(n, ys, calib.device(), rep.spilled ? spec_.spill_prefix + ".out.h5" : "");
+      rep.spilled = rep.cache_bytes > (cfg_.cache_mib << 20);
+      x = std::make_unique<RowCache>(n, xs, calib.device(), rep.spilled ? run_.spill_prefix + ".in.h5" : "");
+      y = std::make_unique<RowCache>(n, ys, calib.device(), rep.spilled ? run_.spill_prefix + ".out.h5" : "");
     }
     x->write(b, in_q);
     y->write(b, out_fp);
@@ -85,9 +81,8 @@ void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
     rep.bits = grids_[l].bits;
     // Inputs from the network whose earlier layers are already rounded; targets from the FP network.
     const auto [x_q, y_fp] = capture(li, calib, chunk, rep);
-    if (spec_.adaround) {
-      AdaRoundConfig cfg = spec_.cfg;
-      const AdaRoundResult r = adaround_layer(*folded_, li, w, bias, grids_[l], x_q, y_fp, cfg, chunk);
+    if (cfg_.adaround.enabled) {
+      const AdaRoundResult r = adaround_layer(*folded_, li, w, bias, grids_[l], x_q, y_fp, cfg_.adaround, run_.seed, chunk);
       weights_[l] = r.weight;
       rep.mse_nearest = r.mse_nearest;
       rep.mse_adaround = r.mse_adaround;
@@ -105,11 +100,7 @@ void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
               static_cast<double>(rep.cache_bytes) / (1 << 20), rep.spilled ? " (spilled)" : "", rep.seconds);
   }
   // Activation ranges on the rounded network, one pass (each site observes, then quantizes for the next ones).
-  torch::NoGradGuard no_grad;
-  std::fill(observed_.begin(), observed_.end(), false);
-  calibrating_ = true;
-  folded_->forward(calib, &hooks_);
-  calibrating_ = false;
+  acts_.calibrate([&] { folded_->forward(calib, &hooks_); });
 }
 
 }  // namespace dsgq::quant

@@ -1,5 +1,5 @@
 #pragma once
-// Protocol "adaround" (method.md section 11): BatchNorm folded into the preceding convs; per-channel asymmetric
+// Protocol "adaround" (docs/method.md section 12): BatchNorm folded into the preceding convs; per-channel asymmetric
 // weight grids with MSE-searched ranges; the first and last layers' weights (and the classifier's input
 // activation) at first_last_bits; AdaRound layer by layer in forward order, each layer fed by the outputs of the
 // already-rounded layers before it (activations in floating point while rounding) and matched to the FP layer's
@@ -17,15 +17,11 @@
 
 namespace dsgq::quant {
 
-struct AdaRoundSpec {
-  int w_bits = 4, a_bits = 4;       // a_bits 32 = activations in floating point
-  int first_last_bits = 8;          // 0 = same as w_bits / a_bits
-  std::string act_observer = "mse";
-  bool adaround = true;             // false = round to nearest on the MSE grid
-  AdaRoundConfig cfg;
-  // One layer's inputs + targets for the whole calibration set stay in memory up to this many bytes; above it
-  // both go to temporary HDF5 files named <spill_prefix>.{in,out}.h5 (deleted after the layer).
-  int64_t cache_bytes = int64_t(2048) << 20;
+// Where a run of the protocol keeps its work: one layer's inputs + targets for the whole calibration set stay in
+// memory up to [quant] cache_mib; above it both go to temporary HDF5 files named <spill_prefix>.{in,out}.h5
+// (deleted after the layer). `seed` seeds the mini-batch draws.
+struct AdaRoundRun {
+  uint64_t seed = 0;
   std::string spill_prefix = "dsgq-adaround-cache";
 };
 
@@ -39,7 +35,8 @@ struct LayerReport {
 
 class AdaRoundQuantizer {
  public:
-  AdaRoundQuantizer(const models::Network& fp, AdaRoundSpec spec);
+  // cfg: [quant] (w_bits, a_bits, first_last_bits, act_observer, cache_mib and [quant.adaround]).
+  AdaRoundQuantizer(const models::Network& fp, const config::QuantConfig& cfg, AdaRoundRun run);
 
   // Local: rounds every layer on `calib` (normalized images on the device), then calibrates activations.
   // `chunk` images per forward pass when capturing layer inputs.
@@ -49,23 +46,20 @@ class AdaRoundQuantizer {
   const models::ForwardHooks& hooks() const { return hooks_; }
   const std::vector<at::Tensor>& weights() const { return weights_; }
   const std::vector<WeightGrid>& grids() const { return grids_; }
-  const std::vector<Range>& act_ranges() const { return ranges_; }
-  const std::vector<int>& act_bits() const { return act_bits_; }
+  const ActQuantizers& acts() const { return acts_; }
   const std::vector<LayerReport>& reports() const { return reports_; }
-  const AdaRoundSpec& spec() const { return spec_; }
+  const config::QuantConfig& config() const { return cfg_; }
 
  private:
   // The layer's inputs from the network with the earlier layers rounded, and its FP outputs for FP inputs.
   std::pair<RowCache, RowCache> capture(int layer, const at::Tensor& calib, int64_t chunk, LayerReport& rep) const;
 
   std::unique_ptr<models::Network> folded_;
-  AdaRoundSpec spec_;
+  config::QuantConfig cfg_;
+  AdaRoundRun run_;
   std::vector<WeightGrid> grids_;
   std::vector<at::Tensor> weights_;  // current weight per layer (FP until rounded)
-  std::vector<Range> ranges_;
-  std::vector<int> act_bits_;
-  std::vector<bool> observed_;
-  bool calibrating_ = false;
+  ActQuantizers acts_;
   std::vector<LayerReport> reports_;
   models::ForwardHooks hooks_;
 };

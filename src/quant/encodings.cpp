@@ -60,8 +60,9 @@ nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
   const models::Network& net = q.folded();
   nlohmann::json acts = nlohmann::json::object(), params = nlohmann::json::object();
   for (size_t i = 0; i < net.acts().size(); ++i)
-    if (q.act_bits()[i] < 32)
-      acts[net.acts()[i].name] = nlohmann::json::array({entry(q.act_ranges()[i].a, q.act_ranges()[i].b, q.act_bits()[i])});
+    if (q.acts().bits()[i] < 32)
+      acts[net.acts()[i].name] =
+          nlohmann::json::array({entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.acts().bits()[i])});
   for (size_t l = 0; l < net.layers().size(); ++l) {
     const WeightGrid& g = q.grids()[l];
     const at::Tensor sc = g.scale.to(at::kDouble).cpu(), zp = g.zero_point.to(at::kDouble).cpu();
@@ -72,9 +73,9 @@ nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
   }
   return {{"version", "0.6.1"}, {"activation_encodings", acts}, {"param_encodings", params},
           {"excluded_layers", nlohmann::json::array()},
-          {"quantizer_args", quantizer_args(q.spec().a_bits, q.spec().w_bits,
-                                            std::string(q.spec().adaround ? "adaround" : "nearest") + "_bn_folded_" +
-                                                q.spec().act_observer)}};
+          {"quantizer_args", quantizer_args(q.config().a_bits, q.config().w_bits,
+                                            std::string(q.config().adaround.enabled ? "adaround" : "nearest") +
+                                                "_bn_folded_" + config::name(q.config().act_observer))}};
 }
 
 void write_quantized_state_dict(const std::string& path, const AdaRoundQuantizer& q) {
@@ -83,20 +84,22 @@ void write_quantized_state_dict(const std::string& path, const AdaRoundQuantizer
 
 nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& q) {
   nlohmann::json acts = nlohmann::json::object(), params = nlohmann::json::object();
-  for (size_t i = 0; i < net.acts().size() && q.spec().a_bits < 32; ++i)
-    acts[net.acts()[i].name] = nlohmann::json::array({entry(q.act_ranges()[i].a, q.act_ranges()[i].b, q.spec().a_bits)});
+  for (size_t i = 0; i < net.acts().size() && q.config().a_bits < 32; ++i)
+    acts[net.acts()[i].name] =
+        nlohmann::json::array({entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.config().a_bits)});
   for (size_t l = 0; l < net.layers().size(); ++l) {
     const at::Tensor mn = q.weight_min()[l].to(at::kDouble).cpu(), mx = q.weight_max()[l].to(at::kDouble).cpu();
     nlohmann::json per_channel = nlohmann::json::array();
     for (int64_t c = 0; c < mn.numel(); ++c)
-      per_channel.push_back(entry(mn[c].item<double>(), mx[c].item<double>(), q.spec().w_bits));
+      per_channel.push_back(entry(mn[c].item<double>(), mx[c].item<double>(), q.config().w_bits));
     params[net.layers()[l].name + ".weight"] = per_channel;
   }
   return {{"version", "0.6.1"},
           {"activation_encodings", acts},
           {"param_encodings", params},
           {"excluded_layers", nlohmann::json::array()},
-          {"quantizer_args", quantizer_args(q.spec().a_bits, q.spec().w_bits, "post_training_zeroq_" + q.spec().act_observer)}};
+          {"quantizer_args", quantizer_args(q.config().a_bits, q.config().w_bits,
+                                            "post_training_zeroq_" + config::name(q.config().act_observer))}};
 }
 
 void write_quantized_state_dict(const std::string& path, const models::Network& net, const ZeroqQuantizer& q) {

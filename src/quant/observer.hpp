@@ -1,11 +1,18 @@
 #pragma once
-// Activation range observers (method.md section 6, the DSG code's QuantAct): given the activations of one site,
+// Activation range observers (docs/method.md section 10, the DSG code's QuantAct): given the activations of one site,
 // a per-tensor range [a, b] with a <= 0 <= b (both start at 0 in the reference). Local.
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "config/choices.hpp"
+
+namespace dsgq::models {
+class Network;
+}
 
 namespace dsgq::quant {
 
@@ -13,14 +20,36 @@ namespace dsgq::quant {
 // percentile: the 0.001 and 99.999 percentiles of all elements (numpy's linear interpolation).
 // mse: 80 candidate maxima b_i = max - i * 0.01 * (max - min), min fixed, minimising ||x - Q(x)||_2 at `bits`
 // (ties to the later candidate).
-const std::vector<std::string>& observer_names();
-
 struct Range {
   double a = 0, b = 0;
 };
 
-// x: [n, ...] activations of one site. Throws InternalError for an unknown name (configs validate names first).
-Range observe(const std::string& observer, const at::Tensor& x, int bits);
+// x: [n, ...] activations of one site. `observer` must be resolved (not automatic: InternalError).
+Range observe(config::Observer observer, const at::Tensor& x, int bits);
+
+// The per-tensor activation quantizers of a network, one per site, as both protocols use them: while
+// calibrate() runs a forward pass, each site observes its input once (so later sites see already-quantized
+// activations) and fixes its range; afterwards every call fake-quantizes with the fixed range. Sites at 32 bits
+// pass through. Local.
+class ActQuantizers {
+ public:
+  // bits: one per activation site of `net`.
+  ActQuantizers(const models::Network& net, std::vector<int> bits, config::Observer observer);
+  // The activation hook: x quantized at its site's range. InternalError for a site never calibrated.
+  at::Tensor operator()(int site, const at::Tensor& x);
+  // Forgets the ranges, then runs `forward` (a pass of the network with this hook installed) to observe them.
+  void calibrate(const std::function<void()>& forward);
+  const std::vector<Range>& ranges() const { return ranges_; }
+  const std::vector<int>& bits() const { return bits_; }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<int> bits_;
+  config::Observer observer_;
+  std::vector<Range> ranges_;
+  std::vector<bool> observed_;
+  bool calibrating_ = false;
+};
 
 // Exact q-quantile (0..1) of all elements with linear interpolation (numpy's default), any size.
 double quantile_linear(const at::Tensor& x, double q);

@@ -1,5 +1,5 @@
 #pragma once
-// Uniform affine quantization (method.md section 6). Two conventions meet here:
+// Uniform affine quantization (docs/method.md section 9). Two conventions meet here:
 //  - the released ZeroQ/DSG quantizer ("official"): for bits k and range [a, b], s = (2^k - 1)/max(b - a, 1e-8),
 //    z = round(s*a) + 2^(k-1), q = clamp(round(s*x - z), -2^(k-1), 2^(k-1) - 1), x^ = (q + z)/s;
 //  - the scale/zero-point form of torch.fake_quantize_per_{tensor,channel}_affine and AIMET's encodings:
@@ -12,9 +12,6 @@
 #include <string>
 
 namespace dsgq::quant {
-
-inline constexpr int kMinBits = 2;
-inline constexpr int kMaxBits = 8;
 
 // Official quantizer with range [a, b] (scalars or [C] tensors broadcast along `axis` of x).
 at::Tensor fake_quant_official(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, int bits, int64_t axis);

@@ -1,5 +1,5 @@
 #pragma once
-// Protocol "zeroq": the released ZeroQ/DSG quantization pipeline (method.md sections 6 and 11). Every conv and
+// Protocol "zeroq": the released ZeroQ/DSG quantization pipeline (docs/method.md section 11). Every conv and
 // linear weight is fake-quantized per output channel with its own [min, max] (asymmetric, official quantizer) at
 // w_bits, including the first and last layers; BatchNorm is not folded (it runs in FP32 after the quantized conv);
 // a per-tensor activation quantizer sits after every ReLU/ReLU6 at a_bits. Calibration is one forward pass of the
@@ -10,20 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "config/run_config.hpp"
 #include "models/network.hpp"
 #include "quant/observer.hpp"
 
 namespace dsgq::quant {
 
-struct ZeroqSpec {
-  int w_bits = 4;                  // 2..8 (first and last layer included)
-  int a_bits = 4;                  // 2..8; 32 = activations left in floating point
-  std::string act_observer = "ema";
-};
-
 class ZeroqQuantizer {
  public:
-  ZeroqQuantizer(const models::Network& net, ZeroqSpec spec);
+  // Uses w_bits (first and last layer included), a_bits (32 = activations left in floating point), act_observer.
+  ZeroqQuantizer(const models::Network& net, const config::QuantConfig& cfg);
 
   // Local: one forward pass over `images` (normalized, [n,C,H,W] on the network's device).
   void calibrate(const at::Tensor& images);
@@ -34,17 +30,14 @@ class ZeroqQuantizer {
   const std::vector<at::Tensor>& weights() const { return qweights_; }  // per layer, fake-quantized
   const std::vector<at::Tensor>& weight_min() const { return wmin_; }   // per layer, [out] channel minima
   const std::vector<at::Tensor>& weight_max() const { return wmax_; }
-  const std::vector<Range>& act_ranges() const { return ranges_; }
-  const ZeroqSpec& spec() const { return spec_; }
-  bool calibrated() const { return calibrated_; }
+  const ActQuantizers& acts() const { return acts_; }
+  const config::QuantConfig& config() const { return cfg_; }
 
  private:
   const models::Network& net_;
-  ZeroqSpec spec_;
+  config::QuantConfig cfg_;
   std::vector<at::Tensor> qweights_, wmin_, wmax_;
-  std::vector<Range> ranges_;
-  std::vector<bool> observed_;
-  bool calibrated_ = false;
+  ActQuantizers acts_;
   models::ForwardHooks hooks_;
 };
 

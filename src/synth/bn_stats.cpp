@@ -64,22 +64,6 @@ double alignment_term_ref(const Stats& st, const Target& t, double delta, double
   return total / static_cast<double>(global_batch);
 }
 
-Deviations bn_deviations(const models::Network& net, const at::Tensor& images) {
-  torch::NoGradGuard no_grad;
-  const std::vector<Target> targets = bn_targets(net);
-  Deviations d;
-  d.mean.resize(targets.size());
-  d.std.resize(targets.size());
-  models::ForwardHooks hooks;
-  hooks.bn_input = [&](int l, const at::Tensor& f) {
-    const Stats st = per_sample_stats(f);
-    d.mean[l] = (st.mean - targets[l].mean.unsqueeze(0)).abs().reshape({-1});
-    d.std[l] = (st.std - targets[l].std.unsqueeze(0)).abs().reshape({-1});
-  };
-  net.forward(images, &hooks);
-  return d;
-}
-
 }  // namespace dsgq::synth
 
 namespace dsgq::synth {

@@ -1,5 +1,5 @@
 #pragma once
-// The BatchNorm-statistics alignment terms of ZeroQ and DSG (method.md sections 0-3), as plain functions on
+// The BatchNorm-statistics alignment terms of ZeroQ and DSG (docs/method.md sections 0-3), as plain functions on
 // tensors. All of them are local (no collectives): the caller sums per-rank values where the maths is a sum.
 #include <ATen/core/Tensor.h>
 
@@ -45,19 +45,11 @@ double alignment_term_ref(const Stats& st, const Target& t, double delta, double
                           const std::vector<double>& row_weight, const std::vector<double>& row_factor,
                           int64_t global_batch);
 
-// Per-sample absolute deviations |m - mu| and |s - sigma| of every BN layer for a batch of images, flattened over
-// (n, c) in sample-major order: the raw material of the SDA margins. No autograd.
-struct Deviations {
-  std::vector<at::Tensor> mean;  // per layer, [n*C]
-  std::vector<at::Tensor> std;
-};
-Deviations bn_deviations(const models::Network& net, const at::Tensor& images);
-
 }  // namespace dsgq::synth
 
 namespace dsgq::synth {
 
-// method.md section 13: at every BN layer take each sample's per-channel spatial mean of the BN input; spread =
+// docs/method.md section 13: at every BN layer take each sample's per-channel spatial mean of the BN input; spread =
 // mean over channels of (std over samples of those means) / sqrt(running_var); dev = mean over channels of
 // |mean over samples - running_mean| / sqrt(running_var); both averaged over layers. Real CIFAR-10 on ResNet-20:
 // spread ~0.3, dev ~0.09; ZeroQ images: spread ~0.02. Local; images in chunks of `chunk`.

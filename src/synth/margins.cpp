@@ -42,7 +42,7 @@ void chunk_deviations(const models::Network& net, const at::Tensor& x, bool batc
 }  // namespace
 
 Margins gaussian_margins(const models::Network& net, int64_t n_samples, double quantile, uint64_t seed,
-                         bool batch_stats, int64_t chunk, const dist::Comm& comm) {
+                         bool batch_stats, int64_t chunk, const mpi::Comm& comm) {
   const size_t L = net.bns().size();
   std::vector<std::vector<float>> dm(L), ds(L);
   const auto& in = net.input();

@@ -10,7 +10,7 @@
 
 namespace dsgq::synth {
 
-Objective::Objective(const models::Network& net, ObjectiveConfig cfg, const dist::Comm& comm)
+Objective::Objective(const models::Network& net, ObjectiveConfig cfg, const mpi::Comm& comm)
     : net_(net), cfg_(std::move(cfg)), comm_(comm), n_layers_(static_cast<int64_t>(net.bns().size())) {
   if (cfg_.sda)
     DSGQ_CHECK(static_cast<int64_t>(cfg_.delta.size()) == n_layers_ && static_cast<int64_t>(cfg_.gamma.size()) == n_layers_,
@@ -115,7 +115,7 @@ at::Tensor Objective::batch_loss(const at::Tensor& x, const BatchSlice& slice, L
   hooks.bn_input = [&](int, const at::Tensor& f) { add(f); };
   add(x);  // the input statistics come first
   net_.forward(x, &hooks);
-  const at::Tensor global = dist::allreduce_sum_autograd(torch::cat(sums), comm_);
+  const at::Tensor global = mpi::allreduce_sum_autograd(torch::cat(sums), comm_);
 
   const std::vector<Target> targets = bn_targets(net_);
   at::Tensor bn_sum = torch::zeros({}, global.options()), input_term;

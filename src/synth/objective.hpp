@@ -1,5 +1,5 @@
 #pragma once
-// The synthesis loss of one batch (method.md sections 1-4, 11), split over ranks. Each rank holds a contiguous
+// The synthesis loss of one batch (docs/method.md sections 1-5 and 7), split over ranks. Each rank holds a contiguous
 // share of the batch; evaluate() returns a local tensor whose gradient w.r.t. the rank's images is exactly its
 // share of d(global loss)/d(images), and the global loss value (identical on every rank).
 #include <ATen/core/Tensor.h>
@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 
 namespace dsgq::models {
 class Network;
@@ -40,7 +40,7 @@ struct LossValue {
 class Objective {
  public:
   // comm: the ranks sharing each batch (collective calls in evaluate()).
-  Objective(const models::Network& net, ObjectiveConfig cfg, const dist::Comm& comm);
+  Objective(const models::Network& net, ObjectiveConfig cfg, const mpi::Comm& comm);
 
   // Collective. x: [n, C, H, W], requires grad.
   at::Tensor evaluate(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const;
@@ -48,6 +48,7 @@ class Objective {
   // The BN layer a sample enhances (-1 for none): paper: dataset index mod L; official: its batch position when
   // below min(20, L).
   int64_t lse_layer(int64_t dataset_index, int64_t batch_position) const;
+  const ObjectiveConfig& config() const { return cfg_; }
 
  private:
   at::Tensor per_sample_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const;
@@ -55,7 +56,7 @@ class Objective {
 
   const models::Network& net_;
   ObjectiveConfig cfg_;
-  const dist::Comm& comm_;
+  const mpi::Comm& comm_;
   int64_t n_layers_;
 };
 

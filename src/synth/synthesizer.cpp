@@ -14,12 +14,29 @@
 
 namespace dsgq::synth {
 
+SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label) {
+  SynthSettings s;
+  s.cfg = cfg;
+  s.label = std::move(label);
+  const bool official_dsg = cfg.preset == config::Preset::official && cfg.method == config::SynthMethod::dsg;
+  s.lr = cfg.lr > 0 ? cfg.lr : (official_dsg ? 0.9 : 0.5);
+  s.patience = cfg.patience > 0 ? cfg.patience : (official_dsg ? 260 : 100);
+  switch (cfg.preset) {
+    case config::Preset::paper: s.init = Init::gaussian; break;
+    case config::Preset::official:
+      s.init = cfg.method == config::SynthMethod::dsg ? Init::uniform01 : Init::zeroq_official;
+      break;
+  }
+  return s;
+}
+
 ObjectiveConfig objective_config(const SynthSettings& s, const Margins& margins) {
   ObjectiveConfig c;
-  c.sda = s.method == "dsg";
-  c.lse = s.method == "dsg" && s.lse;
-  c.official = s.preset == "official" && (s.method == "dsg");
-  c.batch_stats = s.batch_stats;
+  const bool dsg = s.cfg.method == config::SynthMethod::dsg;
+  c.sda = dsg;
+  c.lse = dsg && s.cfg.lse;
+  c.official = dsg && s.cfg.preset == config::Preset::official;
+  c.batch_stats = s.batch_stats();
   if (c.sda) {
     c.delta = margins.delta;
     c.gamma = margins.gamma;
@@ -35,7 +52,7 @@ void check_finite(const LossValue& value, const std::string& label, int64_t batc
                        "; expected a finite value (lower [synth] lr?)");
 }
 
-Synthesizer::Synthesizer(const models::Network& net, SynthSettings settings, Margins margins, const dist::Comm& comm)
+Synthesizer::Synthesizer(const models::Network& net, SynthSettings settings, Margins margins, const mpi::Comm& comm)
     : net_(net),
       s_(std::move(settings)),
       margins_(std::move(margins)),
@@ -43,51 +60,59 @@ Synthesizer::Synthesizer(const models::Network& net, SynthSettings settings, Mar
       objective_(net, objective_config(s_, margins_), comm) {}
 
 BatchResult Synthesizer::make_batch(int64_t b) {
+  const config::SynthConfig& c = s_.cfg;
   const auto& in = net_.input();
-  const int64_t batch_first = b * s_.batch;
-  const int64_t B = std::min(s_.batch, s_.n_images - batch_first);
-  const dist::Share share = dist::share_of(B, comm_.rank(), comm_.size());
+  const int64_t batch_first = b * c.batch;
+  const int64_t B = std::min(c.batch, c.n_images - batch_first);
+  const mpi::Share share = mpi::share_of(B, comm_.rank(), comm_.size());
   const int64_t n = share.size();
   BatchResult r;
   r.first = batch_first + share.begin;
   r.labels = torch::full({n}, -1, torch::kLong);
   r.lse_layer = torch::full({n}, -1, torch::kLong);
-
-  if (s_.method == "real") {
-    const io::ImageSet set = io::read_image_set(s_.real_data, r.first, n);
-    r.images = net_.normalize(set.images, net_.device());
-    r.labels = set.labels;
-    return r;
+  const auto draw = [&](Init init) {
+    const uint64_t seed = static_cast<uint64_t>(c.seed);
+    return draw_images(init, seed, Stream::init, r.first, n, in.channels, in.height, in.width).to(net_.device());
+  };
+  switch (c.method) {
+    case config::SynthMethod::real: {
+      const io::ImageSet set = io::read_image_set(c.real_data, r.first, n);
+      r.images = net_.normalize(set.images, net_.device());
+      r.labels = set.labels;
+      return r;
+    }
+    case config::SynthMethod::gaussian:
+      r.images = draw(Init::gaussian);
+      return r;
+    case config::SynthMethod::dsg:
+    case config::SynthMethod::zeroq:
+      break;
   }
-  at::Tensor x = draw_images(s_.method == "gaussian" ? Init::gaussian : s_.init, s_.seed, Stream::init, r.first, n,
-                             in.channels, in.height, in.width)
-                     .to(net_.device());
-  if (s_.method == "gaussian") {
-    r.images = x;
-    return r;
-  }
-
-  const ObjectiveConfig oc = objective_config(s_, margins_);
   BatchSlice slice;
   slice.global_batch = B;
   slice.batch_offset = share.begin;
   slice.first_global = r.first;
-  if (oc.official) r.labels = draw_labels(s_.seed, r.first, n, in.num_classes);
+  if (objective_.config().official)
+    r.labels = draw_labels(static_cast<uint64_t>(c.seed), r.first, n, in.num_classes);
   slice.labels = r.labels.to(net_.device());
   for (int64_t i = 0; i < n; ++i) r.lse_layer[i] = objective_.lse_layer(r.first + i, share.begin + i);
+  optimise(b, draw(s_.init), slice, r);
+  return r;
+}
 
+void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResult& r) {
+  const config::SynthConfig& c = s_.cfg;
   x.requires_grad_(true);
   torch::optim::Adam opt(std::vector<at::Tensor>{x}, torch::optim::AdamOptions(s_.lr));
   PlateauConfig pc;
   pc.patience = s_.patience;
   Plateau plateau(s_.lr, pc);
-  Timer timer;
-  double last_print = -1;
+  Progress progress(s_.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s_.n_batches()), "iter",
+                    c.iters);
   LossValue value;
-  const int64_t n_batches = (s_.n_images + s_.batch - 1) / s_.batch;
-  for (int64_t it = 0; it < s_.iters; ++it) {
+  for (int64_t it = 0; it < c.iters; ++it) {
     opt.zero_grad();
-    if (oc.official) slice.roll = draw_roll(s_.seed, b, it);
+    if (objective_.config().official) slice.roll = draw_roll(static_cast<uint64_t>(c.seed), b, it);
     const at::Tensor loss = objective_.evaluate(x, slice, &value);
     check_finite(value, s_.label, b, it);
     r.loss_curve.push_back(static_cast<float>(value.total));
@@ -95,28 +120,18 @@ BatchResult Synthesizer::make_batch(int64_t b) {
     opt.step();
     const double lr = plateau.step(value.total);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-    const double t = timer.seconds();
-    if (it + 1 == s_.iters || last_print < 0 || t - last_print >= 10.0) {
-      last_print = t;
-      const double done = static_cast<double>(it + 1) / static_cast<double>(s_.iters);
-      std::string terms;
-      for (const auto& [name, v] : value.terms) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, " %s %.4g", name.c_str(), v);
-        terms += buf;
-      }
-      log_info0("%s batch %lld/%lld iter %lld/%lld loss %.6g (%s ) lr %.3g  %.2f img/s  eta %s (all batches)", s_.label.c_str(),
-                static_cast<long long>(b + 1), static_cast<long long>(n_batches), static_cast<long long>(it + 1),
-                static_cast<long long>(s_.iters), value.total, terms.c_str() + 1, lr,
-                t > 0 ? done * static_cast<double>(B) / t : 0.0,
-                format_duration(t / static_cast<double>(it + 1) *
-                                static_cast<double>(s_.iters - it - 1 + (n_batches - b - 1) * s_.iters))
-                    .c_str());
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "loss %.6g (", value.total);
+    std::string line = buf;
+    for (const auto& [name, v] : value.terms) {
+      std::snprintf(buf, sizeof buf, "%s %.4g ", name.c_str(), v);
+      line += buf;
     }
+    std::snprintf(buf, sizeof buf, ") lr %.3g", lr);
+    progress.update(it + 1, line + buf);
   }
   r.images = x.detach();
   r.loss = value.total;
-  return r;
 }
 
 }  // namespace dsgq::synth

@@ -1,6 +1,6 @@
 #pragma once
 // Makes a calibration set batch by batch: each batch of B images is split over the ranks (uneven shares allowed);
-// the images are optimised with Adam on the pixels and ReduceLROnPlateau on the global loss (method.md sections
+// the images are optimised with Adam on the pixels and ReduceLROnPlateau on the global loss (docs/method.md sections
 // 1-5), or drawn (gaussian) or read (real) without optimisation.
 #include <ATen/core/Tensor.h>
 
@@ -8,7 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "dist/comm.hpp"
+#include "config/run_config.hpp"
+#include "mpi/comm.hpp"
 #include "synth/margins.hpp"
 #include "synth/objective.hpp"
 #include "synth/sampling.hpp"
@@ -19,17 +20,17 @@ class Network;
 
 namespace dsgq::synth {
 
+// [synth] as configured, with what its preset decides filled in (docs/method.md section 5).
 struct SynthSettings {
-  std::string method;     // dsg | zeroq | gaussian | real
-  std::string preset;     // paper | official
-  int64_t n_images = 0, batch = 0, iters = 0, patience = 0;
-  double lr = 0;
-  bool batch_stats = false, lse = false;
-  uint64_t seed = 0;
-  Init init = Init::gaussian;
-  std::string real_data;  // method = real: CIFAR-10 binary file
+  config::SynthConfig cfg;
+  double lr = 0;          // cfg.lr, or the preset's: paper 0.5; official dsg 0.9, zeroq 0.5
+  int64_t patience = 0;   // cfg.patience, or the preset's: paper 100; official dsg 260, zeroq 100
+  Init init = Init::gaussian;  // paper: N(0,1); official dsg: U(0,1); official zeroq: the released code's draw
   std::string label;      // for progress lines
+  int64_t n_batches() const { return (cfg.n_images + cfg.batch - 1) / cfg.batch; }
+  bool batch_stats() const { return cfg.stats == config::BnStats::batch; }
 };
+SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label);
 
 struct BatchResult {
   int64_t first = 0;      // global index of this rank's first image
@@ -42,17 +43,20 @@ struct BatchResult {
 
 class Synthesizer {
  public:
-  Synthesizer(const models::Network& net, SynthSettings settings, Margins margins, const dist::Comm& comm);
-  int64_t n_batches() const { return (s_.n_images + s_.batch - 1) / s_.batch; }
+  Synthesizer(const models::Network& net, SynthSettings settings, Margins margins, const mpi::Comm& comm);
+  int64_t n_batches() const { return s_.n_batches(); }
   // Collective: this rank's share of batch b. Throws InputError naming batch, iteration and term if the loss
   // becomes NaN or Inf.
   BatchResult make_batch(int64_t b);
 
  private:
+  // Adam on the pixels x (this rank's share) with ReduceLROnPlateau on the global loss.
+  void optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResult& r);
+
   const models::Network& net_;
   SynthSettings s_;
   Margins margins_;
-  const dist::Comm& comm_;
+  const mpi::Comm& comm_;
   Objective objective_;
 };
 

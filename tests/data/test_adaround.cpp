@@ -61,12 +61,13 @@ TEST(AdaRound, RealLayerBeatsNearestAndEndsBinary) {
   const at::Tensor& b = folded->layer_bias(layer);
   const at::Tensor y = folded->layer_forward(layer, x_in, w, b);
   for (int bits : {4, 3}) {
-    quant::AdaRoundConfig cfg;
+    config::AdaRoundConfig cfg;
     cfg.iters = 2000;
     cfg.lr = 1e-2;  // the reference 1e-3 needs ~10x more iterations to move V far enough on a 2-core budget
     const quant::WeightGrid g = quant::mse_weight_grid(w, bits);
     at::AutoGradMode grad(true);
-    const quant::AdaRoundResult r = quant::adaround_layer(*folded, layer, w, b, g, quant::RowCache(x_in), quant::RowCache(y), cfg);
+    const quant::AdaRoundResult r = quant::adaround_layer(*folded, layer, w, b, g, quant::RowCache(x_in), quant::RowCache(y), cfg,
+                                                          /*seed=*/0);
     std::printf("[ info     ] layer2.0.conv1 W%d: output mse nearest %.4e, adaround %.4e (%.1f%% lower), %.2f%% of "
                 "weights flipped from nearest, %.4f%% undecided before hardening\n",
                 bits, r.mse_nearest, r.mse_adaround, 100 * (1 - r.mse_adaround / r.mse_nearest), 100 * r.flipped,
@@ -106,14 +107,14 @@ TEST(AdaRound, SpilledCacheGivesTheSameRounding) {
   const auto dir = std::filesystem::temp_directory_path() / ("dsgq_spill_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string in_path = (dir / "in.h5").string(), out_path = (dir / "out.h5").string();
-  quant::AdaRoundConfig cfg;
+  config::AdaRoundConfig cfg;
   cfg.iters = 60;
   cfg.batch = 16;
   const quant::WeightGrid g = quant::mse_weight_grid(w, 3);
   at::AutoGradMode grad(true);
   const quant::AdaRoundResult mem =
       quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, quant::RowCache(x_in), quant::RowCache(y),
-                            cfg, 40);
+                            cfg, /*seed=*/0, 40);
   {
     const std::vector<int64_t> xs(x_in.sizes().begin() + 1, x_in.sizes().end()), ys(y.sizes().begin() + 1, y.sizes().end());
     quant::RowCache xc(x_in.size(0), xs, x_in.device(), in_path), yc(y.size(0), ys, y.device(), out_path);
@@ -124,7 +125,7 @@ TEST(AdaRound, SpilledCacheGivesTheSameRounding) {
     }
     EXPECT_TRUE(std::filesystem::exists(in_path));
     const quant::AdaRoundResult spilled =
-        quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, xc, yc, cfg, 40);
+        quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, xc, yc, cfg, /*seed=*/0, 40);
     EXPECT_TRUE(spilled.weight.equal(mem.weight));
     EXPECT_EQ(spilled.mse_nearest, mem.mse_nearest);
     EXPECT_EQ(spilled.mse_adaround, mem.mse_adaround);

@@ -1,6 +1,6 @@
 // The "zeroq" protocol (the released DSG/ZeroQ quantizer) on the real resnet20, calibrated with ema on the first 40
 // images of data_batch_1, against the reference figures measured with an independent Python implementation of
-// method.md section 6 (method.md section 12): W8A8 91.85, W5A5 91.03, W4A4 88.75, each within 0.15.
+// docs/method.md section 11 (reference figures: docs/campaigns.md section 5): W8A8 91.85, W5A5 91.03, W4A4 88.75, each within 0.15.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -21,9 +21,9 @@ TEST_P(ZeroqProtocol, ReproducesReferenceOnFortyRealImages) {
   auto net = models::build_network("resnet20", "arch");
   net->load(models::read_checkpoint(test::data_path("models/cifar10_resnet20.pt")));
   const io::ImageSet calib = io::read_cifar10(test::data_path("cifar10/data_batch_1.bin"), 0, 40);
-  quant::ZeroqSpec spec;
+  config::QuantConfig spec;
   spec.w_bits = spec.a_bits = bits;
-  spec.act_observer = "ema";
+  spec.act_observer = config::Observer::ema;
   quant::ZeroqQuantizer q(*net, spec);
   q.calibrate(net->normalize(calib.images, net->device()));
   const io::ImageSet test = io::read_cifar10(test::data_path("cifar10/test_batch.bin"));

@@ -3,16 +3,16 @@
 #include <gtest/gtest.h>
 
 #include "core/allocator.hpp"
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 #include "mpi/mpi_world.hpp"
 
 namespace dsgq::test {
-const dist::Comm* g_world = nullptr;
+const mpi::Comm* g_world = nullptr;
 }
 
 int main(int argc, char** argv) {
   dsgq::tune_allocator();
-  dsgq::dist::MpiEnv mpi(argc, argv);
+  dsgq::mpi::MpiEnv mpi(argc, argv);
   dsgq::test::g_world = &mpi.world();
   ::testing::InitGoogleTest(&argc, argv);
   if (mpi.world().rank() != 0) {

@@ -1,7 +1,7 @@
 #pragma once
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 
 namespace dsgq::test {
-extern const dist::Comm* g_world;  // set by mpi_main.cpp
-inline const dist::Comm& world() { return *g_world; }
+extern const mpi::Comm* g_world;  // set by mpi_main.cpp
+inline const mpi::Comm& world() { return *g_world; }
 }  // namespace dsgq::test

@@ -36,7 +36,7 @@ TEST(Collectives, TensorAllreduceMatchesSerialSum) {
 
 TEST(Collectives, SharesOfUnevenSplitCoverTheSetOnce) {
   const auto& w = test::world();
-  const auto s = dist::share_of(10, w.rank(), w.size());
+  const auto s = mpi::share_of(10, w.rank(), w.size());
   std::vector<int64_t> hit(10, 0);
   for (int64_t i = s.begin; i < s.end; ++i) hit[i] += 1;
   w.allreduce_sum(hit);

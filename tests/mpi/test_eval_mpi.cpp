@@ -18,7 +18,7 @@ TEST(EvalMpi, Resnet20CountsIndependentOfWorldSize) {
   net->load(models::read_checkpoint(test::data_path("models/cifar10_resnet20.pt")));
   const std::string data = test::data_path("cifar10/test_batch.bin");
   const int64_t n = io::cifar10_count(data);
-  const auto share = dist::share_of(n, w.rank(), w.size());
+  const auto share = mpi::share_of(n, w.rank(), w.size());
   const auto set = io::read_cifar10(data, share.begin, share.size());
   const auto global = eval::allreduce(eval::count_correct(*net, set.images, set.labels, 333, n), w);
   EXPECT_EQ(global.n, 10000);

@@ -26,27 +26,24 @@ std::unique_ptr<models::Network> resnet20() {
 }
 
 // All ranks' images of batch 0, gathered in global order.
-at::Tensor gather_batch(const synth::BatchResult& r, const dist::Comm& comm) {
+at::Tensor gather_batch(const synth::BatchResult& r, const mpi::Comm& comm) {
   const at::Tensor flat = r.images.contiguous().reshape({-1});
   const std::vector<float> mine(flat.data_ptr<float>(), flat.data_ptr<float>() + flat.numel());
   std::vector<float> all = comm.allgatherv(mine);  // rank order = global order (contiguous shares)
   return torch::from_blob(all.data(), {static_cast<int64_t>(all.size())}, torch::kFloat).clone().view({-1, 3, 32, 32});
 }
 
-synth::SynthSettings settings(const std::string& method, bool batch_stats, int64_t batch) {
-  synth::SynthSettings s;
-  s.method = method;
-  s.preset = "paper";
-  s.n_images = batch;
-  s.batch = batch;
-  s.iters = 20;
-  s.lr = 0.5;
-  s.patience = 100;
-  s.batch_stats = batch_stats;
-  s.lse = !batch_stats;
-  s.seed = 11;
-  s.label = "test";
-  return s;
+synth::SynthSettings settings(config::SynthMethod method, bool batch_stats, int64_t batch) {
+  config::SynthConfig c;
+  c.method = method;
+  c.preset = config::Preset::paper;
+  c.n_images = batch;
+  c.batch = batch;
+  c.iters = 20;
+  c.stats = batch_stats ? config::BnStats::batch : config::BnStats::per_sample;
+  c.lse = !batch_stats;
+  c.seed = 11;
+  return synth::resolve_settings(c, "test");  // the paper preset: lr 0.5, patience 100
 }
 
 // Synthesizes batch 0 on `world` and, on rank 0, on MPI_COMM_SELF; returns the max abs difference (on rank 0).
@@ -58,7 +55,7 @@ double distributed_vs_single(const synth::SynthSettings& s, const synth::Margins
   const at::Tensor distributed = gather_batch(dist_synth.make_batch(0), w);
   double err = 0;
   if (w.rank() == 0) {
-    const dist::Comm self = dist::Comm::self();
+    const mpi::Comm self = mpi::Comm::self();
     synth::Synthesizer single(*net, s, margins, self);
     err = (single.make_batch(0).images - distributed).abs().max().item<double>();
   }
@@ -74,7 +71,7 @@ TEST(SynthMpi, MarginQuantilesIdenticalForAnyRankCount) {
   const synth::Margins m = synth::gaussian_margins(*net, 200, 0.9, 3, false, 64, w);  // 4 chunks, last one short
   double diff = 0;
   if (w.rank() == 0) {
-    const synth::Margins ref = synth::gaussian_margins(*net, 200, 0.9, 3, false, 64, dist::Comm::self());
+    const synth::Margins ref = synth::gaussian_margins(*net, 200, 0.9, 3, false, 64, mpi::Comm::self());
     for (size_t l = 0; l < ref.delta.size(); ++l)
       diff = std::max({diff, std::abs(ref.delta[l] - m.delta[l]), std::abs(ref.gamma[l] - m.gamma[l])});
   }
@@ -85,10 +82,12 @@ TEST(SynthMpi, PerSampleImagesIndependentOfRankCount) {
   const auto& w = test::world();
   auto net = resnet20();
   const synth::Margins m = synth::gaussian_margins(*net, 128, 0.9, 11, false, 64, w);
-  for (const std::string method : {"dsg", "zeroq"}) {
+  for (const auto method : {config::SynthMethod::dsg, config::SynthMethod::zeroq}) {
     const double err = distributed_vs_single(settings(method, false, 7), m);
-    if (w.rank() == 0) std::printf("[ info     ] per_sample %s, world %d: max abs image diff vs 1 rank %.3g\n", method.c_str(), w.size(), err);
-    EXPECT_LE(err, 1e-5) << method << " world " << w.size() << " (7 images, 20 iterations)";
+    const std::string name = config::name(method);
+    if (w.rank() == 0)
+      std::printf("[ info     ] per_sample %s, world %d: max abs image diff vs 1 rank %.3g\n", name.c_str(), w.size(), err);
+    EXPECT_LE(err, 1e-5) << name << " world " << w.size() << " (7 images, 20 iterations)";
   }
 }
 
@@ -96,7 +95,7 @@ TEST(SynthMpi, BatchStatisticsMatchOneRankWithTheWholeBatch) {
   const auto& w = test::world();
   auto net = resnet20();
   const synth::Margins m = synth::gaussian_margins(*net, 128, 0.9, 11, true, 8, w);
-  const double err = distributed_vs_single(settings("dsg", true, 8), m);
+  const double err = distributed_vs_single(settings(config::SynthMethod::dsg, true, 8), m);
   if (w.rank() == 0) std::printf("[ info     ] batch stats, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", w.size(), err);
   EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
 }
@@ -116,7 +115,7 @@ TEST(SynthMpi, CollectiveFileWriteResumeAndRead) {
   const std::vector<double> delta = {0.5, 1.5}, gamma = {0.25, 2.0};
   auto write = [&](io::SynthWriter& wr, int64_t b) {
     const int64_t B = std::min<int64_t>(7, 10 - 7 * b);
-    const auto share = dist::share_of(B, w.rank(), w.size());
+    const auto share = mpi::share_of(B, w.rank(), w.size());
     const int64_t first = 7 * b + share.begin, n = share.size();
     const at::Tensor idx = torch::arange(first, first + n, torch::kFloat);
     wr.write_batch(b, first, idx.view({n, 1, 1, 1}).expand({n, 3, 32, 32}).contiguous(), idx.to(torch::kLong) * 2,

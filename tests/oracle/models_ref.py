@@ -1,5 +1,5 @@
 """Independent PyTorch definitions of the registered architectures, written from the recipes in
-../shared/data/models/*.json (not from dsgq's C++). Module names equal the state_dict keys."""
+the data folder's models/*.json (not from dsgq's C++). Module names equal the state_dict keys."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

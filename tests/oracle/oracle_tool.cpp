@@ -16,7 +16,7 @@
 
 #include "core/error.hpp"
 #include "models/checkpoint.hpp"
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 #include "models/registry.hpp"
 #include "quant/quantizer.hpp"
 #include "synth/margins.hpp"
@@ -52,7 +52,7 @@ std::vector<double> to_vec(const at::Tensor& t) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dist::MpiEnv mpi(argc, argv);
+  mpi::MpiEnv mpi(argc, argv);
   try {
     at::set_num_threads(1);
     const std::string cmd = argc > 1 ? argv[1] : "";

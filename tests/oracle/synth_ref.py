@@ -1,23 +1,23 @@
 #!/usr/bin/python3
 """Independent Python reference for dsgq's synthesis losses (ZeroQ, DSG), written from
-../shared/docs/method.md sections 0-5, 11 and 12 only (not from dsgq's C++).
+the papers' and the released code's description in docs/method.md sections 0-6 and 14 only (not from dsgq's C++).
 
 Terms and where they are specified:
-- per-sample statistics of a BN input (method.md §0): m[n,c] = mean over HxW, s[n,c] = sqrt(unbiased var over HxW + 1e-6);
-  BN targets mu = running_mean, sigma = sqrt(running_var + 1e-6) (§0, eps 1e-6 not BN's 1e-5).
-- input term, "layer 0" (§0, §1, §2 last bullet, §11): per-sample stats of the image itself against mu0 = 0, sigma0 = 1,
+- per-sample statistics of a BN input (docs/method.md section 0): m[n,c] = mean over HxW, s[n,c] = sqrt(unbiased var over HxW + 1e-6);
+  BN targets mu = running_mean, sigma = sqrt(running_var + 1e-6) (section 0, eps 1e-6 not BN's 1e-5).
+- input term, "layer 0" (section 0, section 1, section 2 last bullet, section 5): per-sample stats of the image itself against mu0 = 0, sigma0 = 1,
   (1/B)[sum (m-0)^2 + sum (s-1)^2], no margin, no LSE, in every method and preset.
-- ZeroQ (§1 code form): sum over BN layers of (1/B)[sum_{n,c} (m-mu)^2 + sum_{n,c} (s-sigma)^2], plus the input term.
-- SDA margins (§2 "recommended reconstruction", §11): per BN layer, delta_l = q-quantile over all (n,c) of |m - mu| and
+- ZeroQ (section 1 code form): sum over BN layers of (1/B)[sum_{n,c} (m-mu)^2 + sum_{n,c} (s-sigma)^2], plus the input term.
+- SDA margins (section 2 "recommended reconstruction", section 5): per BN layer, delta_l = q-quantile over all (n,c) of |m - mu| and
   gamma_l = q-quantile of |s - sigma| on a Gaussian batch (torch.quantile, linear interpolation).
-- DSG paper preset (§2 hinge, §3 paper form, §11 "n mod L"): D_m = relu(|m-mu| - delta_l), D_s = relu(|s-sigma| - gamma_l);
+- DSG paper preset (section 2 hinge, section 3 paper form, section 5 "n mod L"): D_m = relu(|m-mu| - delta_l), D_s = relu(|s-sigma| - gamma_l);
   term_l = (1/B) sum_n w[n,l] sum_c (D_m^2 + D_s^2), w = 2 on the sample's own layer (first_index + n) mod L
   (X_LSE = I + 11^T), 1 elsewhere; w = 1 everywhere without LSE.
-- DSG official preset (§3 code form, §4, §11): same hinge, row n == l of D_m and D_s multiplied by 2 BEFORE squaring
-  (effective 4) for l < 20 and l < B only; term_l = ||D_m||_F^2/B + ||D_s||_F^2/B; plus 2 x CE(model(x), labels) (§4, the
-  duplicated line, un-jittered x); plus 0.01 TV_l2 + 0.01 L2 on x_jit = roll(x, (o, o), dims (2, 3)) (§4 image priors).
-  SCI (§4) is not included: in the released code it carries no gradient.
-- ZeroQ official preset: the same loss as ZeroQ paper (§11: only the initialization and the optimizer settings differ).
+- DSG official preset (section 3 code form, section 4, section 5): same hinge, row n == l of D_m and D_s multiplied by 2 BEFORE squaring
+  (effective 4) for l < 20 and l < B only; term_l = ||D_m||_F^2/B + ||D_s||_F^2/B; plus 2 x CE(model(x), labels) (section 4, the
+  duplicated line, un-jittered x); plus 0.01 TV_l2 + 0.01 L2 on x_jit = roll(x, (o, o), dims (2, 3)) (section 4 image priors).
+  SCI (section 4) is not included: in the released code it carries no gradient.
+- ZeroQ official preset: the same loss as ZeroQ paper (section 5: only the initialization and the optimizer settings differ).
 
 Normalization: every "/B" uses spec["global_batch"] (the whole synthetic batch), and so do the batch means of CE and L2
 (sum over the local rows / B), so that per-rank pieces add up to the global loss. The test uses one rank (B = x.shape[0]).
@@ -30,11 +30,11 @@ import sys
 import torch
 import torch.nn.functional as F
 
-EPS = 1e-6                 # method.md §0: eps inside the std, for BN targets and per-sample stats alike
-OFFICIAL_LSE_LAYERS = 20   # method.md §3: layer_num = 20 hard-coded in the released code
-OFFICIAL_CE_WEIGHT = 2.0   # method.md §4: CE added twice
-OFFICIAL_TV_WEIGHT = 0.01  # method.md §4
-OFFICIAL_L2_WEIGHT = 0.01  # method.md §4
+EPS = 1e-6                 # docs/method.md section 0: eps inside the std, for BN targets and per-sample stats alike
+OFFICIAL_LSE_LAYERS = 20   # docs/method.md section 3: layer_num = 20 hard-coded in the released code
+OFFICIAL_CE_WEIGHT = 2.0   # docs/method.md section 4: CE added twice
+OFFICIAL_TV_WEIGHT = 0.01  # docs/method.md section 4
+OFFICIAL_L2_WEIGHT = 0.01  # docs/method.md section 4
 
 
 # ----------------------------------------------------------------------------------------------------------- statistics
@@ -55,12 +55,12 @@ def forward_with_bn_inputs(model, x):
 
 
 def bn_inputs(model, x):
-    """Inputs of every BatchNorm2d, in forward-call order (method.md §0: F_l(x), the input of BN layer l)."""
+    """Inputs of every BatchNorm2d, in forward-call order (docs/method.md section 0: F_l(x), the input of BN layer l)."""
     return [f for _, f in forward_with_bn_inputs(model, x)[1]]
 
 
 def per_sample_stats(f):
-    """method.md §0: m[n,c] = mean over H*W; s[n,c] = sqrt(unbiased variance over H*W + 1e-6). f: [N,C,H,W]."""
+    """docs/method.md section 0: m[n,c] = mean over H*W; s[n,c] = sqrt(unbiased variance over H*W + 1e-6). f: [N,C,H,W]."""
     n, c = f.shape[0], f.shape[1]
     flat = f.reshape(n, c, -1)
     hw = flat.shape[2]
@@ -72,7 +72,7 @@ def per_sample_stats(f):
 
 
 def bn_target(bn):
-    """method.md §0: mu = running_mean, sigma = sqrt(running_var + 1e-6)."""
+    """docs/method.md section 0: mu = running_mean, sigma = sqrt(running_var + 1e-6)."""
     return bn.running_mean, torch.sqrt(bn.running_var + EPS)
 
 
@@ -83,7 +83,7 @@ def targets(model):
 
 # -------------------------------------------------------------------------------------------------------------- margins
 def margins(model, xg, q):
-    """method.md §2 recommended reconstruction: per BN layer, delta_l = q-quantile over all (n,c) of |m - mu|,
+    """docs/method.md section 2 recommended reconstruction: per BN layer, delta_l = q-quantile over all (n,c) of |m - mu|,
     gamma_l = q-quantile over all (n,c) of |s - sigma|, on the Gaussian batch xg (one forward, eval mode).
     Returns (delta [L], gamma [L]) in the dtype of the model."""
     with torch.no_grad():
@@ -99,21 +99,21 @@ def margins(model, xg, q):
 
 # -------------------------------------------------------------------------------------------------------- layer terms
 def plain_term(m, s, mu, sigma, B):
-    """method.md §1: (1/B)[sum_{n,c} (m-mu)^2 + sum_{n,c} (s-sigma)^2]."""
+    """docs/method.md section 1: (1/B)[sum_{n,c} (m-mu)^2 + sum_{n,c} (s-sigma)^2]."""
     dm = m - mu.unsqueeze(0)
     ds = s - sigma.unsqueeze(0)
     return (dm * dm).sum() / B + (ds * ds).sum() / B
 
 
 def hinge(m, s, mu, sigma, delta_l, gamma_l):
-    """method.md §2: D_m = max(|m - mu| - |delta_l|, 0), D_s = max(|s - sigma| - |gamma_l|, 0) (the code uses |margin|)."""
+    """docs/method.md section 2: D_m = max(|m - mu| - |delta_l|, 0), D_s = max(|s - sigma| - |gamma_l|, 0) (the code uses |margin|)."""
     d_m = torch.clamp((m - mu.unsqueeze(0)).abs() - abs(delta_l), min=0.0)
     d_s = torch.clamp((s - sigma.unsqueeze(0)).abs() - abs(gamma_l), min=0.0)
     return d_m, d_s
 
 
 def paper_lse_weights(n_local, L, l, first_index, lse):
-    """method.md §3 paper form with §11's cyclic assignment: w[n] = 2 if l == (first_index + n) mod L else 1."""
+    """docs/method.md section 3 paper form with the cyclic assignment: w[n] = 2 if l == (first_index + n) mod L else 1."""
     w = [1.0] * n_local
     if lse:
         for n in range(n_local):
@@ -123,13 +123,13 @@ def paper_lse_weights(n_local, L, l, first_index, lse):
 
 
 def paper_sda_term(d_m, d_s, w, B):
-    """method.md §2-3 paper: (1/B) sum_n w[n] sum_c (D_m[n,c]^2 + D_s[n,c]^2)."""
+    """docs/method.md sections 2-3 paper: (1/B) sum_n w[n] sum_c (D_m[n,c]^2 + D_s[n,c]^2)."""
     wt = torch.tensor(w, dtype=d_m.dtype).unsqueeze(1)
     return (wt * (d_m * d_m + d_s * d_s)).sum() / B
 
 
 def official_lse_factors(n_local, l, first_index, B, lse):
-    """method.md §3 code form: row n with global index first_index + n == l gets factor 2 (before squaring),
+    """docs/method.md section 3 code form: row n with global index first_index + n == l gets factor 2 (before squaring),
     only for l < 20 and l < B."""
     f = [1.0] * n_local
     if lse and l < OFFICIAL_LSE_LAYERS and l < B:
@@ -140,7 +140,7 @@ def official_lse_factors(n_local, l, first_index, B, lse):
 
 
 def official_sda_term(d_m, d_s, factors, B):
-    """method.md §3 code form: D rows scaled by the factor, then ||D_m||_F^2 / B + ||D_s||_F^2 / B."""
+    """docs/method.md section 3 code form: D rows scaled by the factor, then ||D_m||_F^2 / B + ||D_s||_F^2 / B."""
     ft = torch.tensor(factors, dtype=d_m.dtype).unsqueeze(1)
     a = d_m * ft
     b = d_s * ft
@@ -148,7 +148,7 @@ def official_sda_term(d_m, d_s, factors, B):
 
 
 def image_priors(x, roll, B):
-    """method.md §4: on x_jit = roll(x, (roll, roll), dims (2, 3)):
+    """docs/method.md section 4: on x_jit = roll(x, (roll, roll), dims (2, 3)):
     TV_l2 = sum of torch.norm (Frobenius, not squared) of the 4 difference tensors (right, down, two diagonals);
     L2 = mean over n of ||x_jit[n]||_2 (written as sum over local rows / B)."""
     xj = torch.roll(x, shifts=(roll, roll), dims=(2, 3))
@@ -180,7 +180,7 @@ def loss(model, x, spec):
     L = len(taps)
     terms = {}
 
-    # layer 0: the input image against mu0 = 0, sigma0 = 1; plain form, no margin, no LSE (§0, §1, §2, §11)
+    # layer 0: the input image against mu0 = 0, sigma0 = 1; plain form, no margin, no LSE (section 0, section 1, section 2, section 5)
     m0, s0 = per_sample_stats(x)
     c0 = x.shape[1]
     terms["input"] = plain_term(m0, s0, torch.zeros(c0, dtype=x.dtype), torch.ones(c0, dtype=x.dtype), B)

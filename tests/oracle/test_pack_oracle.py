@@ -5,7 +5,7 @@
    of values and 3 on all (measured: identical); labels and names as listed. Packed on 1, 2 and 3 ranks: the same
    bytes.
 2. The real ImageNet MobileNet v1 x0.25 evaluated by dsgq on that packed file: 24/50 top-1, 37/50 top-5 (the Python
-   reference of ../shared/data/README.md), on 1 and 2 ranks.
+   reference of the data folder's README.md), on 1 and 2 ranks.
 3. End to end at 224: dsgq run on mobilenet_v1_0.25 with 8 DSG images (5 steps, 20 AdaRound steps) and with 8
    real images from the packed set as calibration data (synth.method = real), W8A8, evaluated on the packed
    samples: both write their records and stay within 6 images of FP32's 24/50.

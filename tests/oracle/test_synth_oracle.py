@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Oracle test (CTest label `oracle`): dsgq's synthesis losses (C++) against synth_ref.py, an independent Python
-reference written from ../shared/docs/method.md (§0-5, §11), on CIFAR-10 ResNet-20 with its real weights.
+reference written from docs/method.md (sections 0-6), on CIFAR-10 ResNet-20 with its real weights.
 
 1. SDA margins: per-layer 0.9-quantile of |m - mu| and |s - sigma| over 64 Gaussian images (relative 1e-4 per layer).
 2. Loss value and d loss / d x, batch of 13 (odd on purpose): zeroq/paper, dsg/paper with and without LSE, dsg/paper with

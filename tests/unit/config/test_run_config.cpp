@@ -1,8 +1,21 @@
+// src/config/run_config.cpp: reading run files and --set overrides, their messages, resolved.toml, the field
+// tables' roles and the configuration reference.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <iomanip>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
 #include "config/run_config.hpp"
-#include "config/sweep_config.hpp"
 #include "core/error.hpp"
+#include "test_util.hpp"
 
 using dsgq::InputError;
 using dsgq::config::parse_run_config;
@@ -17,16 +30,111 @@ std::string error_of(const std::string& text, const std::vector<std::string>& se
   }
   return "";
 }
+
+// A config value as "type value" text (doubles to 17 digits), for comparisons with readable failures.
+std::string show(const dsgq::config::Value& v) {
+  std::ostringstream os;
+  os << std::setprecision(17);
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, bool>) os << "bool " << (x ? "true" : "false");
+        else if constexpr (std::is_same_v<T, int64_t>) os << "int " << x;
+        else if constexpr (std::is_same_v<T, double>) os << "float " << x;
+        else os << "string '" << x << "'";
+      },
+      v);
+  return os.str();
+}
+
+// Every key's value in `cfg`, as "section.key" -> show(value), in table order.
+std::vector<std::pair<std::string, std::string>> all_values(const dsgq::config::RunConfig& cfg) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& f : dsgq::config::fields_with(cfg, 0)) out.emplace_back(f.section + "." + f.key, show(f.value));
+  return out;
+}
+
+// One row of the configuration reference's tables.
+struct RefRow {
+  std::string section, key, type, default_text, range;
+};
+
+// The rows of config_reference(): "## [section]" headings, then "| `key` | type | `default` | range | meaning |".
+std::vector<RefRow> reference_rows() {
+  std::vector<RefRow> rows;
+  std::istringstream in(dsgq::config::config_reference());
+  std::string line, section;
+  auto unquote = [](std::string s) {  // `x` -> x
+    return s.size() >= 2 && s.front() == '`' && s.back() == '`' ? s.substr(1, s.size() - 2) : s;
+  };
+  while (std::getline(in, line)) {
+    if (line.rfind("## [", 0) == 0) {
+      section = line.substr(4, line.find(']') - 4);
+    } else if (line.rfind("| `", 0) == 0) {
+      std::vector<std::string> cells;  // " | " never occurs inside a cell: a '|' there is written "\|"
+      size_t start = 2;
+      for (size_t bar; (bar = line.find(" | ", start)) != std::string::npos && cells.size() < 4; start = bar + 3)
+        cells.push_back(line.substr(start, bar - start));
+      if (cells.size() < 4) continue;
+      rows.push_back({section, unquote(cells[0]), cells[1], unquote(cells[2]), cells[3]});
+    }
+  }
+  return rows;
+}
+
+std::pair<std::string, std::string> split_range(const std::string& range) {  // "lo..hi"
+  const size_t dots = range.find("..");
+  return {range.substr(0, dots), range.substr(dots + 2)};
+}
+
+// A value other than the default for the reference row `r`: the --set text and the value it must read back as.
+struct Setting {
+  std::string text;
+  dsgq::config::Value value;
+};
+Setting non_default(const RefRow& r) {
+  const std::string dotted = r.section + "." + r.key;
+  if (r.type == "integer") {
+    const auto [lo, hi] = split_range(r.range);
+    const int64_t def = std::stoll(r.default_text);
+    const int64_t v = def + 1 <= std::stoll(hi) ? def + 1 : std::stoll(lo);
+    return {std::to_string(v), v};
+  }
+  if (r.type == "float") {
+    const auto [lo, hi] = split_range(r.range);
+    for (double v : {0.5, 0.25, 0.75, 1.5, 3.0}) {  // exact in binary and in TOML text
+      if (v >= std::stod(lo) && v <= std::stod(hi) && v != std::stod(r.default_text)) {
+        std::ostringstream os;
+        os << v;
+        return {os.str(), v};
+      }
+    }
+  }
+  if (r.type == "boolean") return {r.default_text == "true" ? "false" : "true", r.default_text != "true"};
+  if (r.type == "choice") {  // range: "a", "b", ...; auto is resolved when read, so it never reads back
+    std::istringstream names(r.range);
+    for (std::string n; std::getline(names, n, ',');) {
+      n = n.substr(n.find('"') + 1);
+      n = n.substr(0, n.find('"'));
+      if ("\"" + n + "\"" != r.default_text && n != "auto") return {"\"" + n + "\"", n};
+    }
+  }
+  // Strings and paths, with the values the reader accepts where it checks them.
+  static const std::map<std::string, std::string> special = {{"model.arch", "resnet56"}, {"runtime.device", "cuda:1"}};
+  const auto it = special.find(dotted);
+  const std::string v = it != special.end() ? it->second : r.type == "path" ? "/tmp/dsgq_" + r.key : "x_" + r.key;
+  return {"\"" + v + "\"", v};
+}
+
 }  // namespace
 
 TEST(RunConfig, DefaultsAreTheEmbeddedQuickstart) {
-  ::setenv("DSGQ_DATA", "/d", 1);
+  dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");
   const auto c = parse_run_config("", "(defaults)", {});
   EXPECT_EQ(c.model.arch, "resnet20");
   EXPECT_EQ(c.eval.data, "/d/cifar10/test_batch.bin");
   EXPECT_EQ(c.eval.batch, 500);
   EXPECT_EQ(c.runtime.device, "cpu");
-  ::unsetenv("DSGQ_DATA");
 }
 
 TEST(RunConfig, ReadsEveryKeyAndAppliesOverrides) {
@@ -84,40 +192,113 @@ TEST(RunConfig, SyntaxErrorNamesLineAndColumn) {
   EXPECT_NE(e.find("TOML syntax error"), std::string::npos) << e;
 }
 
-// Sweep files: lists expand to the cartesian product (last key fastest), [[sweep.grid]] tables union their products,
-// quant.bits sets both widths, and every point is validated like a run file.
-TEST(SweepConfig, GridsExpandInOrderWithBitsShorthand) {
-  const auto s = dsgq::config::parse_sweep(R"(
-[sweep]
-name = "t"
-[[sweep.grid]]
-"quant.bits" = ["w8a8", "w4a8"]
-[[sweep.grid]]
-quant.bits = "w3a3"
-"synth.seed" = [0, 1]
-[model]
-arch = "resnet20"
-[synth]
-method = ["dsg", "real"]
-)", "s.toml", {"quant.protocol=adaround"});
-  EXPECT_EQ(s.name, "t");
-  ASSERT_EQ(s.points.size(), 8u);  // 2 bits x 2 methods, then 1 bits x 2 methods x 2 seeds
-  EXPECT_EQ(s.points[0].label, "quant.bits=w8a8 synth.method=dsg");
-  EXPECT_EQ(s.points[1].label, "quant.bits=w8a8 synth.method=real");
-  EXPECT_EQ(s.points[2].cfg.quant.w_bits, 4);
-  EXPECT_EQ(s.points[2].cfg.quant.a_bits, 8);
-  EXPECT_EQ(s.points[4].label, "quant.bits=w3a3 synth.method=dsg synth.seed=0");
-  EXPECT_EQ(s.points[7].cfg.synth.method, "real");
-  EXPECT_EQ(s.points[7].cfg.synth.seed, 1);
-  EXPECT_EQ(s.points[7].cfg.quant.w_bits, 3);
-  EXPECT_EQ(s.points[7].cfg.quant.act_observer, "mse");  // auto under the adaround protocol set on the command line
-  EXPECT_EQ(s.axes, (std::vector<std::string>{"quant.bits", "synth.method", "synth.seed"}));
+// The reference lists exactly the keys the reader knows, in table order; each one, set to a value other than its
+// default with --set, reads back as that value, leaves every other key at its default, and survives
+// to_toml -> parse_run_config unchanged.
+TEST(RunConfig, EveryReferenceKeyOverridesAndRoundTripsThroughToml) {
+  dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // the ${DSGQ_DATA} defaults expand the same everywhere
+  const std::vector<RefRow> rows = reference_rows();
+  const auto defaults = all_values(parse_run_config("", "(defaults)", {}));
+  ASSERT_EQ(rows.size(), defaults.size());
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i].section + "." + rows[i].key, defaults[i].first);
+
+  std::set<std::string> types;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const RefRow& r = rows[i];
+    const std::string dotted = r.section + "." + r.key;
+    const Setting s = non_default(r);
+    const std::string set = dotted + "=" + s.text;
+    SCOPED_TRACE(set + " (" + r.type + ")");
+    ASSERT_NE(show(s.value), defaults[i].second) << "no non-default value found";
+    types.insert(r.type);
+
+    const auto cfg = parse_run_config("", "(defaults)", {set});
+    const auto got = all_values(cfg);
+    ASSERT_EQ(got.size(), defaults.size());
+    for (size_t j = 0; j < got.size(); ++j) {
+      // Only the key itself changes (but the protocol also picks the act_observer that auto resolves to).
+      if (j == i) {
+        EXPECT_EQ(got[j].second, show(s.value));
+      } else if (dotted != "quant.protocol" || got[j].first != "quant.act_observer") {
+        EXPECT_EQ(got[j], defaults[j]);
+      }
+    }
+    const auto back = all_values(parse_run_config(dsgq::config::to_toml(cfg), "resolved.toml", {}));
+    EXPECT_EQ(back, got);
+  }
+  EXPECT_EQ(types, (std::set<std::string>{"boolean", "choice", "float", "integer", "path", "string"}));
 }
 
-TEST(SweepConfig, RunFileWithoutListsIsOnePoint) {
-  const auto s = dsgq::config::parse_sweep("[quant]\nw_bits = 6\n", "s.toml", {});
-  ASSERT_EQ(s.points.size(), 1u);
-  EXPECT_EQ(s.points[0].cfg.quant.w_bits, 6);
-  EXPECT_EQ(s.points[0].cfg.quant.act_observer, "ema");
-  EXPECT_TRUE(s.axes.empty());
+// A few keys of each type, checked on the structs themselves, through --set and back through resolved.toml.
+TEST(RunConfig, OverridesOfEachTypeRoundTripThroughToml) {
+  dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");
+  using namespace dsgq::config;
+  const auto c = parse_run_config(
+      "[quant.adaround]\nreg = 0.5\n", "configs/t.toml",
+      {"synth.iters=17", "quant.adaround.iters=9", "quant.first_last_bits=0",                   // integers
+       "synth.lr=0.25", "quant.adaround.warmup=0.5", "synth.slack_quantile=0.75",              // floats
+       "synth.lse=false", "quant.adaround.enabled=false",                                      // booleans
+       "synth.method=zeroq", "synth.stats=\"batch\"", "model.dataset=imagenet",                // choices
+       "quant.act_observer=percentile", "quant.protocol=adaround",
+       "model.weights=/w.pt", "quant.calib_data=\"${DSGQ_DATA}/c.h5\"", "runtime.device=cuda:2"});  // text
+  for (const RunConfig& r : {c, parse_run_config(to_toml(c), "resolved.toml", {})}) {
+    EXPECT_EQ(r.synth.iters, 17);
+    EXPECT_EQ(r.quant.adaround.iters, 9);
+    EXPECT_EQ(r.quant.first_last_bits, 0);
+    EXPECT_EQ(r.synth.lr, 0.25);  // exact: 0.25 is a binary fraction, written and read back as such
+    EXPECT_EQ(r.quant.adaround.warmup, 0.5);
+    EXPECT_EQ(r.synth.slack_quantile, 0.75);
+    EXPECT_EQ(r.quant.adaround.reg, 0.5);
+    EXPECT_FALSE(r.synth.lse);
+    EXPECT_FALSE(r.quant.adaround.enabled);
+    EXPECT_EQ(r.synth.method, SynthMethod::zeroq);
+    EXPECT_EQ(r.synth.stats, BnStats::batch);
+    EXPECT_EQ(r.model.dataset, Dataset::imagenet);
+    EXPECT_EQ(r.quant.act_observer, Observer::percentile);  // an explicit observer is kept under adaround
+    EXPECT_EQ(r.quant.protocol, Protocol::adaround);
+    EXPECT_EQ(r.model.weights, "/w.pt");
+    EXPECT_EQ(r.quant.calib_data, "/d/c.h5");
+    EXPECT_EQ(r.runtime.device, "cuda:2");
+    // Untouched keys keep their defaults.
+    EXPECT_EQ(r.synth.batch, 64);
+    EXPECT_EQ(r.quant.adaround.beta_start, 20.0);
+  }
+}
+
+// The adaround variant (the point's "adaround" object and its key's hash): first_last_bits, then [quant.adaround]
+// in table order.
+TEST(RunConfig, AdaRoundVariantFieldsInOrder) {
+  using namespace dsgq::config;
+  RunConfig cfg;
+  cfg.quant.first_last_bits = 6;
+  cfg.quant.adaround.iters = 9;
+  cfg.quant.adaround.enabled = false;
+  const std::vector<FieldValue> f = fields_with(cfg, kAdaRoundVariant);
+  std::vector<std::string> keys;
+  for (const auto& v : f) keys.push_back(v.section + "." + v.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"quant.first_last_bits", "quant.adaround.enabled", "quant.adaround.iters",
+                                            "quant.adaround.batch", "quant.adaround.reg", "quant.adaround.beta_start",
+                                            "quant.adaround.beta_end", "quant.adaround.warmup", "quant.adaround.lr"}));
+  ASSERT_EQ(f.size(), 9u);
+  EXPECT_EQ(show(f[0].value), "int 6");
+  EXPECT_EQ(show(f[1].value), "bool false");
+  EXPECT_EQ(show(f[2].value), "int 9");
+  EXPECT_EQ(f[0].point, "first_last_bits");
+}
+
+// act_observer = "auto" is resolved when the config is read: mse under the adaround protocol, ema under zeroq;
+// resolved.toml holds the resolved name.
+TEST(RunConfig, AutoActObserverFollowsTheProtocol) {
+  dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");
+  using dsgq::config::Observer;
+  const auto ada = parse_run_config("[quant]\nprotocol = \"adaround\"\nact_observer = \"auto\"\n", "t.toml", {});
+  EXPECT_EQ(ada.quant.act_observer, Observer::mse);
+  const auto zq = parse_run_config("[quant]\nprotocol = \"zeroq\"\nact_observer = \"auto\"\n", "t.toml", {});
+  EXPECT_EQ(zq.quant.act_observer, Observer::ema);
+  EXPECT_EQ(parse_run_config("", "t.toml", {"quant.act_observer=auto", "quant.protocol=adaround"}).quant.act_observer,
+            Observer::mse);
+  EXPECT_EQ(parse_run_config("", "t.toml", {"quant.act_observer=auto"}).quant.act_observer, Observer::ema);  // zeroq default
+  EXPECT_EQ(dsgq::config::to_toml(ada).find("auto"), std::string::npos) << dsgq::config::to_toml(ada);
+  EXPECT_EQ(parse_run_config(dsgq::config::to_toml(ada), "resolved.toml", {"quant.protocol=zeroq"}).quant.act_observer,
+            Observer::mse);  // once resolved, a later protocol change no longer moves it
 }

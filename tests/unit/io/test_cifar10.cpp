@@ -1,3 +1,4 @@
+// src/io/cifar10.cpp: the CIFAR-10 binary reader and its messages.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

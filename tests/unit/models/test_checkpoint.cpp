@@ -1,3 +1,4 @@
+// src/models/checkpoint.cpp (with pickle.cpp beneath it): torch.save archives read and written.
 #include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -1,14 +1,25 @@
+// src/models/network.cpp: the layer ops (TF "same" padding, non-square kernels), forward hooks, the strict
+// checkpoint import and BN folding.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <limits>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.hpp"
 #include "models/checkpoint.hpp"
 #include "models/registry.hpp"
 
 using namespace dsgq;
+
+namespace {
+constexpr double kConvTol = 1e-5;         // float32 conv vs torch::conv2d: other summation order, outputs O(5)
+constexpr double kMinLogitScale = 1e-3;   // the He-initialised logits are O(1); below this the comparison is vacuous
+constexpr double kFoldRelTol = 1e-4;      // folded vs unfolded float32 forward through ~100 layers, relative to max|y|
+}  // namespace
 
 TEST(Network, TfSamePaddingMatchesExplicitPad) {
   for (int64_t size : {7, 8, 13, 32}) {
@@ -28,29 +39,8 @@ TEST(Network, TfSamePaddingMatchesExplicitPad) {
                                      ck.tensors[0].tensor, ck.tensors[1].tensor, stride);
       const auto y = net.forward(x);
       ASSERT_EQ(y.sizes(), ref.sizes()) << "size " << size << " stride " << stride;
-      EXPECT_TRUE(!((y - ref).abs().max().item<double>() > 1e-5)) << "size " << size << " stride " << stride;
+      EXPECT_TRUE(!((y - ref).abs().max().item<double>() > kConvTol)) << "size " << size << " stride " << stride;
     }
-  }
-}
-
-TEST(Network, RegistryShapesAndParameterCounts) {
-  // Parameter counts from ../shared/data/models/*.json (num_params).
-  const std::vector<std::tuple<std::string, size_t, size_t, size_t, int64_t>> expect = {
-      {"resnet20", 20, 19, 19, 269722}, {"resnet56", 56, 55, 55, 853018},
-      {"resnet8", 10, 7, 7, 78186},     {"mobilenet_v1_0.25", 28, 27, 27, 470072},
-      // torchvision 0.14: sum(p.numel() for p in model.parameters())
-      {"resnet18", 21, 20, 17, 11689512}, {"resnet50", 54, 53, 49, 25557032},
-      {"mobilenet_v2", 53, 52, 35, 3504872},
-      // inception_v3(aux_logits=True): 27161264 in torchvision, of which AuxLogits.* (unused in eval mode, not dsgq
-      // parameters) hold 3326696; 94 BasicConv2d + fc in eval forward, 94 of the 96 BatchNorm2d (2 are in AuxLogits).
-      {"inception_v3", 95, 94, 94, 27161264 - 3326696},
-      {"shufflenet_v2_x0_5", 57, 56, 37, 1366792}, {"shufflenet_v2_x1_0", 57, 56, 37, 2278604}};
-  for (const auto& [arch, layers, bns, acts, params] : expect) {
-    auto net = models::build_network(arch, "arch");
-    EXPECT_EQ(net->layers().size(), layers) << arch;
-    EXPECT_EQ(net->bns().size(), bns) << arch;
-    EXPECT_EQ(net->acts().size(), acts) << arch;
-    EXPECT_EQ(net->num_params(), params) << arch;
   }
 }
 
@@ -72,7 +62,7 @@ TEST(Network, NonSquareKernelMatchesConv2d) {
   const auto y = net.forward(x);
   ASSERT_EQ(y.sizes(), ref.sizes());
   const double err = (y - ref).abs().max().item<double>();
-  EXPECT_LT(err, 1e-5);
+  EXPECT_LT(err, kConvTol);
 }
 
 TEST(Network, HooksSeeEveryBnInOrderAndCanSubstituteWeights) {
@@ -88,6 +78,7 @@ TEST(Network, HooksSeeEveryBnInOrderAndCanSubstituteWeights) {
     ++acts;
     return x;
   };
+  torch::manual_seed(2);
   const auto x = torch::randn({3, 3, 32, 32});
   net->forward(x, &hooks);
   ASSERT_EQ(order.size(), net->bns().size());
@@ -119,49 +110,6 @@ TEST(Network, StrictLoadListsEveryOffenderTogether) {
   }
 }
 
-TEST(Network, InceptionRequiresAuxLogitsKeysButNeverUsesThem) {
-  auto net = models::build_network("inception_v3", "arch");
-  // torchvision's inception_v3 state_dict: 580 keys, 96 of them num_batches_tracked; AuxLogits.* are 12 of the rest.
-  ASSERT_EQ(net->ignored_specs().size(), 12u);
-  EXPECT_EQ(net->param_specs().size() + net->ignored_specs().size(), 484u);
-  for (const auto& [name, shape] : net->ignored_specs()) EXPECT_EQ(name.rfind("AuxLogits.", 0), 0u) << name;
-  for (const auto& [name, shape] : net->param_specs()) EXPECT_NE(name.rfind("AuxLogits.", 0), 0u) << name;
-  for (const auto& l : net->layers()) EXPECT_NE(l.name.rfind("AuxLogits.", 0), 0u) << l.name;
-  for (const auto& b : net->bns()) EXPECT_NE(b.name.rfind("AuxLogits.", 0), 0u) << b.name;
-
-  models::Checkpoint ck;
-  ck.path = "m.pt";
-  torch::manual_seed(9);
-  for (const auto& [name, shape] : net->param_specs())
-    ck.tensors.push_back({name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5
-                                                                             : torch::randn(shape) * 0.1});
-  for (const auto& [name, shape] : net->ignored_specs())
-    ck.tensors.push_back({name, torch::full(shape, std::numeric_limits<float>::quiet_NaN())});
-  ck.tensors.push_back({"AuxLogits.conv0.bn.num_batches_tracked", torch::tensor(int64_t(5))});  // tolerated
-  net->load(ck);
-  // NaN AuxLogits weights would poison the logits if the forward read them (75x75: the smallest input it takes).
-  const auto y = net->forward(torch::randn({1, 3, 75, 75}));
-  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{1, 1000}));
-  EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
-
-  // A missing or wrong-shaped AuxLogits key is reported like any other; an unknown AuxLogits key is unexpected.
-  auto find = [&](const std::string& name) {
-    return std::find_if(ck.tensors.begin(), ck.tensors.end(), [&](const auto& nt) { return nt.name == name; });
-  };
-  ck.tensors.erase(find("AuxLogits.fc.bias"));
-  find("AuxLogits.conv1.conv.weight")->tensor = torch::zeros({768, 128, 3, 3});
-  ck.tensors.push_back({"AuxLogits.fc2.weight", torch::zeros({3})});
-  try {
-    net->load(ck);
-    FAIL();
-  } catch (const InputError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "m.pt: does not fit inception_v3: 1 missing (AuxLogits.fc.bias); 1 unexpected (AuxLogits.fc2.weight "
-              "[3]); 1 wrong (AuxLogits.conv1.conv.weight is [768,128,3,3], expected [768,128,5,5]); expected the "
-              "inception_v3 state_dict (484 tensors)");
-  }
-}
-
 TEST(Network, FoldedInceptionAndShuffleNetMatch) {
   // Every BN folds into the conv right before it (ShuffleNet's depthwise convs and Inception's 1x7 / 7x1 ones too).
   for (const auto& [arch, size] : {std::pair<std::string, int64_t>{"inception_v3", 75}, {"shufflenet_v2_x0_5", 64}}) {
@@ -180,7 +128,7 @@ TEST(Network, FoldedInceptionAndShuffleNetMatch) {
     const auto x = torch::randn({2, 3, size, size});
     const auto ref = net->forward(x), got = net->folded()->forward(x);
     const double err = (got - ref).abs().max().item<double>(), scale = ref.abs().max().item<double>();
-    EXPECT_GT(scale, 1e-3) << arch;
-    EXPECT_LT(err, 1e-4 * scale) << arch << " scale " << scale;
+    EXPECT_GT(scale, kMinLogitScale) << arch;
+    EXPECT_LT(err, kFoldRelTol * scale) << arch << " scale " << scale;
   }
 }

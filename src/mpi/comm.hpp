@@ -9,7 +9,7 @@ namespace at {
 class Tensor;
 }
 
-namespace dsgq::dist {
+namespace dsgq::mpi {
 
 // Index range [begin, end) of rank r's share when n items are split over `world` ranks: the first n % world ranks
 // get one more (10 over 3 -> 4, 3, 3). Local.
@@ -61,7 +61,7 @@ class Comm {
 };
 
 // Collective sum whose backward pass is the identity: every rank then holds the same (replicated) loss built on
-// the global sums, so the gradient w.r.t. each rank's share is the incoming gradient itself (design.md 5,
+// the global sums, so the gradient w.r.t. each rank's share is the incoming gradient itself (docs/method.md section 7,
 // stats = "batch"). float/double tensors; with one rank it is the identity.
 at::Tensor allreduce_sum_autograd(const at::Tensor& local, const Comm& comm);
 
@@ -79,4 +79,4 @@ class MpiEnv {
   Comm world_;
 };
 
-}  // namespace dsgq::dist
+}  // namespace dsgq::mpi

@@ -1,4 +1,4 @@
-#include "dist/device.hpp"
+#include "pipeline/device.hpp"
 
 #include <torch/torch.h>
 
@@ -6,7 +6,7 @@
 
 #include "core/error.hpp"
 
-namespace dsgq::dist {
+namespace dsgq::pipeline {
 
 c10::Device resolve_device(const std::string& setting, int local_rank, const std::string& where) {
   if (setting == "cpu") return c10::Device(c10::kCPU);
@@ -39,4 +39,4 @@ c10::Device resolve_device(const std::string& setting, int local_rank, const std
 void set_torch_threads(int threads) { at::set_num_threads(threads); }
 int torch_threads() { return at::get_num_threads(); }
 
-}  // namespace dsgq::dist
+}  // namespace dsgq::pipeline

@@ -1,5 +1,5 @@
 #pragma once
-// A dynamic work queue over MPI ranks (design.md section 5, sweeps): indices 0..n-1 handed out one at a time to
+// A dynamic work queue over MPI ranks (docs/layout.md section 2, sweeps): indices 0..n-1 handed out one at a time to
 // whichever rank asks first. Rank 0 coordinates from a helper thread (polling, so it does not spin a core) and also
 // takes work itself; other ranks ask with one message round trip. Needs MPI_THREAD_MULTIPLE; where the MPI library
 // does not provide it, the queue falls back to a static round robin (rank r takes r, r + R, ...), with a warning.
@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <thread>
 
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 
-namespace dsgq::dist {
+namespace dsgq::mpi {
 
 class WorkQueue {
  public:
@@ -37,4 +37,4 @@ class WorkQueue {
 // A barrier that sleeps between polls instead of spinning. Collective.
 void polling_barrier(const Comm& comm);
 
-}  // namespace dsgq::dist
+}  // namespace dsgq::mpi

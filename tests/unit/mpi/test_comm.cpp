@@ -1,8 +1,9 @@
+// src/mpi/comm.cpp: the local share arithmetic (the collectives run under mpiexec in tests/mpi).
 #include <gtest/gtest.h>
 
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 
-using dsgq::dist::share_of;
+using dsgq::mpi::share_of;
 
 TEST(Share, UnevenSplitsCoverEverythingInOrder) {
   EXPECT_EQ(share_of(10, 0, 3).size(), 4);

@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace dsgq::dist {
+namespace dsgq::pipeline {
 
 // "cpu" -> CPU. "cuda" -> GPU number (local_rank % visible GPUs); "cuda:N" -> GPU N. Throws InputError naming
 // `where` and the value when this build or machine has no CUDA ("this dsgq build is CPU-only ...").
@@ -16,4 +16,4 @@ c10::Device resolve_device(const std::string& setting, int local_rank, const std
 void set_torch_threads(int threads);
 int torch_threads();
 
-}  // namespace dsgq::dist
+}  // namespace dsgq::pipeline

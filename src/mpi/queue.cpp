@@ -1,4 +1,4 @@
-#include "dist/queue.hpp"
+#include "mpi/queue.hpp"
 
 #include <mpi.h>
 
@@ -7,7 +7,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 
-namespace dsgq::dist {
+namespace dsgq::mpi {
 namespace {
 constexpr int kTagRequest = 7101, kTagReply = 7102;
 MPI_Comm as_mpi(void* h) { return reinterpret_cast<MPI_Comm>(h); }
@@ -91,4 +91,4 @@ void WorkQueue::finish() {
   }
 }
 
-}  // namespace dsgq::dist
+}  // namespace dsgq::mpi

@@ -1,4 +1,4 @@
-#include "pipeline/record.hpp"
+#include "pipeline/stage_support.hpp"
 
 #include <unistd.h>
 
@@ -34,15 +34,19 @@ LoadedModel load_model(const config::RunConfig& cfg, const Runtime& rt) {
   return m;
 }
 
-void check_results_dir(const std::string& dir) {
-  const std::string results = dir + "/results";
-  std::error_code ec;
-  if (!std::filesystem::is_directory(results, ec)) return;
+std::vector<std::string> result_files(const std::string& dir) {
   std::vector<std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(results, ec))
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir + "/results", ec)) return files;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/results", ec))
     if (e.path().extension() == ".json") files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
-  for (const auto& f : files) {
+  return files;
+}
+
+void check_results_dir(const std::string& dir) {
+  const std::string results = dir + "/results";
+  for (const auto& f : result_files(dir)) {
     nlohmann::json r;
     try {
       r = io::read_json(f);
@@ -90,15 +94,24 @@ int64_t check_image_set(const std::string& path, const std::string& where, const
   return info.n_images;
 }
 
-io::ImageSet eval_share(const config::RunConfig& cfg, int64_t n, const dist::Comm& comm) {
-  const dist::Share share = dist::share_of(n, comm.rank(), comm.size());
+int64_t check_image_count(const std::string& path, const std::string& where, const models::Network& net,
+                          int64_t requested, const std::string& where_n) {
+  const int64_t available = check_image_set(path, where, net);
+  if (requested > available)
+    throw InputError(where_n + " = '" + std::to_string(requested) + "' but " + path + " holds " +
+                     std::to_string(available) + " images; expected 0 (all) or 1.." + std::to_string(available));
+  return requested > 0 ? requested : available;
+}
+
+io::ImageSet eval_share(const config::RunConfig& cfg, int64_t n, const mpi::Comm& comm) {
+  const mpi::Share share = mpi::share_of(n, comm.rank(), comm.size());
   return io::read_image_set(cfg.eval.data, share.begin, share.size());
 }
 
 nlohmann::json span_json(const Span& s) { return {{"min", s.min}, {"mean", s.mean}, {"max", s.max}}; }
 
-nlohmann::json provenance_json(const config::RunConfig& cfg, const Runtime& rt, const dist::Comm& comm) {
-  const std::vector<std::string> all = comm.allgather(dist::MpiEnv::processor_name());
+nlohmann::json provenance_json(const config::RunConfig& cfg, const Runtime& rt, const mpi::Comm& comm) {
+  const std::vector<std::string> all = comm.allgather(mpi::MpiEnv::processor_name());
   const std::set<std::string> hosts(all.begin(), all.end());
   return {{"dsgq_version", kVersion},
           {"git", kGitDescribe},

@@ -1,4 +1,4 @@
-#include "dist/comm.hpp"
+#include "mpi/comm.hpp"
 
 #include <mpi.h>
 #include <torch/torch.h>
@@ -8,7 +8,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 
-namespace dsgq::dist {
+namespace dsgq::mpi {
 namespace {
 MPI_Comm as_mpi(void* h) { return reinterpret_cast<MPI_Comm>(h); }
 void check(int rc, const char* what) {
@@ -182,4 +182,4 @@ void Comm::abort(int code) const {
   std::_Exit(code);
 }
 
-}  // namespace dsgq::dist
+}  // namespace dsgq::mpi
