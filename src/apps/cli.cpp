@@ -31,7 +31,8 @@ void set_shard(Args& a, const std::string&, const std::string& v) {
   int i = -1, n = 0;
   char tail = 0;
   if (std::sscanf(v.c_str(), "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 0 || i >= n)
-    throw InputError("option --shard = " + quote_value(v) + " is not a shard; expected I/N with 0 <= I < N (e.g. "
+    throw InputError("option --shard = " + quote_value(v) +
+                     " is not a shard; expected I/N with 0 <= I < N (e.g. "
                      "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)");
   a.shard = i;
   a.shards = n;
@@ -64,7 +65,9 @@ const Option kOptions[] = {
     {"--synsets", "pack", true, [](Args& a, auto&, auto& v) { a.pack.synsets = v; },
      "FILE: '<wnid> <names>' lines fixing the class index of each wnid (tree)"},
     {"--size", "pack", true,
-     [](Args& a, auto& o, auto& v) { a.pack.size = positive(o, v, kMaxInt, "a size; expected a positive integer (pixels)"); },
+     [](Args& a, auto& o, auto& v) {
+       a.pack.size = positive(o, v, kMaxInt, "a size; expected a positive integer (pixels)");
+     },
      "S: CenterCrop(S) (default 224)"},
     {"--resize", "pack", true,
      [](Args& a, auto& o, auto& v) {
@@ -148,7 +151,8 @@ Args parse_args(int argc, char** argv) {
     } else if (opt == "--only") {
       if (has_inline) a.only.push_back(value);
       while (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) a.only.push_back(argv[++i]);
-      if (a.only.empty()) throw InputError("option --only needs at least one point key (dsgq sweep --list prints them)");
+      if (a.only.empty())
+        throw InputError("option --only needs at least one point key (dsgq sweep --list prints them)");
     } else {
       if (o->takes_value && !has_inline) {
         if (i + 1 >= argc) throw InputError("option " + opt + " needs a value");

@@ -45,8 +45,8 @@ StagePtr run(const Args& a, const mpi::Comm& w, std::string& out) {
 }
 
 StagePtr sweep(const Args& a, const mpi::Comm& w, std::string& out) {
-  return or_describe(pipeline::SweepStage::prepare(a.common, a.only, w, a.shard, a.shards),
-                     a.list || a.common.dry_run, out);
+  return or_describe(pipeline::SweepStage::prepare(a.common, a.only, w, a.shard, a.shards), a.list || a.common.dry_run,
+                     out);
 }
 
 StagePtr pack(const Args& a, const mpi::Comm& w, std::string& out) {
@@ -82,8 +82,9 @@ const std::vector<Command>& commands() {
        true, sweep},
       {"report", "report   RUNS_DIR        aggregate result records into tables (RUNS_DIR/report/table.md|csv|tex)",
        false, report},
-      {"pack", "pack     --images DIR --out FILE.h5 [--labels FILE] [--synsets FILE] [--size 224] [--resize R]\n"
-               "                           pack an ImageNet-style folder (torchvision eval preprocessing) into HDF5",
+      {"pack",
+       "pack     --images DIR --out FILE.h5 [--labels FILE] [--synsets FILE] [--size 224] [--resize R]\n"
+       "                           pack an ImageNet-style folder (torchvision eval preprocessing) into HDF5",
        true, pack},
       {"inspect", "inspect  FILE            describe a .pt checkpoint, a .h5 synthetic set or a .json result record",
        false, inspect},

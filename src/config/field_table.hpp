@@ -35,10 +35,18 @@ inline std::string number_text(double v) {
 }
 
 template <class S>
-Field<S> text_field(const char* key, std::string S::*m, const char* def, bool path, const char* doc,
-                    unsigned roles = 0, const char* point = "") {
-  Field<S> f{key, path ? "path" : "string", std::string("\"") + def + "\"", path ? "${VAR} expanded" : "",
-             doc, roles, point, nullptr, nullptr, nullptr};
+Field<S> text_field(const char* key, std::string S::*m, const char* def, bool path, const char* doc, unsigned roles = 0,
+                    const char* point = "") {
+  Field<S> f{key,
+             path ? "path" : "string",
+             std::string("\"") + def + "\"",
+             path ? "${VAR} expanded" : "",
+             doc,
+             roles,
+             point,
+             nullptr,
+             nullptr,
+             nullptr};
   const std::string d = def;
   f.set_default = [m, d](S& s) { s.*m = d; };
   f.read = [m, path, key](S& s, TomlSection& t) { s.*m = path ? t.get_path(key, s.*m) : t.get_string(key, s.*m); };
@@ -49,8 +57,16 @@ Field<S> text_field(const char* key, std::string S::*m, const char* def, bool pa
 template <class S>
 Field<S> int_field(const char* key, int64_t S::*m, int64_t def, int64_t lo, int64_t hi, const char* doc,
                    unsigned roles = 0, const char* point = "") {
-  Field<S> f{key, "integer", std::to_string(def), std::to_string(lo) + ".." + std::to_string(hi), doc, roles, point,
-             nullptr, nullptr, nullptr};
+  Field<S> f{key,
+             "integer",
+             std::to_string(def),
+             std::to_string(lo) + ".." + std::to_string(hi),
+             doc,
+             roles,
+             point,
+             nullptr,
+             nullptr,
+             nullptr};
   f.set_default = [m, def](S& s) { s.*m = def; };
   f.read = [m, key, lo, hi](S& s, TomlSection& t) { s.*m = t.get_int(key, s.*m, lo, hi); };
   f.get = [m](const S& s) { return Value(s.*m); };
@@ -60,7 +76,7 @@ Field<S> int_field(const char* key, int64_t S::*m, int64_t def, int64_t lo, int6
 template <class S>
 Field<S> float_field(const char* key, double S::*m, double def, double lo, double hi, const char* doc,
                      unsigned roles = 0, const char* point = "") {
-  Field<S> f{key, "float", number_text(def), number_text(lo) + ".." + number_text(hi), doc, roles, point,
+  Field<S> f{key,     "float", number_text(def), number_text(lo) + ".." + number_text(hi), doc, roles, point,
              nullptr, nullptr, nullptr};
   f.set_default = [m, def](S& s) { s.*m = def; };
   f.read = [m, key, lo, hi](S& s, TomlSection& t) { s.*m = t.get_double(key, s.*m, lo, hi); };
@@ -79,15 +95,12 @@ Field<S> bool_field(const char* key, bool S::*m, bool def, const char* doc, unsi
 }
 
 template <class S, class E>
-Field<S> choice_field(const char* key, E S::*m, E def, const char* doc, unsigned roles = 0,
-                      const char* point = "") {
+Field<S> choice_field(const char* key, E S::*m, E def, const char* doc, unsigned roles = 0, const char* point = "") {
   std::string range;
   for (const auto& n : choice_names<E>()) range += (range.empty() ? "" : ", ") + ("\"" + n + "\"");
   Field<S> f{key, "choice", "\"" + name(def) + "\"", range, doc, roles, point, nullptr, nullptr, nullptr};
   f.set_default = [m, def](S& s) { s.*m = def; };
-  f.read = [m, key](S& s, TomlSection& t) {
-    s.*m = *parse_choice<E>(t.get_enum(key, name(s.*m), choice_names<E>()));
-  };
+  f.read = [m, key](S& s, TomlSection& t) { s.*m = *parse_choice<E>(t.get_enum(key, name(s.*m), choice_names<E>())); };
   f.get = [m](const S& s) { return Value(name(s.*m)); };
   return f;
 }

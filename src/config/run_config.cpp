@@ -45,8 +45,10 @@ const Table<SynthConfig>& synth_table() {
       int_field<S>("n_images", &S::n_images, 256, 1, k2p31, "images in the calibration set", id),
       int_field<S>("batch", &S::batch, 64, 1, 1 << 16, "images optimised together (split over the ranks)", id),
       int_field<S>("iters", &S::iters, 500, 1, 1000000, "Adam steps per batch", id),
-      float_field<S>("lr", &S::lr, 0.0, 0.0, 1e3, "Adam learning rate; 0 = the preset's (paper 0.5; official dsg 0.9, "
-                                                  "zeroq 0.5)", id),
+      float_field<S>("lr", &S::lr, 0.0, 0.0, 1e3,
+                     "Adam learning rate; 0 = the preset's (paper 0.5; official dsg 0.9, "
+                     "zeroq 0.5)",
+                     id),
       int_field<S>("patience", &S::patience, 0, 0, 1000000,
                    "ReduceLROnPlateau patience; 0 = the preset's (paper 100; official dsg 260, zeroq 100)", id),
       choice_field<S>("stats", &S::stats, BnStats::per_sample,
@@ -77,8 +79,7 @@ const Table<QuantConfig>& quant_table() {
                       "activation range observer; auto = the protocol's (zeroq: ema, adaround: mse)", kQuantPoint),
       text_field<S>("calib_data", &S::calib_data, "", true,
                     "dsgq-synth/1 file; \"\" = the file [synth] describes (dsgq run makes it)"),
-      int_field<S>("n_calib", &S::n_calib, 0, 0, k2p31, "first n images of the calibration file; 0 = all",
-                   kQuantPoint),
+      int_field<S>("n_calib", &S::n_calib, 0, 0, k2p31, "first n images of the calibration file; 0 = all", kQuantPoint),
       int_field<S>("first_last_bits", &S::first_last_bits, 8, 0, kMaxBits,
                    "adaround: bits of the first/last layer weights and the classifier input; 0 = the same as the "
                    "rest (1 is refused)",
@@ -101,9 +102,9 @@ const Table<AdaRoundConfig>& adaround_table() {
       float_field<S>("beta_start", &S::beta_start, 20.0, 0.0, 1e3, "regulariser beta, annealed linearly ...", v),
       float_field<S>("beta_end", &S::beta_end, 2.0, 0.0, 1e3, "... to this", v),
       float_field<S>("warmup", &S::warmup, 0.2, 0.0, 1.0, "fraction of iterations without the regulariser", v),
-      float_field<S>("lr", &S::lr, 1e-2, 1e-8, 10.0,
-                     "Adam on the rounding variables (reference 1e-3 at 10-20k iterations; docs/method.md section 12.6)",
-                     v),
+      float_field<S>(
+          "lr", &S::lr, 1e-2, 1e-8, 10.0,
+          "Adam on the rounding variables (reference 1e-3 at 10-20k iterations; docs/method.md section 12.6)", v),
   };
   return t;
 }
@@ -131,8 +132,7 @@ const Table<OutputConfig>& output_table() {
 const Table<RuntimeConfig>& runtime_table() {
   using S = RuntimeConfig;
   static const Table<S> t = {
-      text_field<S>("device", &S::device, "cpu", false,
-                    "cpu | cuda (this rank's local GPU) | cuda:N (CUDA builds)"),
+      text_field<S>("device", &S::device, "cpu", false, "cpu | cuda (this rank's local GPU) | cuda:N (CUDA builds)"),
       int_field<S>("threads", &S::threads, 0, 0, 4096,
                    "torch threads per rank; 0 = --threads, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or cores/ranks"),
   };
@@ -318,8 +318,7 @@ std::string to_toml(const RunConfig& cfg) {
   toml::table root;
   for_each_section(cfg, [&](const std::string& name, const auto& table, const auto& s) {
     toml::table* t = table_at(root, name);
-    for (const auto& f : table)
-      std::visit([&](const auto& v) { t->insert_or_assign(f.key, v); }, f.get(s));
+    for (const auto& f : table) std::visit([&](const auto& v) { t->insert_or_assign(f.key, v); }, f.get(s));
   });
   std::ostringstream os;
   os << "# resolved from " << cfg.source << "\n" << root << "\n";

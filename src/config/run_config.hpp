@@ -68,11 +68,11 @@ struct QuantConfig {
   QuantConfig();
   Protocol protocol;
   int64_t w_bits;
-  int64_t a_bits;            // 32 = activations in floating point
-  Observer act_observer;     // never `automatic` once read
+  int64_t a_bits;         // 32 = activations in floating point
+  Observer act_observer;  // never `automatic` once read
   std::string calib_data;
   int64_t n_calib;
-  int64_t first_last_bits;   // 0 = same as w_bits / a_bits
+  int64_t first_last_bits;  // 0 = same as w_bits / a_bits
   int64_t cache_mib;
   AdaRoundConfig adaround;
 };

@@ -66,7 +66,8 @@ using Axes = std::map<std::string, std::vector<const toml::node*>>;
 std::vector<const toml::node*> axis_values(const toml::node& n, const std::string& where) {
   std::vector<const toml::node*> values;
   if (const toml::array* a = n.as_array()) {
-    if (a->empty()) throw InputError(where + " = [] is an empty list; expected at least one value (an empty grid has no points)");
+    if (a->empty())
+      throw InputError(where + " = [] is an empty list; expected at least one value (an empty grid has no points)");
     for (const auto& v : *a) {
       if (v.is_array() || v.is_table())
         throw InputError(where + " holds a nested list or table (" + node_to_string(v) + "); expected plain values");
@@ -118,7 +119,8 @@ Axes base_axes(const toml::table& root, const std::string& source) {
     if (!node->is_array() && path != "quant.bits") continue;
     if (!sweepable(path))
       throw InputError(source + ": " + path + " = " + node_to_string(*node) + " is a list, but [" +
-                       path.substr(0, path.find('.')) + "] cannot vary in a sweep; expected one value (lists are "
+                       path.substr(0, path.find('.')) +
+                       "] cannot vary in a sweep; expected one value (lists are "
                        "allowed in [model], [synth], [quant], [eval])");
     base[path] = axis_values(*node, source + ": " + path);
   }
@@ -131,12 +133,14 @@ Axes grid_axes(const Axes& base, const toml::table& grid, size_t g, const std::s
   std::map<std::string, const toml::node*> leaves;
   flatten(grid, "", leaves);
   if (leaves.empty())
-    throw InputError(source + " [[sweep.grid]] #" + std::to_string(g + 1) + " is empty; expected keys with lists "
+    throw InputError(source + " [[sweep.grid]] #" + std::to_string(g + 1) +
+                     " is empty; expected keys with lists "
                      "(\"quant.bits\" = [\"w8a8\", \"w4a4\"])");
   for (const auto& [path, node] : leaves) {
     const std::string where = source + " [[sweep.grid]] #" + std::to_string(g + 1) + ": " + path;
     if (!sweepable(path) || path.find('.') == std::string::npos)
-      throw InputError(where + " cannot vary in a sweep; expected a key of [model], [synth], [quant] or [eval] "
+      throw InputError(where +
+                       " cannot vary in a sweep; expected a key of [model], [synth], [quant] or [eval] "
                        "written as \"section.key\"");
     axes[path] = axis_values(*node, where);
     erase_path(fixed, path);
@@ -157,7 +161,8 @@ void set_axis(toml::table& t, OverrideOrigins& origins, const std::string& path,
   }
   std::smatch m;
   if (!v.is_string() || !std::regex_match(text, m, kBits))
-    throw InputError(source + ": quant.bits = " + quote_value(text) + " is not a bit-width; expected \"wXaY\" "
+    throw InputError(source + ": quant.bits = " + quote_value(text) +
+                     " is not a bit-width; expected \"wXaY\" "
                      "(e.g. \"w4a4\", \"w4a8\", \"w4a32\" for activations in floating point)");
   set_path(t, "quant.w_bits", toml::value<int64_t>(std::stoll(m[1].str())));
   set_path(t, "quant.a_bits", toml::value<int64_t>(std::stoll(m[2].str())));

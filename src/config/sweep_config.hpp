@@ -34,8 +34,8 @@ struct SweepPoint {
 
 struct SweepSpec {
   std::string source, name;
-  std::vector<std::string> axes;  // every key that takes more than one value over the points, sorted
-  std::vector<SweepPoint> points; // grid by grid; within a grid the last axis varies fastest
+  std::vector<std::string> axes;   // every key that takes more than one value over the points, sorted
+  std::vector<SweepPoint> points;  // grid by grid; within a grid the last axis varies fastest
 };
 
 SweepSpec load_sweep(const std::string& path, const std::vector<std::string>& overrides);

@@ -35,13 +35,20 @@ std::string node_to_string(const toml::node& n) {
 namespace {
 const char* type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date/time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date/time";
   }
 }
 }  // namespace
@@ -64,7 +71,8 @@ const toml::node* TomlSection::find(const std::string& key) {
 }
 
 void TomlSection::type_error(const std::string& key, const toml::node& n, const std::string& expected) const {
-  throw InputError(where(key) + " = " + quote_value(node_to_string(n)) + " is " + type_name(n) + "; expected " + expected);
+  throw InputError(where(key) + " = " + quote_value(node_to_string(n)) + " is " + type_name(n) + "; expected " +
+                   expected);
 }
 
 TomlSection TomlSection::sub(const std::string& key) {
@@ -110,7 +118,8 @@ double TomlSection::get_double(const std::string& key, double def, double min, d
   else
     type_error(key, *n, "a number " + range.str());
   if (!(v >= min && v <= max))
-    throw InputError(where(key) + " = " + quote_value(node_to_string(*n)) + " is out of range; expected " + range.str());
+    throw InputError(where(key) + " = " + quote_value(node_to_string(*n)) + " is out of range; expected " +
+                     range.str());
   return v;
 }
 

@@ -25,7 +25,7 @@ std::string quote_value(const std::string& value);
 
 }  // namespace dsgq
 
-#define DSGQ_CHECK(cond, msg)                                      \
-  do {                                                             \
+#define DSGQ_CHECK(cond, msg)                                              \
+  do {                                                                     \
     if (!(cond)) ::dsgq::throw_internal(__FILE__, __LINE__, #cond, (msg)); \
   } while (0)

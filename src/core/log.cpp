@@ -17,8 +17,8 @@ void vlog(LogLevel level, bool rank0_only, const char* fmt, va_list ap) {
   static const char* const kNames[] = {"info", "warn", "error"};
   char body[4096];
   std::vsnprintf(body, sizeof body, fmt, ap);
-  std::string prefix = g_rank < 0 ? std::string("[rank ?/?]")
-                                  : "[rank " + std::to_string(g_rank) + "/" + std::to_string(g_world) + "]";
+  std::string prefix =
+      g_rank < 0 ? std::string("[rank ?/?]") : "[rank " + std::to_string(g_rank) + "/" + std::to_string(g_world) + "]";
   std::lock_guard<std::mutex> lock(g_mutex);
   std::fprintf(stderr, "%s %s: %s\n", prefix.c_str(), kNames[static_cast<int>(level)], body);
   std::fflush(stderr);
@@ -31,12 +31,12 @@ void set_log_rank(int rank, int world) {
 }
 int log_rank() { return g_rank; }
 
-#define DSGQ_DEFINE_LOG(fn, level, rank0)  \
-  void fn(const char* fmt, ...) {          \
-    va_list ap;                            \
-    va_start(ap, fmt);                     \
-    vlog(level, rank0, fmt, ap);           \
-    va_end(ap);                            \
+#define DSGQ_DEFINE_LOG(fn, level, rank0) \
+  void fn(const char* fmt, ...) {         \
+    va_list ap;                           \
+    va_start(ap, fmt);                    \
+    vlog(level, rank0, fmt, ap);          \
+    va_end(ap);                           \
   }
 DSGQ_DEFINE_LOG(log_info, LogLevel::info, false)
 DSGQ_DEFINE_LOG(log_warn, LogLevel::warn, false)

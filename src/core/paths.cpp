@@ -12,7 +12,8 @@ std::string data_dir() {
   if (const char* v = std::getenv("DSGQ_DATA"); v && *v) return v;
   namespace fs = std::filesystem;
   std::error_code ec;
-  for (const fs::path& cand : {fs::path(kSourceDir) / ".." / "shared" / "data", fs::current_path(ec) / ".." / "shared" / "data"}) {
+  for (const fs::path& cand :
+       {fs::path(kSourceDir) / ".." / "shared" / "data", fs::current_path(ec) / ".." / "shared" / "data"}) {
     if (fs::is_directory(cand, ec)) return fs::weakly_canonical(cand, ec).string();
   }
   return "";
@@ -36,8 +37,9 @@ std::string expand_env(const std::string& text, const std::string& where) {
     if (name == "DSGQ_DATA") {
       value = data_dir();
       if (value.empty())
-        throw InputError(where + " = " + quote_value(text) +
-                         ": DSGQ_DATA is not set and no ../shared/data folder exists; set DSGQ_DATA or run jobs/fetch-data");
+        throw InputError(
+            where + " = " + quote_value(text) +
+            ": DSGQ_DATA is not set and no ../shared/data folder exists; set DSGQ_DATA or run jobs/fetch-data");
     } else {
       const char* v = std::getenv(name.c_str());
       if (!v) throw InputError(where + " = " + quote_value(text) + ": environment variable " + name + " is not set");

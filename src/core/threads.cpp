@@ -12,7 +12,8 @@ bool env_threads(const char* name, int* out) {
   char* end = nullptr;
   const long n = std::strtol(v, &end, 10);
   if (*end != '\0' || n <= 0 || n > 4096)
-    throw InputError(std::string("environment ") + name + " = " + quote_value(v) + " is not a thread count; expected an integer 1..4096");
+    throw InputError(std::string("environment ") + name + " = " + quote_value(v) +
+                     " is not a thread count; expected an integer 1..4096");
   *out = static_cast<int>(n);
   return true;
 }

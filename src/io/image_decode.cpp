@@ -159,8 +159,8 @@ double bilinear_filter(double x) {
 
 struct Coeffs {
   int ksize = 0;
-  std::vector<int> bounds;   // [out, 2]: first input index, count
-  std::vector<int32_t> kk;   // [out, ksize], fixed point
+  std::vector<int> bounds;  // [out, 2]: first input index, count
+  std::vector<int32_t> kk;  // [out, ksize], fixed point
 };
 
 // precompute_coeffs + normalize_coeffs_8bpc for the box [in0, in1) of an input of in_size pixels.
@@ -290,7 +290,8 @@ void eval_transform(const RgbImage& in, int64_t resize, int64_t crop, uint8_t* o
   // torchvision 0.14 _compute_resized_output_size: the shorter side becomes `resize`, the longer int(resize*l/s).
   const bool wide = in.width >= in.height;
   const int64_t s = wide ? in.height : in.width, l = wide ? in.width : in.height;
-  const int64_t new_l = static_cast<int64_t>(static_cast<double>(resize) * static_cast<double>(l) / static_cast<double>(s));
+  const int64_t new_l =
+      static_cast<int64_t>(static_cast<double>(resize) * static_cast<double>(l) / static_cast<double>(s));
   const int64_t rw = wide ? new_l : resize, rh = wide ? resize : new_l;
   RgbImage resized;
   if (rw != in.width || rh != in.height) resized = resize_bilinear_pil(in, rw, rh);
@@ -307,6 +308,8 @@ void eval_transform(const RgbImage& in, int64_t resize, int64_t crop, uint8_t* o
     }
 }
 
-int64_t default_resize_for(int64_t crop) { return static_cast<int64_t>(std::lround(static_cast<double>(crop) / 0.875)); }
+int64_t default_resize_for(int64_t crop) {
+  return static_cast<int64_t>(std::lround(static_cast<double>(crop) / 0.875));
+}
 
 }  // namespace dsgq::io

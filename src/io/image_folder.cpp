@@ -72,7 +72,8 @@ ImageList list_flat(const std::string& dir, const std::string& labels_file, int6
     char* end = nullptr;
     const long long label = std::strtoll(index_text.c_str(), &end, 10);
     if (*end != '\0')
-      throw InputError(where + ": class index '" + index_text + "' is not an integer; expected '<file> <class index> [...]'");
+      throw InputError(where + ": class index '" + index_text +
+                       "' is not an integer; expected '<file> <class index> [...]'");
     if (label < 0 || label >= num_classes)
       throw InputError(where + ": class index " + index_text + " is out of range; expected 0.." +
                        std::to_string(num_classes - 1));
@@ -80,11 +81,13 @@ ImageList list_flat(const std::string& dir, const std::string& labels_file, int6
       throw InputError(where + ": image '" + file + "' is not in " + dir);
     const auto [it, fresh] = seen.emplace(file, i + 1);
     if (!fresh)
-      throw InputError(where + ": image '" + file + "' is listed twice (first on line " + std::to_string(it->second) + ")");
+      throw InputError(where + ": image '" + file + "' is listed twice (first on line " + std::to_string(it->second) +
+                       ")");
     list.files.push_back(file);
     list.labels.push_back(label);
   }
-  if (list.files.empty()) throw InputError(labels_file + ": lists no images; expected '<file> <class index> [...]' lines");
+  if (list.files.empty())
+    throw InputError(labels_file + ": lists no images; expected '<file> <class index> [...]' lines");
   return list;
 }
 
@@ -92,18 +95,22 @@ ImageList list_tree(const std::string& dir, const std::string& synsets_file, int
   std::vector<std::string> classes;
   size_t loose_images = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.is_directory()) classes.push_back(e.path().filename().string());
-    else if (is_image_name(e.path().filename().string())) ++loose_images;
+    if (e.is_directory())
+      classes.push_back(e.path().filename().string());
+    else if (is_image_name(e.path().filename().string()))
+      ++loose_images;
   }
   std::sort(classes.begin(), classes.end());
   if (classes.empty())
     throw InputError(dir + ": has no class folders" +
-                     (loose_images ? " but " + std::to_string(loose_images) + " images; for a flat folder pass --labels FILE"
-                                   : std::string("; expected <wnid>/<image> folders or a flat folder with --labels FILE")));
+                     (loose_images
+                          ? " but " + std::to_string(loose_images) + " images; for a flat folder pass --labels FILE"
+                          : std::string("; expected <wnid>/<image> folders or a flat folder with --labels FILE")));
   for (const auto& c : classes)
     if (!is_wnid(c))
-      throw InputError((fs::path(dir) / c).string() + ": class folder '" + c +
-                       "' is not a WordNet id (n + 8 digits, e.g. n01440764); expected an ImageNet tree <wnid>/<image>");
+      throw InputError(
+          (fs::path(dir) / c).string() + ": class folder '" + c +
+          "' is not a WordNet id (n + 8 digits, e.g. n01440764); expected an ImageNet tree <wnid>/<image>");
   ImageList list;
   std::map<std::string, int64_t> index;
   if (!synsets_file.empty()) {
@@ -112,18 +119,21 @@ ImageList list_tree(const std::string& dir, const std::string& synsets_file, int
     list.num_classes = static_cast<int64_t>(index.size());
     for (const auto& c : classes)
       if (!index.count(c))
-        throw InputError((fs::path(dir) / c).string() + ": wnid '" + c + "' is not in the synsets file " + synsets_file);
+        throw InputError((fs::path(dir) / c).string() + ": wnid '" + c + "' is not in the synsets file " +
+                         synsets_file);
   } else {
     for (const auto& c : classes) index.emplace(c, static_cast<int64_t>(index.size()));
     list.num_classes = static_cast<int64_t>(classes.size());
     list.labels_from = "sorted class folders (" + std::to_string(classes.size()) + ")";
   }
   if (list.num_classes > num_classes)
-    throw InputError(dir + ": " + std::to_string(list.num_classes) + " classes; expected at most " + std::to_string(num_classes));
+    throw InputError(dir + ": " + std::to_string(list.num_classes) + " classes; expected at most " +
+                     std::to_string(num_classes));
   for (const auto& c : classes) {
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(fs::path(dir) / c))
-      if (!e.is_directory() && is_image_name(e.path().filename().string())) files.push_back(e.path().filename().string());
+      if (!e.is_directory() && is_image_name(e.path().filename().string()))
+        files.push_back(e.path().filename().string());
     if (files.empty())
       throw InputError((fs::path(dir) / c).string() + ": class folder holds no images (.jpg/.jpeg/.png/...)");
     std::sort(files.begin(), files.end());

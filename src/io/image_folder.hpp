@@ -16,7 +16,7 @@ struct ImageList {
   std::vector<std::string> files;  // relative to the folder
   std::vector<int64_t> labels;
   int64_t num_classes = 0;
-  std::string labels_from;         // how labels were assigned, for the file's attributes and the log
+  std::string labels_from;  // how labels were assigned, for the file's attributes and the log
 };
 
 // Throws InputError naming the folder, file or line: a missing folder; a class folder that is not a wnid

@@ -129,7 +129,8 @@ PackedWriter::PackedWriter(const std::string& path, const PackedMeta& meta, cons
   const size_t len = static_cast<size_t>(impl_->name_len);
   std::vector<char> buf(root ? names.size() * len + 1 : 1, '\0');
   if (root)
-    for (size_t i = 0; i < names.size(); ++i) std::memcpy(buf.data() + i * len, names[i].data(), std::min(len, names[i].size()));
+    for (size_t i = 0; i < names.size(); ++i)
+      std::memcpy(buf.data() + i * len, names[i].data(), std::min(len, names[i].size()));
   h5::write_rows(f, "/names", nt, 0, root ? static_cast<int64_t>(names.size()) : 0, buf.data());
   h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush");
 }
@@ -145,7 +146,8 @@ void PackedWriter::write(int64_t first, int64_t n, const uint8_t* pixels, const 
   h5::check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "H5Fflush");
   // Rows are marked done only after their pixels are on disk; a failed image keeps 0 (redone next time).
   std::vector<uint8_t> flags(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) flags[static_cast<size_t>(i)] = std::max(ok[i] ? uint8_t{1} : uint8_t{0}, done_[static_cast<size_t>(first + i)]);
+  for (int64_t i = 0; i < n; ++i)
+    flags[static_cast<size_t>(i)] = std::max(ok[i] ? uint8_t{1} : uint8_t{0}, done_[static_cast<size_t>(first + i)]);
   h5::write_rows(impl_->file, "/row_done", H5T_NATIVE_UINT8, first, n, flags.data());
   h5::check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "H5Fflush");
 }
@@ -189,7 +191,9 @@ std::vector<std::string> read_packed_names(const std::string& path) {
   Id f(open_packed(path), H5Fclose);
   const PackedMeta m = read_meta(f, path);
   Id ds(H5Dopen2(f, "/names", H5P_DEFAULT), H5Dclose);
-  if (ds < 0) throw InputError(path + ": dataset '/names' is missing; expected a complete " + std::string(kPackedFormat) + " file");
+  if (ds < 0)
+    throw InputError(path + ": dataset '/names' is missing; expected a complete " + std::string(kPackedFormat) +
+                     " file");
   Id type(H5Dget_type(ds), H5Tclose);
   const size_t len = H5Tget_size(type);
   std::vector<char> buf(static_cast<size_t>(m.n_images) * len + 1, '\0');

@@ -23,7 +23,8 @@ SpillRows::SpillRows(std::string path, int64_t rows, std::vector<int64_t> row_sh
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   file_ = H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file_ < 0)
-    throw InputError(path_ + ": cannot create the activation spill file (is the folder writable? set [output] dir or "
+    throw InputError(path_ +
+                     ": cannot create the activation spill file (is the folder writable? set [output] dir or "
                      "raise [quant] cache_mib to keep the cache in memory)");
   try {
     h5::create_dataset(file_, "rows", H5T_NATIVE_FLOAT, dims, /*fill=*/false);
@@ -66,8 +67,9 @@ void SpillRows::write(int64_t first, const at::Tensor& rows) {
              path_ + ": spill write outside the file");
   const at::Tensor c = rows.detach().to(at::kCPU, at::kFloat).contiguous();
   const herr_t rc = transfer(first, n, c.data_ptr<float>(), true);
-  if (rc < 0) throw InputError(path_ + ": writing rows " + std::to_string(first) + ".." + std::to_string(first + n) +
-                               " of the activation spill file failed (disk full?)");
+  if (rc < 0)
+    throw InputError(path_ + ": writing rows " + std::to_string(first) + ".." + std::to_string(first + n) +
+                     " of the activation spill file failed (disk full?)");
 }
 
 void SpillRows::read_into(int64_t first, int64_t n, float* dst) const {

@@ -18,9 +18,9 @@ class SpillRows {
   SpillRows(const SpillRows&) = delete;
   SpillRows& operator=(const SpillRows&) = delete;
 
-  void write(int64_t first, const at::Tensor& rows);      // rows [n, row_shape...], any device/dtype convertible
-  at::Tensor read(int64_t first, int64_t n) const;        // CPU float32
-  at::Tensor gather(const at::Tensor& index) const;       // CPU float32 [index.numel(), row_shape...], index order
+  void write(int64_t first, const at::Tensor& rows);  // rows [n, row_shape...], any device/dtype convertible
+  at::Tensor read(int64_t first, int64_t n) const;    // CPU float32
+  at::Tensor gather(const at::Tensor& index) const;   // CPU float32 [index.numel(), row_shape...], index order
   int64_t rows() const { return rows_; }
   const std::string& path() const { return path_; }
 

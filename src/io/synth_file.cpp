@@ -68,7 +68,8 @@ std::vector<double> read_doubles(hid_t f, const char* name, const std::string& p
 }
 
 hid_t open_readonly(const std::string& path) {
-  return h5::open_readonly(path, kSynthFormat, "dataset (.part: synthesis was interrupted); rerun dsgq synth to finish it");
+  return h5::open_readonly(path, kSynthFormat,
+                           "dataset (.part: synthesis was interrupted); rerun dsgq synth to finish it");
 }
 
 }  // namespace
@@ -177,8 +178,8 @@ void SynthWriter::write_batch(int64_t b, int64_t first, const at::Tensor& images
   write_rows(f, "/loss", H5T_NATIVE_FLOAT, b, impl_->comm->is_root() ? 1 : 0, &lossf);
   if (!loss_curve.empty() && H5Lexists(f, "/loss_curve", H5P_DEFAULT) > 0) {  // a .part from before the curve: none
     const auto dims = dims_of(f, "/loss_curve", impl_->part);
-    DSGQ_CHECK(dims[1] == loss_curve.size(), "loss curve length " + std::to_string(loss_curve.size()) +
-                                                 " != iterations " + std::to_string(dims[1]));
+    DSGQ_CHECK(dims[1] == loss_curve.size(),
+               "loss curve length " + std::to_string(loss_curve.size()) + " != iterations " + std::to_string(dims[1]));
     write_rows(f, "/loss_curve", H5T_NATIVE_FLOAT, b, impl_->comm->is_root() ? 1 : 0, loss_curve.data());
   }
   check(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush");
@@ -216,7 +217,8 @@ SynthSet read_synth(const std::string& path, int64_t first, int64_t count) {
     throw InputError(path + ": /batch_done has the wrong length; expected " + std::to_string(nb));
   read_rows(f, "/batch_done", H5T_NATIVE_UINT8, 0, nb, done.data());
   for (int64_t b = 0; b < nb; ++b)
-    if (!done[b]) throw InputError(path + ": batch " + std::to_string(b) + " was never written; the file is incomplete");
+    if (!done[b])
+      throw InputError(path + ": batch " + std::to_string(b) + " was never written; the file is incomplete");
   if (count < 0) count = s.meta.n_images - first;
   if (first < 0 || first + count > s.meta.n_images)
     throw InputError(path + ": rows [" + std::to_string(first) + ", " + std::to_string(first + count) +

@@ -47,8 +47,8 @@ class SynthWriter {
 
   // Collective: this rank's rows [first, first + n) (global image indices) of batch `b`; then the batch is marked
   // done. images float [n,C,H,W] (any device), labels int64 [n], lse int32/int64 [n]; loss from every rank (same).
-  void write_batch(int64_t b, int64_t first, const at::Tensor& images, const at::Tensor& labels,
-                   const at::Tensor& lse, double loss, const std::vector<float>& loss_curve = {});
+  void write_batch(int64_t b, int64_t first, const at::Tensor& images, const at::Tensor& labels, const at::Tensor& lse,
+                   double loss, const std::vector<float>& loss_curve = {});
 
   // Collective: closes the file and renames <path>.part to <path>.
   void finish();

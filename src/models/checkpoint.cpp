@@ -17,14 +17,15 @@ using pickle::ValuePtr;
 
 at::ScalarType storage_dtype(const std::string& type, const std::string& where) {
   static const std::pair<const char*, at::ScalarType> kTypes[] = {
-      {"FloatStorage", at::kFloat}, {"DoubleStorage", at::kDouble}, {"HalfStorage", at::kHalf},
-      {"BFloat16Storage", at::kBFloat16}, {"LongStorage", at::kLong}, {"IntStorage", at::kInt},
-      {"ShortStorage", at::kShort}, {"CharStorage", at::kChar}, {"ByteStorage", at::kByte},
+      {"FloatStorage", at::kFloat},       {"DoubleStorage", at::kDouble}, {"HalfStorage", at::kHalf},
+      {"BFloat16Storage", at::kBFloat16}, {"LongStorage", at::kLong},     {"IntStorage", at::kInt},
+      {"ShortStorage", at::kShort},       {"CharStorage", at::kChar},     {"ByteStorage", at::kByte},
       {"BoolStorage", at::kBool}};
   for (const auto& [name, dtype] : kTypes)
     if (type == name) return dtype;
-  throw InputError(where + ": unsupported tensor storage type '" + type +
-                   "'; expected a float, integer or bool storage (quantized/complex tensors are not state_dict weights dsgq reads)");
+  throw InputError(
+      where + ": unsupported tensor storage type '" + type +
+      "'; expected a float, integer or bool storage (quantized/complex tensors are not state_dict weights dsgq reads)");
 }
 
 bool is_tensor_dict(const ValuePtr& v) {
@@ -68,8 +69,9 @@ std::string read_zip_bytes(const std::string& path) {
   if (bytes.empty())
     throw InputError(path + ": file is empty (0 bytes); expected a torch.save checkpoint (.pt zip archive)");
   if (bytes.size() >= 2 && static_cast<uint8_t>(bytes[0]) == 0x80 && static_cast<uint8_t>(bytes[1]) <= 5)
-    throw InputError(path + ": is a legacy (pre-1.6, non-zip) torch.save file; expected the zip format: re-save it "
-                            "in Python with torch.save(torch.load(path), path)");
+    throw InputError(path +
+                     ": is a legacy (pre-1.6, non-zip) torch.save file; expected the zip format: re-save it "
+                     "in Python with torch.save(torch.load(path), path)");
   if (bytes.compare(0, 4, std::string("PK\x03\x04", 4)) != 0) {
     char head[32];
     std::snprintf(head, sizeof head, "%02x %02x %02x %02x", bytes.size() > 0 ? uint8_t(bytes[0]) : 0,
@@ -94,8 +96,9 @@ ValuePtr unpickle_archive(const std::string& path, const std::string& bytes) {
   try {
     reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<StringAdapter>(bytes));
     if (!reader->hasRecord("data.pkl"))
-      throw InputError(path + ": zip archive has no data.pkl; expected a torch.save checkpoint (is this "
-                              "TorchScript? use torch.save(model.state_dict()))");
+      throw InputError(path +
+                       ": zip archive has no data.pkl; expected a torch.save checkpoint (is this "
+                       "TorchScript? use torch.save(model.state_dict()))");
     auto [ptr, size] = reader->getRecord("data.pkl");
     pkl.assign(static_cast<const char*>(ptr.get()), size);
   } catch (const c10::Error& e) {

@@ -29,7 +29,7 @@ std::unique_ptr<Network> build_inception_v3(const std::string& arch) {
     int conv, bn, act;
   };
   enum class Pool { none, avg, max };
-  struct Branch {          // pool (optional), then a chain of units, then (InceptionE) a fork of two units on the
+  struct Branch {            // pool (optional), then a chain of units, then (InceptionE) a fork of two units on the
     Pool pool = Pool::none;  // chain's output whose outputs are concatenated
     std::vector<Unit> chain, fork;
   };
@@ -44,9 +44,8 @@ std::unique_ptr<Network> build_inception_v3(const std::string& arch) {
     u.act = net->add_act(name + ".relu", ActKind::relu);
     return u;
   };
-  auto square = [&](const std::string& name, int64_t cin, int64_t cout, int64_t k, int64_t stride = 1, int64_t pad = 0) {
-    return basic(name, cin, cout, k, k, stride, pad, pad);
-  };
+  auto square = [&](const std::string& name, int64_t cin, int64_t cout, int64_t k, int64_t stride = 1,
+                    int64_t pad = 0) { return basic(name, cin, cout, k, k, stride, pad, pad); };
 
   const std::vector<Unit> stem1 = {square("Conv2d_1a_3x3", 3, 32, 3, 2), square("Conv2d_2a_3x3", 32, 32, 3),
                                    square("Conv2d_2b_3x3", 32, 64, 3, 1, 1)};
@@ -78,7 +77,8 @@ std::unique_ptr<Network> build_inception_v3(const std::string& arch) {
     b[1].chain = {square(p + "branch7x7_1", in, c7, 1), basic(p + "branch7x7_2", c7, c7, 1, 7, 1, 0, 3),
                   basic(p + "branch7x7_3", c7, 192, 7, 1, 1, 3, 0)};
     b[2].chain = {square(p + "branch7x7dbl_1", in, c7, 1), basic(p + "branch7x7dbl_2", c7, c7, 7, 1, 1, 3, 0),
-                  basic(p + "branch7x7dbl_3", c7, c7, 1, 7, 1, 0, 3), basic(p + "branch7x7dbl_4", c7, c7, 7, 1, 1, 3, 0),
+                  basic(p + "branch7x7dbl_3", c7, c7, 1, 7, 1, 0, 3),
+                  basic(p + "branch7x7dbl_4", c7, c7, 7, 1, 1, 3, 0),
                   basic(p + "branch7x7dbl_5", c7, 192, 1, 7, 1, 0, 3)};
     b[3].pool = Pool::avg;
     b[3].chain = {square(p + "branch_pool", in, 192, 1)};
@@ -96,7 +96,8 @@ std::unique_ptr<Network> build_inception_v3(const std::string& arch) {
     Block b(4);
     b[0].chain = {square(p + "branch1x1", in, 320, 1)};
     b[1].chain = {square(p + "branch3x3_1", in, 384, 1)};
-    b[1].fork = {basic(p + "branch3x3_2a", 384, 384, 1, 3, 1, 0, 1), basic(p + "branch3x3_2b", 384, 384, 3, 1, 1, 1, 0)};
+    b[1].fork = {basic(p + "branch3x3_2a", 384, 384, 1, 3, 1, 0, 1),
+                 basic(p + "branch3x3_2b", 384, 384, 3, 1, 1, 1, 0)};
     b[2].chain = {square(p + "branch3x3dbl_1", in, 448, 1), square(p + "branch3x3dbl_2", 448, 384, 3, 1, 1)};
     b[2].fork = {basic(p + "branch3x3dbl_3a", 384, 384, 1, 3, 1, 0, 1),
                  basic(p + "branch3x3dbl_3b", 384, 384, 3, 1, 1, 1, 0)};
@@ -141,7 +142,8 @@ std::unique_ptr<Network> build_inception_v3(const std::string& arch) {
     for (const Block& b : blocks) {
       std::vector<at::Tensor> outs;
       for (const Branch& br : b) {
-        at::Tensor y = br.pool == Pool::avg   ? at::avg_pool2d(x, {3, 3}, {1, 1}, {1, 1}, false, /*count_include_pad=*/true)
+        at::Tensor y = br.pool == Pool::avg
+                           ? at::avg_pool2d(x, {3, 3}, {1, 1}, {1, 1}, false, /*count_include_pad=*/true)
                        : br.pool == Pool::max ? max_pool(x)
                                               : x;
         for (const Unit& u : br.chain) y = apply(u, y);

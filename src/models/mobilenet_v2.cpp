@@ -30,7 +30,7 @@ std::unique_ptr<Network> build_mobilenet_v2(const std::string& arch) {
   };
   const Unit stem = unit("features.0.0", "features.0.1", "features.0.relu", 3, 32, 3, 2, 1);
   // (expansion t, output channels c, repeats n, first stride s), torchvision's inverted_residual_setting.
-  const int64_t setting[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+  const int64_t setting[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
                                  {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
   std::vector<Block> blocks;
   int64_t cin = 32;

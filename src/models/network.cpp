@@ -144,7 +144,9 @@ int Network::add_bn(const std::string& name, int64_t channels, double eps) {
   bns_.push_back({name, channels, eps});
   int source = -1;
   for (int i = static_cast<int>(layers_.size()) - 1; i >= 0 && source < 0; --i)
-    if (layers_[static_cast<size_t>(i)].kind == LayerSpec::Kind::conv && layers_[static_cast<size_t>(i)].out == channels) source = i;
+    if (layers_[static_cast<size_t>(i)].kind == LayerSpec::Kind::conv &&
+        layers_[static_cast<size_t>(i)].out == channels)
+      source = i;
   DSGQ_CHECK(source >= 0, "BN " + name + " follows no conv with " + std::to_string(channels) + " channels");
   bn_source_.push_back(source);
   for (const char* p : {".weight", ".bias", ".running_mean", ".running_var"}) add_param(name + p, {channels});
@@ -179,8 +181,8 @@ int64_t Network::num_params() const {
 
 at::Tensor Network::forward(const at::Tensor& x, const ForwardHooks* hooks) const {
   DSGQ_CHECK(forward_ != nullptr, "network " + arch_ + " has no forward function");
-  DSGQ_CHECK(x.dim() == 4 && x.size(1) == input_.channels, "forward: input must be [N," +
-                                                               std::to_string(input_.channels) + ",H,W]");
+  DSGQ_CHECK(x.dim() == 4 && x.size(1) == input_.channels,
+             "forward: input must be [N," + std::to_string(input_.channels) + ",H,W]");
   Ops ops(*this, hooks);
   return forward_(ops, x);
 }
@@ -188,9 +190,11 @@ at::Tensor Network::forward(const at::Tensor& x, const ForwardHooks* hooks) cons
 at::Tensor Network::normalize(const at::Tensor& pixels, c10::Device device) const {
   const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
   const at::Tensor mean = at::tensor({input_.mean[0], input_.mean[1], input_.mean[2]}, opts.dtype(at::kDouble))
-                              .to(at::kFloat).view({1, 3, 1, 1});
+                              .to(at::kFloat)
+                              .view({1, 3, 1, 1});
   const at::Tensor stdv = at::tensor({input_.std[0], input_.std[1], input_.std[2]}, opts.dtype(at::kDouble))
-                              .to(at::kFloat).view({1, 3, 1, 1});
+                              .to(at::kFloat)
+                              .view({1, 3, 1, 1});
   return (pixels.to(device).to(at::kFloat).div(255.0f) - mean) / stdv;
 }
 
@@ -218,7 +222,8 @@ std::string Network::mismatch(const Checkpoint& ck) const {
   std::string out;
   if (!missing.empty()) out += std::to_string(missing.size()) + " missing (" + list_some(missing) + ")";
   if (!unexpected.empty())
-    out += (out.empty() ? "" : "; ") + std::to_string(unexpected.size()) + " unexpected (" + list_some(unexpected) + ")";
+    out +=
+        (out.empty() ? "" : "; ") + std::to_string(unexpected.size()) + " unexpected (" + list_some(unexpected) + ")";
   if (!wrong.empty())
     out += (out.empty() ? "" : "; ") + std::to_string(wrong.size()) + " wrong (" + list_some(wrong) + ")";
   return out;
@@ -227,8 +232,8 @@ std::string Network::mismatch(const Checkpoint& ck) const {
 void Network::load(const Checkpoint& ck) {
   const std::string bad = mismatch(ck);
   if (!bad.empty())
-    throw InputError(ck.path + ": does not fit " + arch_ + ": " + bad + "; expected the " + arch_ +
-                     " state_dict (" + std::to_string(param_specs_.size() + ignored_specs_.size()) + " tensors)");
+    throw InputError(ck.path + ": does not fit " + arch_ + ": " + bad + "; expected the " + arch_ + " state_dict (" +
+                     std::to_string(param_specs_.size() + ignored_specs_.size()) + " tensors)");
   for (const auto& nt : ck.tensors) {
     auto it = params_.find(nt.name);
     if (it == params_.end()) continue;  // tolerated extra (num_batches_tracked) or an ignored key (ignored_specs)

@@ -20,7 +20,7 @@ struct Checkpoint;
 
 struct LayerSpec {  // a conv or linear layer
   enum class Kind { conv, linear } kind = Kind::conv;
-  std::string name;  // parameter prefix: "<name>.weight", "<name>.bias"
+  std::string name;                                             // parameter prefix: "<name>.weight", "<name>.bias"
   int64_t in = 0, out = 0, kernel = 1, stride = 1, groups = 1;  // kernel: height (and width, when square)
   int64_t kernel_w = 1;  // kernel width: differs from kernel only for Inception's 1x7, 7x1, 1x3, 3x1 convs
   int64_t pad = 0;       // symmetric padding, top and bottom (ignored when tf_same)
@@ -50,9 +50,9 @@ struct InputSpec {
 // Observers and substitutions during one forward pass; every member optional. Indices are positions in
 // layers() / bns() / acts(), which follow the forward (registration) order.
 struct ForwardHooks {
-  std::function<void(int bn, const at::Tensor& input)> bn_input;                    // BN taps
-  std::function<at::Tensor(int act, const at::Tensor& x)> activation;               // after ReLU/ReLU6
-  std::function<at::Tensor(int layer, const at::Tensor& weight)> weight;            // effective weight
+  std::function<void(int bn, const at::Tensor& input)> bn_input;          // BN taps
+  std::function<at::Tensor(int act, const at::Tensor& x)> activation;     // after ReLU/ReLU6
+  std::function<at::Tensor(int layer, const at::Tensor& weight)> weight;  // effective weight
   std::function<void(int layer, const at::Tensor& in, const at::Tensor& out)> layer_io;
 };
 
@@ -122,11 +122,11 @@ class Network {
   const at::Tensor& param(const std::string& name) const;
 
   // Builder API, used by the architecture definitions (models/*.cpp). Returns the new item's index.
-  int add_conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
-               bool bias, int64_t groups = 1, bool tf_same = false);
+  int add_conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad, bool bias,
+               int64_t groups = 1, bool tf_same = false);
   // A conv with a kernel_h x kernel_w kernel and (pad_h, pad_w) symmetric padding (torchvision Inception's 1x7 etc).
-  int add_conv_hw(const std::string& name, int64_t in, int64_t out, int64_t kernel_h, int64_t kernel_w,
-                  int64_t stride, int64_t pad_h, int64_t pad_w, bool bias, int64_t groups = 1);
+  int add_conv_hw(const std::string& name, int64_t in, int64_t out, int64_t kernel_h, int64_t kernel_w, int64_t stride,
+                  int64_t pad_h, int64_t pad_w, bool bias, int64_t groups = 1);
   int add_linear(const std::string& name, int64_t in, int64_t out, bool bias = true);
   int add_bn(const std::string& name, int64_t channels, double eps);
   int add_act(const std::string& name, ActKind kind);

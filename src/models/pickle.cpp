@@ -28,22 +28,53 @@ class Unpickler {
       const size_t op_pos = pos_;
       const uint8_t op = u8();
       switch (op) {
-        case 0x80: u8(); break;                // PROTO
-        case 0x95: bytes(8); break;            // FRAME
-        case '.': return pop();                // STOP
-        case '(': marks_.push_back(stack_.size()); break;
-        case ')': push(make(Kind::tuple)); break;
-        case ']': push(make(Kind::list)); break;
-        case '}': push(make(Kind::dict)); break;
-        case 0x8f: push(make(Kind::set)); break;
-        case 'N': push(make(Kind::none)); break;
-        case 0x88: push_bool(true); break;
-        case 0x89: push_bool(false); break;
-        case 'J': push_int(static_cast<int32_t>(le(4))); break;
-        case 'K': push_int(le(1)); break;
-        case 'M': push_int(le(2)); break;
-        case 0x8a: push_int(long_n(u8())); break;
-        case 0x8b: push_int(long_n(static_cast<size_t>(le(4)))); break;
+        case 0x80:
+          u8();
+          break;  // PROTO
+        case 0x95:
+          bytes(8);
+          break;  // FRAME
+        case '.':
+          return pop();  // STOP
+        case '(':
+          marks_.push_back(stack_.size());
+          break;
+        case ')':
+          push(make(Kind::tuple));
+          break;
+        case ']':
+          push(make(Kind::list));
+          break;
+        case '}':
+          push(make(Kind::dict));
+          break;
+        case 0x8f:
+          push(make(Kind::set));
+          break;
+        case 'N':
+          push(make(Kind::none));
+          break;
+        case 0x88:
+          push_bool(true);
+          break;
+        case 0x89:
+          push_bool(false);
+          break;
+        case 'J':
+          push_int(static_cast<int32_t>(le(4)));
+          break;
+        case 'K':
+          push_int(le(1));
+          break;
+        case 'M':
+          push_int(le(2));
+          break;
+        case 0x8a:
+          push_int(long_n(u8()));
+          break;
+        case 0x8b:
+          push_int(long_n(static_cast<size_t>(le(4))));
+          break;
         case 'G': {
           uint64_t bits = 0;
           for (int k = 0; k < 8; ++k) bits = (bits << 8) | u8();
@@ -54,21 +85,51 @@ class Unpickler {
           push(v);
           break;
         }
-        case 'X': push_str(Kind::string, static_cast<size_t>(le(4))); break;
-        case 0x8c: push_str(Kind::string, u8()); break;
-        case 0x8d: push_str(Kind::string, static_cast<size_t>(le(8))); break;
-        case 'T': push_str(Kind::string, static_cast<size_t>(le(4))); break;  // BINSTRING (py2 str)
-        case 'U': push_str(Kind::string, u8()); break;                         // SHORT_BINSTRING
-        case 'B': push_str(Kind::bytes, static_cast<size_t>(le(4))); break;
-        case 'C': push_str(Kind::bytes, u8()); break;
-        case 0x8e: push_str(Kind::bytes, static_cast<size_t>(le(8))); break;
-        case 'q': memo_put(le(1)); break;
-        case 'r': memo_put(le(4)); break;
-        case 0x94: memo_put(memo_.size()); break;
-        case 'p': memo_put(std::stoull(line())); break;
-        case 'h': push(memo_get(le(1))); break;
-        case 'j': push(memo_get(le(4))); break;
-        case 'g': push(memo_get(std::stoull(line()))); break;
+        case 'X':
+          push_str(Kind::string, static_cast<size_t>(le(4)));
+          break;
+        case 0x8c:
+          push_str(Kind::string, u8());
+          break;
+        case 0x8d:
+          push_str(Kind::string, static_cast<size_t>(le(8)));
+          break;
+        case 'T':
+          push_str(Kind::string, static_cast<size_t>(le(4)));
+          break;  // BINSTRING (py2 str)
+        case 'U':
+          push_str(Kind::string, u8());
+          break;  // SHORT_BINSTRING
+        case 'B':
+          push_str(Kind::bytes, static_cast<size_t>(le(4)));
+          break;
+        case 'C':
+          push_str(Kind::bytes, u8());
+          break;
+        case 0x8e:
+          push_str(Kind::bytes, static_cast<size_t>(le(8)));
+          break;
+        case 'q':
+          memo_put(le(1));
+          break;
+        case 'r':
+          memo_put(le(4));
+          break;
+        case 0x94:
+          memo_put(memo_.size());
+          break;
+        case 'p':
+          memo_put(std::stoull(line()));
+          break;
+        case 'h':
+          push(memo_get(le(1)));
+          break;
+        case 'j':
+          push(memo_get(le(4)));
+          break;
+        case 'g':
+          push(memo_get(std::stoull(line())));
+          break;
         case 'c': {
           const std::string module = line();
           const std::string name = line();
@@ -87,7 +148,9 @@ class Unpickler {
           push(v);
           break;
         }
-        case 0x85: case 0x86: case 0x87: {
+        case 0x85:
+        case 0x86:
+        case 0x87: {
           const int n = op - 0x84;
           auto v = make(Kind::tuple);
           v->items.resize(n);
@@ -143,7 +206,9 @@ class Unpickler {
           for (size_t k = 0; k + 1 < items.size(); k += 2) d->entries.emplace_back(items[k], items[k + 1]);
           break;
         }
-        case 'Q': push(persistent_load(pop())); break;
+        case 'Q':
+          push(persistent_load(pop()));
+          break;
         case 'R': {
           auto args = pop();
           auto callable = pop();
@@ -157,7 +222,7 @@ class Unpickler {
           break;
         }
         case 0x92: {  // NEWOBJ_EX
-          pop();  // kwargs
+          pop();      // kwargs
           auto args = pop();
           auto cls = pop();
           push(reduce(cls, args));
@@ -170,9 +235,15 @@ class Unpickler {
           if (obj->kind == Kind::object) obj->items.push_back(state);
           break;
         }
-        case '0': pop(); break;  // POP
-        case '2': push(stack_.empty() ? make(Kind::none) : stack_.back()); break;  // DUP
-        case '1': pop_mark(); break;  // POP_MARK
+        case '0':
+          pop();
+          break;  // POP
+        case '2':
+          push(stack_.empty() ? make(Kind::none) : stack_.back());
+          break;  // DUP
+        case '1':
+          pop_mark();
+          break;  // POP_MARK
         default: {
           char buf[96];
           std::snprintf(buf, sizeof buf, "unsupported pickle opcode 0x%02x at byte %zu", op, op_pos);
@@ -310,7 +381,8 @@ class Unpickler {
         fail("tensor of shape " + args->items[2]->describe() + " reaches past its storage of " +
              std::to_string(storage.numel()) + " elements");
       auto v = make(Kind::tensor);
-      v->tensor = empty ? at::empty(size, storage.options()) : storage.as_strided(size, stride, offset).clone(at::MemoryFormat::Contiguous);
+      v->tensor = empty ? at::empty(size, storage.options())
+                        : storage.as_strided(size, stride, offset).clone(at::MemoryFormat::Contiguous);
       return v;
     }
     // LibTorch's own pickler (torch::pickle_save) tags typed containers: restore_type_tag(value, "Dict[str, Tensor]").
@@ -341,12 +413,18 @@ class Unpickler {
 
 std::string Value::describe() const {
   switch (kind) {
-    case Kind::none: return "None";
-    case Kind::boolean: return i ? "True" : "False";
-    case Kind::integer: return std::to_string(i);
-    case Kind::floating: return std::to_string(f);
-    case Kind::string: return "'" + s + "'";
-    case Kind::bytes: return "bytes[" + std::to_string(s.size()) + "]";
+    case Kind::none:
+      return "None";
+    case Kind::boolean:
+      return i ? "True" : "False";
+    case Kind::integer:
+      return std::to_string(i);
+    case Kind::floating:
+      return std::to_string(f);
+    case Kind::string:
+      return "'" + s + "'";
+    case Kind::bytes:
+      return "bytes[" + std::to_string(s.size()) + "]";
     case Kind::tuple:
     case Kind::list: {
       std::string out = kind == Kind::tuple ? "(" : "[";
@@ -354,12 +432,18 @@ std::string Value::describe() const {
       if (items.size() > 6) out += ", ...";
       return out + (kind == Kind::tuple ? ")" : "]");
     }
-    case Kind::dict: return std::string(ordered ? "OrderedDict" : "dict") + " of " + std::to_string(entries.size());
-    case Kind::set: return "set of " + std::to_string(items.size());
-    case Kind::global: return s;
-    case Kind::storage: return "storage " + s;
-    case Kind::tensor: return "tensor";
-    case Kind::object: return "object of class " + (items.empty() ? std::string("?") : items[0]->describe());
+    case Kind::dict:
+      return std::string(ordered ? "OrderedDict" : "dict") + " of " + std::to_string(entries.size());
+    case Kind::set:
+      return "set of " + std::to_string(items.size());
+    case Kind::global:
+      return s;
+    case Kind::storage:
+      return "storage " + s;
+    case Kind::tensor:
+      return "tensor";
+    case Kind::object:
+      return "object of class " + (items.empty() ? std::string("?") : items[0]->describe());
   }
   return "?";
 }

@@ -16,16 +16,31 @@ struct Value;
 using ValuePtr = std::shared_ptr<Value>;
 
 struct Value {
-  enum class Kind { none, boolean, integer, floating, string, bytes, tuple, list, dict, set, global, storage, tensor, object };
+  enum class Kind {
+    none,
+    boolean,
+    integer,
+    floating,
+    string,
+    bytes,
+    tuple,
+    list,
+    dict,
+    set,
+    global,
+    storage,
+    tensor,
+    object
+  };
   Kind kind = Kind::none;
   int64_t i = 0;
   double f = 0;
-  std::string s;       // string/bytes; global: "module.name"; storage: record key
-  std::vector<ValuePtr> items;                          // tuple, list, set; object: [class, args]
-  std::vector<std::pair<ValuePtr, ValuePtr>> entries;   // dict
-  bool ordered = false;  // dict built by collections.OrderedDict
-  at::Tensor tensor;     // tensor; storage: the storage as a flat tensor of its dtype
-  std::string describe() const;  // short description for messages
+  std::string s;                                       // string/bytes; global: "module.name"; storage: record key
+  std::vector<ValuePtr> items;                         // tuple, list, set; object: [class, args]
+  std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // dict
+  bool ordered = false;                                // dict built by collections.OrderedDict
+  at::Tensor tensor;                                   // tensor; storage: the storage as a flat tensor of its dtype
+  std::string describe() const;                        // short description for messages
 };
 
 // Returns the storage's bytes for a persistent id (key, dtype name such as "FloatStorage", number of elements).

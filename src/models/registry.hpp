@@ -11,10 +11,10 @@ namespace dsgq::models {
 
 struct ArchInfo {
   std::string name;
-  std::string dataset;          // "cifar10" | "imagenet"
-  std::string weights_file;     // file name in ${DSGQ_DATA}/models, "" when none is shipped
-  double published_top1 = -1;   // on the full evaluation set, -1 when unknown
-  std::string torchvision_file; // the IMAGENET1K_V1 checkpoint's file name as torchvision downloads it, "" if none
+  std::string dataset;           // "cifar10" | "imagenet"
+  std::string weights_file;      // file name in ${DSGQ_DATA}/models, "" when none is shipped
+  double published_top1 = -1;    // on the full evaluation set, -1 when unknown
+  std::string torchvision_file;  // the IMAGENET1K_V1 checkpoint's file name as torchvision downloads it, "" if none
 };
 
 // Where torchvision keeps downloaded checkpoints: $DSGQ_TORCHVISION_MODELS, else $TORCH_HOME/hub/checkpoints, else

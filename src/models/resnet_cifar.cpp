@@ -51,10 +51,9 @@ std::unique_ptr<Network> build_resnet_cifar(const std::string& arch, int depth) 
       at::Tensor out = op.act(b.relu1, op.bn(b.bn1, op.conv(b.conv1, x)));
       out = op.bn(b.bn2, op.conv(b.conv2, out));
       // Option A: subsample by 2 and zero-pad planes/4 channels on each side.
-      const at::Tensor sc =
-          b.shortcut_a ? at::constant_pad_nd(x.slice(2, 0, x.size(2), 2).slice(3, 0, x.size(3), 2),
-                                             {0, 0, 0, 0, b.pad_channels, b.pad_channels}, 0.0)
-                       : x;
+      const at::Tensor sc = b.shortcut_a ? at::constant_pad_nd(x.slice(2, 0, x.size(2), 2).slice(3, 0, x.size(3), 2),
+                                                               {0, 0, 0, 0, b.pad_channels, b.pad_channels}, 0.0)
+                                         : x;
       x = op.act(b.relu2, out + sc);
     }
     return op.linear(fc, x.mean({2, 3}));

@@ -25,8 +25,8 @@ std::unique_ptr<Network> build_shufflenet_v2(const std::string& arch, const std:
   struct Block {
     std::vector<Unit> branch1, branch2;  // branch1 empty: stride 1, identity on the first half of the channels
   };
-  auto unit = [&](const std::string& p, int conv_index, bool relu, int64_t cin, int64_t cout, int64_t k,
-                  int64_t stride, int64_t groups) {
+  auto unit = [&](const std::string& p, int conv_index, bool relu, int64_t cin, int64_t cout, int64_t k, int64_t stride,
+                  int64_t groups) {
     Unit u;
     u.conv = net->add_conv(p + std::to_string(conv_index), cin, cout, k, stride, k / 2, false, groups);
     u.bn = net->add_bn(p + std::to_string(conv_index + 1), cout, eps);

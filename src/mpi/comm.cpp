@@ -78,9 +78,9 @@ void Comm::allreduce_sum(std::vector<int64_t>& values) const {
 }
 
 void Comm::allreduce_sum(std::vector<double>& values) const {
-  check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
-                      as_mpi(handle_)),
-        "MPI_Allreduce(double sum)");
+  check(
+      MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, as_mpi(handle_)),
+      "MPI_Allreduce(double sum)");
 }
 
 int64_t Comm::allreduce_max(int64_t value) const {
@@ -106,10 +106,17 @@ double Comm::allreduce_sum(double value) const {
 void Comm::allreduce_sum(at::Tensor& tensor) const {
   MPI_Datatype type;
   switch (tensor.scalar_type()) {
-    case at::kFloat: type = MPI_FLOAT; break;
-    case at::kDouble: type = MPI_DOUBLE; break;
-    case at::kLong: type = MPI_INT64_T; break;
-    default: throw InternalError("allreduce_sum: unsupported dtype " + std::string(c10::toString(tensor.scalar_type())));
+    case at::kFloat:
+      type = MPI_FLOAT;
+      break;
+    case at::kDouble:
+      type = MPI_DOUBLE;
+      break;
+    case at::kLong:
+      type = MPI_INT64_T;
+      break;
+    default:
+      throw InternalError("allreduce_sum: unsupported dtype " + std::string(c10::toString(tensor.scalar_type())));
   }
   // Host staging: device tensors are copied to a contiguous CPU buffer (no NCCL path yet; the tensors reduced here
   // are per-layer BN statistics, at most a few hundred KB per step).
@@ -127,9 +134,9 @@ std::vector<float> Comm::allgatherv(const std::vector<float>& values) const {
   std::vector<int> displs(size_, 0);
   for (int r = 1; r < size_; ++r) displs[r] = displs[r - 1] + lens[r - 1];
   std::vector<float> all(static_cast<size_t>(displs.back()) + lens.back());
-  check(MPI_Allgatherv(values.data(), len, MPI_FLOAT, all.data(), lens.data(), displs.data(), MPI_FLOAT,
-                       as_mpi(handle_)),
-        "MPI_Allgatherv(float)");
+  check(
+      MPI_Allgatherv(values.data(), len, MPI_FLOAT, all.data(), lens.data(), displs.data(), MPI_FLOAT, as_mpi(handle_)),
+      "MPI_Allgatherv(float)");
   return all;
 }
 
@@ -160,8 +167,7 @@ std::vector<std::string> Comm::allgather(const std::string& value) const {
   std::vector<int> displs(size_, 0);
   for (int r = 1; r < size_; ++r) displs[r] = displs[r - 1] + lens[r - 1];
   std::string all(displs.back() + lens.back(), '\0');
-  check(MPI_Allgatherv(value.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR,
-                       as_mpi(handle_)),
+  check(MPI_Allgatherv(value.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR, as_mpi(handle_)),
         "MPI_Allgatherv");
   std::vector<std::string> out(size_);
   for (int r = 0; r < size_; ++r) out[r] = all.substr(displs[r], lens[r]);

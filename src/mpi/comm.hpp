@@ -65,7 +65,8 @@ class Comm {
 // stats = "batch"). float/double tensors; with one rank it is the identity.
 at::Tensor allreduce_sum_autograd(const at::Tensor& local, const Comm& comm);
 
-// Initializes MPI (asking for MPI_THREAD_MULTIPLE: the sweep queue serves requests from a thread) and finalizes it on normal destruction. Construct once, in main.
+// Initializes MPI (asking for MPI_THREAD_MULTIPLE: the sweep queue serves requests from a thread) and finalizes it on
+// normal destruction. Construct once, in main.
 class MpiEnv {
  public:
   MpiEnv(int& argc, char**& argv);

@@ -2,7 +2,6 @@
 
 #include <torch/torch.h>
 
-
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -49,8 +48,8 @@ std::unique_ptr<EvalStage> EvalStage::prepare(const CommonArgs& args, const mpi:
   s.net = std::move(model.net);
   s.weights_sha256 = model.weights_sha256;
 
-  s.n_images = check_image_count(s.cfg.eval.data, src + " [eval]: data", *s.net, s.cfg.eval.n_images,
-                                 src + " [eval]: n_images");
+  s.n_images =
+      check_image_count(s.cfg.eval.data, src + " [eval]: data", *s.net, s.cfg.eval.n_images, src + " [eval]: n_images");
 
   s.key = fp32_eval_key(s.cfg);
   s.record_path = s.cfg.output.dir + "/results/" + s.key + ".json";
@@ -109,8 +108,8 @@ int EvalStage::execute(const mpi::Comm& comm) {
       {"provenance", provenance}};
   io::write_json_atomic(s.record_path, rec);
   log_info0("%s fp32: top1 %.2f%% (%lld/%lld), top5 %.2f%%, %.1f images/s -> %s", s.cfg.model.arch.c_str(),
-            global.top1_pct(), static_cast<long long>(global.top1), static_cast<long long>(global.n),
-            global.top5_pct(), ev.max > 0 ? global.n / ev.max : 0.0, s.record_path.c_str());
+            global.top1_pct(), static_cast<long long>(global.top1), static_cast<long long>(global.n), global.top5_pct(),
+            ev.max > 0 ? global.n / ev.max : 0.0, s.record_path.c_str());
   return 0;
 }
 

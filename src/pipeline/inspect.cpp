@@ -52,8 +52,8 @@ std::string inspect_checkpoint(const std::string& path) {
 std::string inspect_record(const std::string& path) {
   const nlohmann::json j = io::read_json(path);
   if (j.value("format", "") != io::kResultFormat)
-    throw InputError(path + ": format = " + quote_value(j.value("format", "(none)")) + "; expected a dsgq result record (" +
-                     io::kResultFormat + ")");
+    throw InputError(path + ": format = " + quote_value(j.value("format", "(none)")) +
+                     "; expected a dsgq result record (" + io::kResultFormat + ")");
   std::ostringstream os;
   os << path << ": dsgq result record " << j.value("key", "?") << "\n";
   os << "point:      " << j["point"].dump() << "\n";
@@ -75,7 +75,8 @@ std::string inspect_synth(const std::string& path) {
   const at::Tensor x = set.images;
   os << "pixels: mean " << x.mean().item<double>() << ", std " << x.std().item<double>() << ", min "
      << x.min().item<double>() << ", max " << x.max().item<double>() << "\n";
-  os << "final loss per batch: mean " << set.loss.mean().item<double>() << ", max " << set.loss.max().item<double>() << "\n";
+  os << "final loss per batch: mean " << set.loss.mean().item<double>() << ", max " << set.loss.max().item<double>()
+     << "\n";
   const int64_t with_lse = set.lse_layer.ge(0).sum().item<int64_t>();
   const int64_t with_label = set.labels.ge(0).sum().item<int64_t>();
   os << "samples with an LSE layer: " << with_lse << ", with a target label: " << with_label << "\n";
@@ -109,7 +110,8 @@ std::string inspect_synth(const std::string& path) {
     net->load(models::read_checkpoint(m.weights));
     const synth::Homogeneity h = synth::homogeneity(*net, set.images);
     char line[160];
-    std::snprintf(line, sizeof line, "homogeneity on %s: spread %.4f, dev %.4f (real CIFAR-10 on resnet20: ~0.3, ~0.09)\n",
+    std::snprintf(line, sizeof line,
+                  "homogeneity on %s: spread %.4f, dev %.4f (real CIFAR-10 on resnet20: ~0.3, ~0.09)\n",
                   m.model.c_str(), h.spread, h.dev);
     os << line;
   } else {
@@ -126,7 +128,8 @@ std::string inspect_packed(const std::string& path) {
   os << path << ": " << io::kPackedFormat << " packed image set, " << m.n_images << " images [3," << m.size << ","
      << m.size << "] uint8 (Resize(" << m.resize << ") + CenterCrop(" << m.size << ")), " << m.num_classes
      << " classes\n";
-  os << "source " << m.source << ", labels from " << m.labels_from << ", dsgq " << m.dsgq_version << ", " << m.created << "\n";
+  os << "source " << m.source << ", labels from " << m.labels_from << ", dsgq " << m.dsgq_version << ", " << m.created
+     << "\n";
   if (m.n_images > 0) {
     const at::Tensor px = set.images.to(at::kFloat);
     const at::Tensor mean = px.mean({0, 2, 3}) / 255.0;
@@ -151,7 +154,9 @@ std::string inspect_file(const std::string& path) {
   if (ends_with(path, ".h5") || ends_with(path, ".part")) return inspect_synth(path);
   if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".th") || ends_with(path, ".tar"))
     return inspect_checkpoint(path);
-  throw InputError(path + ": unrecognised file type; expected a checkpoint (.pt, .pth, .th), a synthetic or packed set (.h5) or a result record (.json)");
+  throw InputError(path +
+                   ": unrecognised file type; expected a checkpoint (.pt, .pth, .th), a synthetic or packed set (.h5) "
+                   "or a result record (.json)");
 }
 
 }  // namespace dsgq::pipeline

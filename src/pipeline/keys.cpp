@@ -53,7 +53,8 @@ std::string quant_key(const config::RunConfig& cfg, const std::string& calib_nam
   const config::QuantConfig& q = cfg.quant;
   std::string variant;
   switch (q.protocol) {
-    case config::Protocol::zeroq: break;
+    case config::Protocol::zeroq:
+      break;
     case config::Protocol::adaround: {
       std::ostringstream os;  // the values back to back, as the first release hashed them
       os.precision(17);

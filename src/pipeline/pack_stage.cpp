@@ -38,13 +38,15 @@ std::unique_ptr<PackStage> PackStage::prepare(const PackArgs& args, const mpi::C
   if (args.images.empty()) throw InputError("dsgq pack: --images DIR is required (an ImageNet-style folder)");
   if (args.out.empty()) throw InputError("dsgq pack: --out FILE.h5 is required");
   if (args.size < 8 || args.size > 4096)
-    throw InputError("dsgq pack: --size = '" + std::to_string(args.size) + "' is out of range; expected 8..4096 (224, or 299 for inception_v3)");
+    throw InputError("dsgq pack: --size = '" + std::to_string(args.size) +
+                     "' is out of range; expected 8..4096 (224, or 299 for inception_v3)");
   if (s.args.resize == 0) s.args.resize = io::default_resize_for(args.size);
   if (s.args.resize < s.args.size)
     throw InputError("dsgq pack: --resize = '" + std::to_string(s.args.resize) + "' is smaller than --size " +
                      std::to_string(args.size) + "; expected >= --size (default round(size / 0.875))");
   if (file_exists(args.out) && !args.force)
-    throw InputError(args.out + ": exists; pass --force to replace it (dsgq pack never overwrites a packed set otherwise)");
+    throw InputError(args.out +
+                     ": exists; pass --force to replace it (dsgq pack never overwrites a packed set otherwise)");
   const fs::path parent = fs::path(args.out).parent_path();
   if (!parent.empty()) make_dirs(parent.string());
   s.list = io::list_image_folder(args.images, args.labels, args.synsets, 1000, args.per_class);
@@ -54,9 +56,9 @@ std::unique_ptr<PackStage> PackStage::prepare(const PackArgs& args, const mpi::C
 std::string PackStage::describe() const {
   const Impl& s = *impl_;
   std::ostringstream o;
-  o << "pack " << s.list.files.size() << " images from " << s.args.images << " (labels: " << s.list.labels_from
-    << ", " << s.list.num_classes << " classes) -> " << s.args.out << ": Resize(" << s.args.resize
-    << ") + CenterCrop(" << s.args.size << "), uint8 [N,3," << s.args.size << "," << s.args.size << "]\n";
+  o << "pack " << s.list.files.size() << " images from " << s.args.images << " (labels: " << s.list.labels_from << ", "
+    << s.list.num_classes << " classes) -> " << s.args.out << ": Resize(" << s.args.resize << ") + CenterCrop("
+    << s.args.size << "), uint8 [N,3," << s.args.size << "," << s.args.size << "]\n";
   return o.str();
 }
 
@@ -71,7 +73,8 @@ io::PackedMeta packed_meta(const PackArgs& args, const io::ImageList& list) {
   meta.source = fs::absolute(args.images).lexically_normal().string();
   meta.labels_from = list.labels_from;
   std::string listing;
-  for (size_t i = 0; i < list.files.size(); ++i) listing += list.files[i] + "\t" + std::to_string(list.labels[i]) + "\n";
+  for (size_t i = 0; i < list.files.size(); ++i)
+    listing += list.files[i] + "\t" + std::to_string(list.labels[i]) + "\n";
   meta.list_sha256 = sha256_hex(listing);
   meta.dsgq_version = kVersion;
   meta.created = io::utc_timestamp();
@@ -150,17 +153,18 @@ int PackStage::execute(const mpi::Comm& comm) {
     if (comm.is_root()) {
       for (size_t i = 0; i < bad.size() && i < 20; ++i) log_error("%s", bad[i].c_str());
       if (bad.size() > 20) log_error("... and %zu more", bad.size() - 20);
-      log_error("%s: not written: %zu of %lld images could not be decoded (listed above); fix them and run the same "
-                "dsgq pack again: %s.part keeps the other rows and only the missing ones are decoded (with a changed "
-                "image list it starts over)", s.args.out.c_str(), bad.size(), static_cast<long long>(n),
-                s.args.out.c_str());
+      log_error(
+          "%s: not written: %zu of %lld images could not be decoded (listed above); fix them and run the same "
+          "dsgq pack again: %s.part keeps the other rows and only the missing ones are decoded (with a changed "
+          "image list it starts over)",
+          s.args.out.c_str(), bad.size(), static_cast<long long>(n), s.args.out.c_str());
     }
     return 2;
   }
   writer.finish();
   log_info0("pack: wrote %s: %lld images, [%lld,3,%lld,%lld] uint8, in %.1f s", s.args.out.c_str(),
-            static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(S),
-            static_cast<long long>(S), timer.seconds());
+            static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(S), static_cast<long long>(S),
+            timer.seconds());
   return 0;
 }
 

@@ -12,14 +12,14 @@
 namespace dsgq::pipeline {
 
 struct PackArgs {
-  std::string images;   // --images DIR: <wnid>/<image> tree, or a flat folder with --labels
-  std::string labels;   // --labels FILE: "<file> <class index> [...]" lines (flat folder)
-  std::string synsets;  // --synsets FILE: "<wnid> <names>" lines; class index = line - 1 (tree)
-  std::string out;      // --out FILE.h5
-  int64_t size = 224;   // --size S: center crop (224; 299 for inception_v3)
-  int64_t resize = 0;   // --resize R: shorter side before the crop; 0 = round(S / 0.875)
+  std::string images;     // --images DIR: <wnid>/<image> tree, or a flat folder with --labels
+  std::string labels;     // --labels FILE: "<file> <class index> [...]" lines (flat folder)
+  std::string synsets;    // --synsets FILE: "<wnid> <names>" lines; class index = line - 1 (tree)
+  std::string out;        // --out FILE.h5
+  int64_t size = 224;     // --size S: center crop (224; 299 for inception_v3)
+  int64_t resize = 0;     // --resize R: shorter side before the crop; 0 = round(S / 0.875)
   int64_t per_class = 0;  // --per-class K: the first K images of each class (tree); 0 = all
-  bool force = false;   // replace an existing --out
+  bool force = false;     // replace an existing --out
 };
 
 class PackStage final : public Stage {

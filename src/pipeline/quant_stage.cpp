@@ -1,6 +1,5 @@
 #include "pipeline/quant_stage.hpp"
 
-
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -53,7 +52,8 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
     if (y.preset != config::Preset::paper && optimised) extra.push_back(config::name(y.preset));
     if (y.method == SynthMethod::dsg) {
       if (!y.lse) extra.push_back("no LSE");
-      if (y.margin_scale == 0 || y.slack_quantile == 0) extra.push_back("no SDA");
+      if (y.margin_scale == 0 || y.slack_quantile == 0)
+        extra.push_back("no SDA");
       else if (y.slack_quantile != 0.9) {
         std::ostringstream q;
         q << "q=" << y.slack_quantile;
@@ -66,9 +66,9 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
       }
     }
   }
-  for (size_t i = 0; i < extra.size(); ++i) data += (i == 0 ? " (" : ", ") + extra[i] + (i + 1 == extra.size() ? ")" : "");
-  return {{"data", data},
-          {"method", config::name(cfg.quant.protocol) + "/" + config::name(cfg.quant.act_observer)}};
+  for (size_t i = 0; i < extra.size(); ++i)
+    data += (i == 0 ? " (" : ", ") + extra[i] + (i + 1 == extra.size() ? ")" : "");
+  return {{"data", data}, {"method", config::name(cfg.quant.protocol) + "/" + config::name(cfg.quant.act_observer)}};
 }
 
 void check_calibration_file(const std::string& path, const config::RunConfig& cfg, const models::Network& net,
@@ -76,10 +76,12 @@ void check_calibration_file(const std::string& path, const config::RunConfig& cf
   const io::SynthMeta m = io::read_synth_meta(path);
   const auto& in = net.input();
   if (m.model != cfg.model.arch)
-    throw InputError(path + ": calibration set was made for model " + quote_value(m.model) + "; expected one made for " +
-                     cfg.model.arch + " (dsgq synth with [model] arch = \"" + cfg.model.arch + "\")");
+    throw InputError(path + ": calibration set was made for model " + quote_value(m.model) +
+                     "; expected one made for " + cfg.model.arch + " (dsgq synth with [model] arch = \"" +
+                     cfg.model.arch + "\")");
   if (m.n_images == 0)
-    throw InputError(path + ": calibration set holds no images (n_images = 0); expected at least 1 (make one with "
+    throw InputError(path +
+                     ": calibration set holds no images (n_images = 0); expected at least 1 (make one with "
                      "dsgq synth, [synth] n_images >= 1)");
   if (m.channels != in.channels || m.height != in.height || m.width != in.width)
     throw InputError(path + ": images are [" + std::to_string(m.channels) + "," + std::to_string(m.height) + "," +
@@ -113,9 +115,14 @@ nlohmann::json quant_point(const config::RunConfig& cfg, const std::string& weig
 nlohmann::json layer_reports_json(const std::vector<quant::LayerReport>& reports) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& r : reports)
-    out.push_back({{"layer", r.name}, {"bits", r.bits}, {"mse_nearest", r.mse_nearest},
-                   {"mse_adaround", r.mse_adaround}, {"flipped", r.flipped}, {"undecided", r.undecided},
-                   {"seconds", r.seconds}, {"cache_mib", static_cast<double>(r.cache_bytes) / (1 << 20)},
+    out.push_back({{"layer", r.name},
+                   {"bits", r.bits},
+                   {"mse_nearest", r.mse_nearest},
+                   {"mse_adaround", r.mse_adaround},
+                   {"flipped", r.flipped},
+                   {"undecided", r.undecided},
+                   {"seconds", r.seconds},
+                   {"cache_mib", static_cast<double>(r.cache_bytes) / (1 << 20)},
                    {"spilled", r.spilled}});
   return out;
 }
@@ -158,8 +165,8 @@ std::unique_ptr<QuantStage> QuantStage::prepare(config::RunConfig cfg, const Com
   s.n_eval = check_image_count(s.cfg.eval.data, s.cfg.source + " [eval]: data", *s.net, s.cfg.eval.n_images,
                                s.cfg.source + " [eval]: n_images");
 
-  const std::string calib_name = q.calib_data.empty() ? synth_key_str
-                                                      : std::filesystem::path(q.calib_data).stem().string();
+  const std::string calib_name =
+      q.calib_data.empty() ? synth_key_str : std::filesystem::path(q.calib_data).stem().string();
   s.key = quant_key(s.cfg, calib_name);
   s.record_path = s.cfg.output.dir + "/results/" + s.key + ".json";
   s.enc_path = s.cfg.output.dir + "/quant/" + s.key + ".encodings.json";
@@ -247,22 +254,21 @@ int QuantStage::execute(const mpi::Comm& comm) {
   const double peak_mib = comm.allreduce_max(peak_rss_mib());
   if (!comm.is_root()) return 0;
   provenance["calib_sha256"] = sha256_file(s.calib_path);
-  const nlohmann::json metrics = {{"top1", qc.top1_pct()},         {"top5", qc.top5_pct()},
-                                  {"n_images", qc.n},              {"top1_correct", qc.top1},
-                                  {"top5_correct", qc.top5},       {"fp32_top1", fp32.top1_pct()},
-                                  {"fp32_top5", fp32.top5_pct()},  {"n_calib", calib.images.size(0)}};
+  const nlohmann::json metrics = {
+      {"top1", qc.top1_pct()},        {"top5", qc.top5_pct()},          {"n_images", qc.n},
+      {"top1_correct", qc.top1},      {"top5_correct", qc.top5},        {"fp32_top1", fp32.top1_pct()},
+      {"fp32_top5", fp32.top5_pct()}, {"n_calib", calib.images.size(0)}};
   io::write_json_atomic(
-      s.record_path,
-      {{"format", io::kResultFormat},
-       {"key", s.key},
-       {"point", s.point},
-       {"metrics", metrics},
-       {"timings_s", {{"calibrate", span_json(cs)}, {"eval", span_json(es)}, {"total", span_json(ts)}}},
-       {"peak_rss_mib", peak_mib},
-       {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
-       {"layers", c.layers},
-       {"labels", labels_json(s.cfg)},
-       {"provenance", provenance}});
+      s.record_path, {{"format", io::kResultFormat},
+                      {"key", s.key},
+                      {"point", s.point},
+                      {"metrics", metrics},
+                      {"timings_s", {{"calibrate", span_json(cs)}, {"eval", span_json(es)}, {"total", span_json(ts)}}},
+                      {"peak_rss_mib", peak_mib},
+                      {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
+                      {"layers", c.layers},
+                      {"labels", labels_json(s.cfg)},
+                      {"provenance", provenance}});
   log_info0("%s %s W%lldA%lld (%s, %lld calibration images): top1 %.2f%% (FP32 %.2f%%), top5 %.2f%% -> %s",
             s.cfg.model.arch.c_str(), config::name(q.protocol).c_str(), static_cast<long long>(q.w_bits),
             static_cast<long long>(q.a_bits), config::name(q.act_observer).c_str(),

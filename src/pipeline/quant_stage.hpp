@@ -19,12 +19,13 @@ class QuantStage final : public Stage {
   // data and output. Throws InputError on bad input.
   static std::unique_ptr<QuantStage> prepare(const CommonArgs& args, const mpi::Comm& comm, bool calib_will_exist);
   // Same, for a config resolved elsewhere (a sweep point): `cfg` replaces the config file and --set overrides.
-  static std::unique_ptr<QuantStage> prepare(config::RunConfig cfg, const CommonArgs& args, const mpi::Comm& comm, bool calib_will_exist);
+  static std::unique_ptr<QuantStage> prepare(config::RunConfig cfg, const CommonArgs& args, const mpi::Comm& comm,
+                                             bool calib_will_exist);
   ~QuantStage() override;
   // The resolved config as TOML.
   std::string describe() const override;
   const std::string& key() const;
-  const std::string& calib_path() const;   // the calibration set it reads (dsgq run / sweep: the synth output)
+  const std::string& calib_path() const;  // the calibration set it reads (dsgq run / sweep: the synth output)
   const std::string& record_path() const;
   // Local: the record exists and --force was not given.
   bool complete() const;

@@ -54,7 +54,7 @@ std::string upper(std::string s) {
 struct Table {
   std::string arch;
   double fp32 = NAN;
-  std::vector<std::string> columns;                                  // precisions, sorted
+  std::vector<std::string> columns;                                                 // precisions, sorted
   std::map<std::pair<std::string, std::string>, std::map<std::string, Cell>> rows;  // (data, method) -> col -> cell
 };
 

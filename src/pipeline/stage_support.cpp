@@ -24,9 +24,10 @@ LoadedModel load_model(const config::RunConfig& cfg, const Runtime& rt) {
   m.net = models::build_network(cfg.model.arch, cfg.source + " [model]: arch");
   const models::ArchInfo& arch = models::arch_info(cfg.model.arch, cfg.source + " [model]: arch");
   if (!arch.torchvision_file.empty() && !file_exists(cfg.model.weights))
-    throw InputError(cfg.source + " [model]: weights = " + quote_value(cfg.model.weights) + " does not exist; expected " +
-                     arch.name + "'s torchvision checkpoint (https://download.pytorch.org/models/" +
-                     arch.torchvision_file + ", what torchvision." + arch.name +
+    throw InputError(cfg.source + " [model]: weights = " + quote_value(cfg.model.weights) +
+                     " does not exist; expected " + arch.name +
+                     "'s torchvision checkpoint (https://download.pytorch.org/models/" + arch.torchvision_file +
+                     ", what torchvision." + arch.name +
                      "(weights='IMAGENET1K_V1') downloads) there, or set [model] weights or DSGQ_TORCHVISION_MODELS");
   m.net->load(models::read_checkpoint(cfg.model.weights));
   m.net->to(rt.device);
@@ -51,10 +52,11 @@ void check_results_dir(const std::string& dir) {
     try {
       r = io::read_json(f);
     } catch (const InputError&) {
-      throw InputError(f + ": is not a JSON result record; expected only dsgq records (" + io::kResultFormat +
-                       ") in " + results);
+      throw InputError(f + ": is not a JSON result record; expected only dsgq records (" + io::kResultFormat + ") in " +
+                       results);
     }
-    const std::string format = r.contains("format") && r["format"].is_string() ? r["format"].get<std::string>() : "(none)";
+    const std::string format =
+        r.contains("format") && r["format"].is_string() ? r["format"].get<std::string>() : "(none)";
     if (format != io::kResultFormat)
       throw InputError(f + ": format = '" + format + "' was written by an incompatible dsgq version; expected " +
                        io::kResultFormat + " (use another output.dir, or move the old results away)");

@@ -27,9 +27,9 @@ struct SweepStage::Impl {
     bool complete = false;
   };
   std::vector<Point> points;
-  std::vector<std::string> datasets;                    // distinct calibration sets, first use first
-  std::map<std::string, config::RunConfig> synth;           // by dataset path: the config that makes it
-  bool empty_shard = false;                                 // --shard with nothing to do: not an error
+  std::vector<std::string> datasets;               // distinct calibration sets, first use first
+  std::map<std::string, config::RunConfig> synth;  // by dataset path: the config that makes it
+  bool empty_shard = false;                        // --shard with nothing to do: not an error
 };
 
 SweepStage::SweepStage() : impl_(std::make_unique<Impl>()) {}
@@ -59,7 +59,8 @@ std::unique_ptr<SweepStage> SweepStage::prepare(const CommonArgs& args, const st
     const auto [it, fresh] = by_key.emplace(point.key, s.points.size());
     if (!fresh)
       throw InputError(src + ": points '" + s.points[it->second].label + "' and '" + point.label +
-                       "' are the same point (key " + point.key + "); expected every point once (a duplicate in a "
+                       "' are the same point (key " + point.key +
+                       "); expected every point once (a duplicate in a "
                        "list, or two [[sweep.grid]] tables that overlap)");
     s.points.push_back(std::move(point));
   }
@@ -68,8 +69,10 @@ std::unique_ptr<SweepStage> SweepStage::prepare(const CommonArgs& args, const st
     for (const auto& k : only) {
       const auto it = by_key.find(k);
       if (it == by_key.end())
-        throw InputError("--only " + quote_value(k) + ": no such point in " + src + "; expected a key that dsgq sweep "
-                         "--list prints (e.g. " + s.points.front().key + ")");
+        throw InputError("--only " + quote_value(k) + ": no such point in " + src +
+                         "; expected a key that dsgq sweep "
+                         "--list prints (e.g. " +
+                         s.points.front().key + ")");
       kept.push_back(s.points[it->second]);
     }
     s.points = std::move(kept);
@@ -106,8 +109,8 @@ std::string SweepStage::describe() const {
   if (axes.empty()) axes = "nothing";
   std::string out = "# sweep " + (s.spec.name.empty() ? s.spec.source : s.spec.name) + ": " +
                     std::to_string(s.points.size()) + " points, " + std::to_string(s.datasets.size()) +
-                    " calibration sets (varied: " + axes + ")\n# output: " +
-                    (s.points.empty() ? std::string("-") : s.points.front().cfg.output.dir) + "\n";
+                    " calibration sets (varied: " + axes +
+                    ")\n# output: " + (s.points.empty() ? std::string("-") : s.points.front().cfg.output.dir) + "\n";
   size_t done = 0;
   for (const auto& p : s.points) {
     done += p.complete;
@@ -183,16 +186,22 @@ int SweepStage::execute(const mpi::Comm& comm) {
       ranks.push_back({{"points", std::stoll(r.substr(0, sp))}, {"busy_s", std::stod(r.substr(sp + 1))}});
     }
     const std::string name = s.spec.name.empty() ? "sweep" : s.spec.name;
-    io::write_json_atomic(s.points.front().cfg.output.dir + "/sweeps/" + name + ".json",
-                          {{"sweep", name}, {"source", s.spec.source}, {"points", s.points.size()},
-                           {"computed", pending.size()}, {"world_size", comm.size()}, {"queue", w.queue},
-                           {"synth_s", synth_s}, {"points_s", w.seconds}, {"total_s", total.seconds()},
-                           {"ranks", ranks}});
+    io::write_json_atomic(s.points.front().cfg.output.dir + "/sweeps/" + name + ".json", {{"sweep", name},
+                                                                                          {"source", s.spec.source},
+                                                                                          {"points", s.points.size()},
+                                                                                          {"computed", pending.size()},
+                                                                                          {"world_size", comm.size()},
+                                                                                          {"queue", w.queue},
+                                                                                          {"synth_s", synth_s},
+                                                                                          {"points_s", w.seconds},
+                                                                                          {"total_s", total.seconds()},
+                                                                                          {"ranks", ranks}});
   }
-  log_info0("sweep done: %zu points computed on %d rank(s) in %.1f s (calibration sets %.1f s, points %.1f s; %zu were "
-            "already done); records in %s/results",
-            pending.size(), comm.size(), total.seconds(), synth_s, w.seconds, s.points.size() - pending.size(),
-            s.points.front().cfg.output.dir.c_str());
+  log_info0(
+      "sweep done: %zu points computed on %d rank(s) in %.1f s (calibration sets %.1f s, points %.1f s; %zu were "
+      "already done); records in %s/results",
+      pending.size(), comm.size(), total.seconds(), synth_s, w.seconds, s.points.size() - pending.size(),
+      s.points.front().cfg.output.dir.c_str());
   return 0;
 }
 

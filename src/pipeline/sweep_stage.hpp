@@ -36,7 +36,7 @@ class SweepStage final : public Stage {
   struct RankWork {
     int64_t computed = 0;  // points this rank computed
     double busy_s = 0, seconds = 0;
-    std::string queue;     // "single rank" | "dynamic" | "round robin"
+    std::string queue;  // "single rank" | "dynamic" | "round robin"
   };
   RankWork run_points(std::vector<size_t> pending, const mpi::Comm& comm);
   struct Impl;

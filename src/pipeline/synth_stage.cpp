@@ -56,11 +56,13 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
                      std::to_string(comm.size()) + " ranks; expected batch >= ranks (each rank optimises a share)");
   const bool batch_stats = y.stats == config::BnStats::batch;
   if (batch_stats && y.method == config::SynthMethod::dsg && y.lse)
-    throw InputError(where + "lse = 'true' needs stats = 'per_sample' (LSE weights each sample's own statistics); "
-                             "set lse = false or stats = \"per_sample\"");
+    throw InputError(where +
+                     "lse = 'true' needs stats = 'per_sample' (LSE weights each sample's own statistics); "
+                     "set lse = false or stats = \"per_sample\"");
   if (batch_stats && y.preset == config::Preset::official)
-    throw InputError(where + "stats = 'batch' with preset = 'official': the released code uses per-sample "
-                             "statistics; expected stats = \"per_sample\" or preset = \"paper\"");
+    throw InputError(where +
+                     "stats = 'batch' with preset = 'official': the released code uses per-sample "
+                     "statistics; expected stats = \"per_sample\" or preset = \"paper\"");
   if (y.method == config::SynthMethod::real)
     check_image_count(y.real_data, where + "real_data", *s.net, y.n_images, where + "n_images");
 
@@ -71,12 +73,14 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
   const std::filesystem::path dir = std::filesystem::path(s.path).parent_path();
   make_dirs(dir.string());
   if (::access(dir.empty() ? "." : dir.c_str(), W_OK) != 0)
-    throw InputError(where + "output folder " + quote_value(dir.string()) + " is not writable; expected a writable folder");
+    throw InputError(where + "output folder " + quote_value(dir.string()) +
+                     " is not writable; expected a writable folder");
   if (!args.force && file_exists(s.path)) {
     const io::SynthMeta old = io::read_synth_meta(s.path);
     if (old.config_toml != s.identity)
       throw InputError(s.path + ": exists and was made by a different config (model " + old.model + ", method " +
-                       old.method + ", " + std::to_string(old.n_images) + " images); pass --force to overwrite or set [synth] out");
+                       old.method + ", " + std::to_string(old.n_images) +
+                       " images); pass --force to overwrite or set [synth] out");
   }
   return stage;
 }

@@ -27,8 +27,8 @@ class RowCache {
   RowCache& operator=(RowCache&&) noexcept;
 
   void write(int64_t first, const at::Tensor& rows);
-  at::Tensor gather(const at::Tensor& index) const;      // [index.numel(), ...] on the device
-  at::Tensor slice(int64_t first, int64_t n) const;      // [n, ...] on the device
+  at::Tensor gather(const at::Tensor& index) const;  // [index.numel(), ...] on the device
+  at::Tensor slice(int64_t first, int64_t n) const;  // [n, ...] on the device
   int64_t rows() const { return rows_; }
   bool spilled() const { return spill_ != nullptr; }
 

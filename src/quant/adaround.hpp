@@ -29,11 +29,11 @@ WeightGrid mse_weight_grid(const at::Tensor& w, int bits);
 at::Tensor quantize_nearest(const at::Tensor& w, const WeightGrid& g);
 
 struct AdaRoundResult {
-  at::Tensor weight;          // the rounded (fake-quantized) weight
-  double mse_nearest = 0;     // output MSE of round-to-nearest on the reconstruction data
-  double mse_adaround = 0;    // output MSE after AdaRound (hard rounding)
-  double flipped = 0;         // fraction of weights rounded differently from nearest
-  double undecided = 0;       // fraction of h(V) strictly between 0 and 1 before hardening (should end ~0)
+  at::Tensor weight;        // the rounded (fake-quantized) weight
+  double mse_nearest = 0;   // output MSE of round-to-nearest on the reconstruction data
+  double mse_adaround = 0;  // output MSE after AdaRound (hard rounding)
+  double flipped = 0;       // fraction of weights rounded differently from nearest
+  double undecided = 0;     // fraction of h(V) strictly between 0 and 1 before hardening (should end ~0)
 };
 
 // x_in: the layer's inputs from the (partially) quantized network; y_target: the FP layer's outputs for the FP

@@ -22,7 +22,10 @@ std::vector<int> act_bits(const models::Network& net, const config::QuantConfig&
 }  // namespace
 
 AdaRoundQuantizer::AdaRoundQuantizer(const models::Network& fp, const config::QuantConfig& cfg, AdaRoundRun run)
-    : folded_(fp.folded()), cfg_(cfg), run_(std::move(run)), acts_(*folded_, act_bits(*folded_, cfg), cfg.act_observer) {
+    : folded_(fp.folded()),
+      cfg_(cfg),
+      run_(std::move(run)),
+      acts_(*folded_, act_bits(*folded_, cfg), cfg.act_observer) {
   const size_t L = folded_->layers().size();
   for (size_t l = 0; l < L; ++l) {
     const bool edge = l == 0 || l + 1 == L;
@@ -82,7 +85,8 @@ void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
     // Inputs from the network whose earlier layers are already rounded; targets from the FP network.
     const auto [x_q, y_fp] = capture(li, calib, chunk, rep);
     if (cfg_.adaround.enabled) {
-      const AdaRoundResult r = adaround_layer(*folded_, li, w, bias, grids_[l], x_q, y_fp, cfg_.adaround, run_.seed, chunk);
+      const AdaRoundResult r =
+          adaround_layer(*folded_, li, w, bias, grids_[l], x_q, y_fp, cfg_.adaround, run_.seed, chunk);
       weights_[l] = r.weight;
       rep.mse_nearest = r.mse_nearest;
       rep.mse_adaround = r.mse_adaround;

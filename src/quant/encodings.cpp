@@ -46,14 +46,19 @@ void write_with_weights(const std::string& path, const models::Network& net, con
 
 nlohmann::json grid_entry(double scale, double zero_point, int bits) {
   const double offset = -zero_point, levels = std::pow(2.0, bits) - 1.0;
-  return {{"bitwidth", bits}, {"dtype", "int"}, {"is_symmetric", "False"}, {"min", offset * scale},
-          {"max", (offset + levels) * scale}, {"offset", static_cast<int64_t>(offset)}, {"scale", scale}};
+  return {{"bitwidth", bits},
+          {"dtype", "int"},
+          {"is_symmetric", "False"},
+          {"min", offset * scale},
+          {"max", (offset + levels) * scale},
+          {"offset", static_cast<int64_t>(offset)},
+          {"scale", scale}};
 }
 
 nlohmann::json quantizer_args(int a_bits, int w_bits, const std::string& scheme) {
-  return {{"activation_bitwidth", a_bits}, {"param_bitwidth", w_bits}, {"dtype", "int"},
-          {"per_channel_quantization", true}, {"quant_scheme", scheme}, {"is_symmetric", false},
-          {"strict_symmetric", false}, {"unsigned_symmetric", false}};
+  return {{"activation_bitwidth", a_bits},    {"param_bitwidth", w_bits},   {"dtype", "int"},
+          {"per_channel_quantization", true}, {"quant_scheme", scheme},     {"is_symmetric", false},
+          {"strict_symmetric", false},        {"unsigned_symmetric", false}};
 }
 
 nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
@@ -71,7 +76,9 @@ nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
       per_channel.push_back(grid_entry(sc[c].item<double>(), zp[c].item<double>(), g.bits));
     params[net.layers()[l].name + ".weight"] = per_channel;
   }
-  return {{"version", "0.6.1"}, {"activation_encodings", acts}, {"param_encodings", params},
+  return {{"version", "0.6.1"},
+          {"activation_encodings", acts},
+          {"param_encodings", params},
           {"excluded_layers", nlohmann::json::array()},
           {"quantizer_args", quantizer_args(q.config().a_bits, q.config().w_bits,
                                             std::string(q.config().adaround.enabled ? "adaround" : "nearest") +

@@ -68,10 +68,7 @@ Range observe(config::Observer observer, const at::Tensor& x, int bits) {
 }
 
 ActQuantizers::ActQuantizers(const models::Network& net, std::vector<int> bits, config::Observer observer)
-    : bits_(std::move(bits)),
-      observer_(observer),
-      ranges_(bits_.size()),
-      observed_(bits_.size(), false) {
+    : bits_(std::move(bits)), observer_(observer), ranges_(bits_.size()), observed_(bits_.size(), false) {
   for (const auto& a : net.acts()) names_.push_back(a.name);
   DSGQ_CHECK(names_.size() == bits_.size(), "one bit-width per activation site");
 }

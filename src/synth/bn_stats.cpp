@@ -80,7 +80,8 @@ Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, in
   };
   const int64_t n = images.size(0);
   DSGQ_CHECK(n >= 2, "homogeneity needs at least 2 images");
-  for (int64_t b = 0; b < n; b += chunk) net.forward(images.slice(0, b, std::min(n, b + chunk)).to(net.device()), &hooks);
+  for (int64_t b = 0; b < n; b += chunk)
+    net.forward(images.slice(0, b, std::min(n, b + chunk)).to(net.device()), &hooks);
   Homogeneity h;
   for (size_t l = 0; l < L; ++l) {
     const auto& bn = net.bns()[l];

@@ -10,8 +10,8 @@ namespace dsgq::synth {
 namespace {
 
 double quantile_of(const std::vector<float>& values, double q) {
-  const at::Tensor t = torch::from_blob(const_cast<float*>(values.data()), {static_cast<int64_t>(values.size())},
-                                        torch::kFloat);
+  const at::Tensor t =
+      torch::from_blob(const_cast<float*>(values.data()), {static_cast<int64_t>(values.size())}, torch::kFloat);
   return torch::quantile(t.to(torch::kDouble), q).item<double>();
 }
 
@@ -49,8 +49,8 @@ Margins gaussian_margins(const models::Network& net, int64_t n_samples, double q
   const int64_t n_chunks = (n_samples + chunk - 1) / chunk;
   for (int64_t k = comm.rank(); k < n_chunks; k += comm.size()) {  // round-robin: chunk contents fixed
     const int64_t first = k * chunk, n = std::min(chunk, n_samples - first);
-    const at::Tensor x = draw_images(Init::gaussian, seed, Stream::margin, first, n, in.channels, in.height, in.width)
-                             .to(net.device());
+    const at::Tensor x =
+        draw_images(Init::gaussian, seed, Stream::margin, first, n, in.channels, in.height, in.width).to(net.device());
     chunk_deviations(net, x, batch_stats, dm, ds);
   }
   Margins out;

@@ -13,8 +13,9 @@ namespace dsgq::synth {
 Objective::Objective(const models::Network& net, ObjectiveConfig cfg, const mpi::Comm& comm)
     : net_(net), cfg_(std::move(cfg)), comm_(comm), n_layers_(static_cast<int64_t>(net.bns().size())) {
   if (cfg_.sda)
-    DSGQ_CHECK(static_cast<int64_t>(cfg_.delta.size()) == n_layers_ && static_cast<int64_t>(cfg_.gamma.size()) == n_layers_,
-               "one margin per BN layer");
+    DSGQ_CHECK(
+        static_cast<int64_t>(cfg_.delta.size()) == n_layers_ && static_cast<int64_t>(cfg_.gamma.size()) == n_layers_,
+        "one margin per BN layer");
   DSGQ_CHECK(!(cfg_.batch_stats && (cfg_.lse || cfg_.official)), "batch statistics exclude LSE and the official form");
 }
 
@@ -27,6 +28,35 @@ int64_t Objective::lse_layer(int64_t dataset_index, int64_t batch_position) cons
 at::Tensor Objective::evaluate(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
   return cfg_.batch_stats ? batch_loss(x, slice, value) : per_sample_loss(x, slice, value);
 }
+
+namespace {
+
+// TV-L2 of the rolled images xj over the whole batch: the sum of the Frobenius norms of 4 difference images, their
+// squared sums all-reduced (collective). `global` gets the value; the returned surrogate has its gradient w.r.t.
+// this rank's share (d sqrt(S) = dS / (2 sqrt(S))).
+at::Tensor tv_l2(const at::Tensor& xj, const mpi::Comm& comm, double& global) {
+  const int64_t H = xj.size(2), W = xj.size(3);
+  const at::Tensor diffs[4] = {xj.slice(3, 0, W - 1) - xj.slice(3, 1, W), xj.slice(2, 0, H - 1) - xj.slice(2, 1, H),
+                               xj.slice(2, 1, H).slice(3, 0, W - 1) - xj.slice(2, 0, H - 1).slice(3, 1, W),
+                               xj.slice(2, 0, H - 1).slice(3, 0, W - 1) - xj.slice(2, 1, H).slice(3, 1, W)};
+  std::vector<double> sq(4);
+  at::Tensor sq_local[4];
+  for (int k = 0; k < 4; ++k) {
+    sq_local[k] = diffs[k].square().sum();
+    sq[k] = sq_local[k].item<double>();
+  }
+  comm.allreduce_sum(sq);
+  at::Tensor surrogate = torch::zeros({}, xj.options().requires_grad(false));
+  global = 0;
+  for (int k = 0; k < 4; ++k) {
+    const double norm = std::sqrt(sq[k]);
+    global += norm;
+    if (norm > 0) surrogate = surrogate + sq_local[k] / (2.0 * norm);
+  }
+  return surrogate;
+}
+
+}  // namespace
 
 at::Tensor Objective::per_sample_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
   const int64_t n = x.size(0), B = slice.global_batch;
@@ -51,37 +81,21 @@ at::Tensor Objective::per_sample_loss(const at::Tensor& x, const BatchSlice& sli
     bn_sum = bn_sum + alignment_term(st, targets[l], delta, gamma, weight, factor, B);
   };
   const at::Tensor logits = net_.forward(x, &hooks);
-  const at::Tensor input_term =
-      alignment_term(per_sample_stats(x), input_target(x.size(1), opts), 0.0, 0.0, {}, {}, B);
+  const at::Tensor input_term = alignment_term(per_sample_stats(x), input_target(x.size(1), opts), 0.0, 0.0, {}, {}, B);
 
   std::vector<double> local = {bn_sum.item<double>(), input_term.item<double>()};
   at::Tensor surrogate = bn_sum + input_term;
   double tv_global = 0;
   if (cfg_.official) {
     // 2 x cross-entropy with the random labels (mean over the global batch), on the un-jittered images.
-    const at::Tensor ce = torch::nn::functional::cross_entropy(
-        logits, slice.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) / double(B);
+    const at::Tensor ce =
+        torch::nn::functional::cross_entropy(logits, slice.labels,
+                                             torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) /
+        double(B);
     // Priors on a cyclic roll of the images: TV-L2 (sum of Frobenius norms of 4 difference images, a norm over the
     // whole batch: its squared sums are all-reduced) and L2 (mean over samples of ||x_n||).
     const at::Tensor xj = torch::roll(x, {slice.roll, slice.roll}, {2, 3});
-    const int64_t H = x.size(2), W = x.size(3);
-    const at::Tensor diffs[4] = {
-        xj.slice(3, 0, W - 1) - xj.slice(3, 1, W), xj.slice(2, 0, H - 1) - xj.slice(2, 1, H),
-        xj.slice(2, 1, H).slice(3, 0, W - 1) - xj.slice(2, 0, H - 1).slice(3, 1, W),
-        xj.slice(2, 0, H - 1).slice(3, 0, W - 1) - xj.slice(2, 1, H).slice(3, 1, W)};
-    std::vector<double> sq(4);
-    at::Tensor sq_local[4];
-    for (int k = 0; k < 4; ++k) {
-      sq_local[k] = diffs[k].square().sum();
-      sq[k] = sq_local[k].item<double>();
-    }
-    comm_.allreduce_sum(sq);
-    at::Tensor tv_surrogate = torch::zeros({}, opts);
-    for (int k = 0; k < 4; ++k) {
-      const double norm = std::sqrt(sq[k]);
-      tv_global += norm;
-      if (norm > 0) tv_surrogate = tv_surrogate + sq_local[k] / (2.0 * norm);  // d sqrt(S) = dS / (2 sqrt(S))
-    }
+    const at::Tensor tv_surrogate = tv_l2(xj, comm_, tv_global);
     const at::Tensor l2 = xj.reshape({n, -1}).norm(2, 1).sum() / double(B);
     local.push_back(ce.item<double>());
     local.push_back(l2.item<double>());

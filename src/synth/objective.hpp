@@ -17,19 +17,19 @@ class Network;
 namespace dsgq::synth {
 
 struct ObjectiveConfig {
-  bool sda = false;       // hinge with margins (dsg); false = ZeroQ's plain alignment
-  bool lse = false;       // layerwise sample enhancement (dsg)
-  bool official = false;  // released-code form: LSE factor 2 before squaring on the first 20 layers, CE x2, priors
+  bool sda = false;          // hinge with margins (dsg); false = ZeroQ's plain alignment
+  bool lse = false;          // layerwise sample enhancement (dsg)
+  bool official = false;     // released-code form: LSE factor 2 before squaring on the first 20 layers, CE x2, priors
   bool batch_stats = false;  // stats = "batch": batch statistics all-reduced over ranks (no LSE, not official)
   std::vector<double> delta, gamma;  // per BN layer margins (sda)
 };
 
 struct BatchSlice {
-  int64_t global_batch = 0;   // B: images in the whole batch (all ranks)
-  int64_t batch_offset = 0;   // position of this rank's first image within the batch
-  int64_t first_global = 0;   // dataset index of this rank's first image (paper LSE: layer = index mod L)
-  at::Tensor labels;          // int64 [n] (official CE), on the device
-  int64_t roll = 0;           // official priors: cyclic shift in H and W
+  int64_t global_batch = 0;  // B: images in the whole batch (all ranks)
+  int64_t batch_offset = 0;  // position of this rank's first image within the batch
+  int64_t first_global = 0;  // dataset index of this rank's first image (paper LSE: layer = index mod L)
+  at::Tensor labels;         // int64 [n] (official CE), on the device
+  int64_t roll = 0;          // official priors: cyclic shift in H and W
 };
 
 struct LossValue {

@@ -10,7 +10,7 @@ struct PlateauConfig {
   int64_t patience = 100;   // iterations without relative improvement > threshold before reducing
   double threshold = 1e-4;  // relative: improvement means loss < best * (1 - threshold)
   double min_lr = 1e-4;
-  double eps = 1e-8;        // reductions smaller than this are skipped
+  double eps = 1e-8;  // reductions smaller than this are skipped
 };
 
 class Plateau {

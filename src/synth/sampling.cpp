@@ -23,8 +23,12 @@ at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, i
   for (int64_t i = 0; i < n; ++i) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, stream, static_cast<uint64_t>(first + i)));
     switch (init) {
-      case Init::gaussian: out[i] = at::randn({C, H, W}, gen); break;
-      case Init::uniform01: out[i] = at::rand({C, H, W}, gen); break;
+      case Init::gaussian:
+        out[i] = at::randn({C, H, W}, gen);
+        break;
+      case Init::uniform01:
+        out[i] = at::rand({C, H, W}, gen);
+        break;
       case Init::zeroq_official:
         out[i] = (at::randint(0, 255, {C, H, W}, gen).to(at::kFloat) - 127.5f) / 5418.75f;
         break;
@@ -36,14 +40,16 @@ at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, i
 at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes) {
   at::Tensor out = torch::empty({n}, torch::kLong);
   for (int64_t i = 0; i < n; ++i) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, Stream::label, static_cast<uint64_t>(first + i)));
+    auto gen =
+        at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, Stream::label, static_cast<uint64_t>(first + i)));
     out[i] = at::randint(0, classes, {1}, gen)[0];
   }
   return out;
 }
 
 int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration) {
-  const uint64_t z = mix_seed(seed, Stream::roll, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration));
+  const uint64_t z =
+      mix_seed(seed, Stream::roll, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration));
   return static_cast<int64_t>(z % 60) - 30;
 }
 

@@ -15,7 +15,8 @@ enum class Init { gaussian, uniform01, zeroq_official };
 
 // [n, C, H, W] images for global indices first..first+n-1. gaussian: N(0,1); uniform01: U[0,1) (the released DSG
 // code); zeroq_official: (k - 127.5) / 5418.75 with k uniform on {0..254} (the released ZeroQ code).
-at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, int64_t n, int64_t C, int64_t H, int64_t W);
+at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, int64_t n, int64_t C, int64_t H,
+                       int64_t W);
 
 // [n] labels uniform on {0..classes-1}, one per global index.
 at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes);

@@ -22,7 +22,9 @@ SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label
   s.lr = cfg.lr > 0 ? cfg.lr : (official_dsg ? 0.9 : 0.5);
   s.patience = cfg.patience > 0 ? cfg.patience : (official_dsg ? 260 : 100);
   switch (cfg.preset) {
-    case config::Preset::paper: s.init = Init::gaussian; break;
+    case config::Preset::paper:
+      s.init = Init::gaussian;
+      break;
     case config::Preset::official:
       s.init = cfg.method == config::SynthMethod::dsg ? Init::uniform01 : Init::zeroq_official;
       break;
@@ -92,8 +94,7 @@ BatchResult Synthesizer::make_batch(int64_t b) {
   slice.global_batch = B;
   slice.batch_offset = share.begin;
   slice.first_global = r.first;
-  if (objective_.config().official)
-    r.labels = draw_labels(static_cast<uint64_t>(c.seed), r.first, n, in.num_classes);
+  if (objective_.config().official) r.labels = draw_labels(static_cast<uint64_t>(c.seed), r.first, n, in.num_classes);
   slice.labels = r.labels.to(net_.device());
   for (int64_t i = 0; i < n; ++i) r.lse_layer[i] = objective_.lse_layer(r.first + i, share.begin + i);
   optimise(b, draw(s_.init), slice, r);

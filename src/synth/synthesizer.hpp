@@ -23,21 +23,21 @@ namespace dsgq::synth {
 // [synth] as configured, with what its preset decides filled in (docs/method.md section 5).
 struct SynthSettings {
   config::SynthConfig cfg;
-  double lr = 0;          // cfg.lr, or the preset's: paper 0.5; official dsg 0.9, zeroq 0.5
-  int64_t patience = 0;   // cfg.patience, or the preset's: paper 100; official dsg 260, zeroq 100
+  double lr = 0;               // cfg.lr, or the preset's: paper 0.5; official dsg 0.9, zeroq 0.5
+  int64_t patience = 0;        // cfg.patience, or the preset's: paper 100; official dsg 260, zeroq 100
   Init init = Init::gaussian;  // paper: N(0,1); official dsg: U(0,1); official zeroq: the released code's draw
-  std::string label;      // for progress lines
+  std::string label;           // for progress lines
   int64_t n_batches() const { return (cfg.n_images + cfg.batch - 1) / cfg.batch; }
   bool batch_stats() const { return cfg.stats == config::BnStats::batch; }
 };
 SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label);
 
 struct BatchResult {
-  int64_t first = 0;      // global index of this rank's first image
-  at::Tensor images;      // float [n,C,H,W] (network's device)
-  at::Tensor labels;      // int64 [n]: target label (official random label, real label), -1 if none
-  at::Tensor lse_layer;   // int64 [n]: -1 if none
-  double loss = 0;        // global final loss (0 for gaussian and real)
+  int64_t first = 0;              // global index of this rank's first image
+  at::Tensor images;              // float [n,C,H,W] (network's device)
+  at::Tensor labels;              // int64 [n]: target label (official random label, real label), -1 if none
+  at::Tensor lse_layer;           // int64 [n]: -1 if none
+  double loss = 0;                // global final loss (0 for gaussian and real)
   std::vector<float> loss_curve;  // global loss at every iteration (empty for gaussian and real)
 };
 

@@ -66,12 +66,14 @@ TEST(AdaRound, RealLayerBeatsNearestAndEndsBinary) {
     cfg.lr = 1e-2;  // the reference 1e-3 needs ~10x more iterations to move V far enough on a 2-core budget
     const quant::WeightGrid g = quant::mse_weight_grid(w, bits);
     at::AutoGradMode grad(true);
-    const quant::AdaRoundResult r = quant::adaround_layer(*folded, layer, w, b, g, quant::RowCache(x_in), quant::RowCache(y), cfg,
-                                                          /*seed=*/0);
-    std::printf("[ info     ] layer2.0.conv1 W%d: output mse nearest %.4e, adaround %.4e (%.1f%% lower), %.2f%% of "
-                "weights flipped from nearest, %.4f%% undecided before hardening\n",
-                bits, r.mse_nearest, r.mse_adaround, 100 * (1 - r.mse_adaround / r.mse_nearest), 100 * r.flipped,
-                100 * r.undecided);
+    const quant::AdaRoundResult r =
+        quant::adaround_layer(*folded, layer, w, b, g, quant::RowCache(x_in), quant::RowCache(y), cfg,
+                              /*seed=*/0);
+    std::printf(
+        "[ info     ] layer2.0.conv1 W%d: output mse nearest %.4e, adaround %.4e (%.1f%% lower), %.2f%% of "
+        "weights flipped from nearest, %.4f%% undecided before hardening\n",
+        bits, r.mse_nearest, r.mse_adaround, 100 * (1 - r.mse_adaround / r.mse_nearest), 100 * r.flipped,
+        100 * r.undecided);
     EXPECT_LT(r.mse_adaround, r.mse_nearest) << "W" << bits;
     // With 2000 iterations the regulariser has not yet pushed every h(V) to 0 or 1 (BRECQ runs 20000); the final
     // hard rounding (V >= 0) puts every weight on the grid, checked next.
@@ -112,11 +114,11 @@ TEST(AdaRound, SpilledCacheGivesTheSameRounding) {
   cfg.batch = 16;
   const quant::WeightGrid g = quant::mse_weight_grid(w, 3);
   at::AutoGradMode grad(true);
-  const quant::AdaRoundResult mem =
-      quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, quant::RowCache(x_in), quant::RowCache(y),
-                            cfg, /*seed=*/0, 40);
+  const quant::AdaRoundResult mem = quant::adaround_layer(
+      *folded, layer, w, folded->layer_bias(layer), g, quant::RowCache(x_in), quant::RowCache(y), cfg, /*seed=*/0, 40);
   {
-    const std::vector<int64_t> xs(x_in.sizes().begin() + 1, x_in.sizes().end()), ys(y.sizes().begin() + 1, y.sizes().end());
+    const std::vector<int64_t> xs(x_in.sizes().begin() + 1, x_in.sizes().end()),
+        ys(y.sizes().begin() + 1, y.sizes().end());
     quant::RowCache xc(x_in.size(0), xs, x_in.device(), in_path), yc(y.size(0), ys, y.device(), out_path);
     ASSERT_TRUE(xc.spilled());
     for (int64_t b = 0; b < x_in.size(0); b += 40) {  // written in chunks, as the protocol does

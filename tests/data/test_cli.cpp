@@ -35,7 +35,8 @@ void expect_bad_input(const std::string& args, const std::vector<std::string>& f
   EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
   const auto lines = error_lines(r.output);
   ASSERT_EQ(lines.size(), 1u) << args << "\n" << r.output;
-  for (const auto& f : fragments) EXPECT_NE(lines[0].find(f), std::string::npos) << "missing '" << f << "' in\n" << lines[0];
+  for (const auto& f : fragments)
+    EXPECT_NE(lines[0].find(f), std::string::npos) << "missing '" << f << "' in\n" << lines[0];
 }
 
 }  // namespace
@@ -51,13 +52,16 @@ TEST(Cli, TruncatedCheckpoint) {
   const std::string full = read_file(test::data_path("models/cifar10_resnet20.pt"));
   atomic_write_file(tmp / "trunc.pt", full.substr(0, full.size() - 3000));
   expect_bad_input("--set model.weights=" + (tmp / "trunc.pt"),
-                   {tmp / "trunc.pt", "truncated or corrupt zip archive", "expected a complete torch.save checkpoint"}, tmp);
+                   {tmp / "trunc.pt", "truncated or corrupt zip archive", "expected a complete torch.save checkpoint"},
+                   tmp);
 }
 
 TEST(Cli, NonZipCheckpoint) {
   test::TempDir tmp;
   const std::string f = test::data_path("cifar10/batches.meta.txt");
-  expect_bad_input("--set model.weights=" + f, {f, "is not a zip archive (starts with bytes 61 69 72 70)", "expected a torch.save checkpoint"}, tmp);
+  expect_bad_input("--set model.weights=" + f,
+                   {f, "is not a zip archive (starts with bytes 61 69 72 70)", "expected a torch.save checkpoint"},
+                   tmp);
 }
 
 TEST(Cli, CheckpointOfAnotherArchitecture) {
@@ -82,9 +86,9 @@ TEST(Cli, WrongShapedTensor) {
 TEST(Cli, UnknownConfigKey) {
   test::TempDir tmp;
   atomic_write_file(tmp / "c.toml", "[eval]\nbatch_size = 100\n");
-  expect_bad_input("--config " + (tmp / "c.toml"),
-                   {tmp / "c.toml" + " [eval]: batch_size is an unknown key; known keys in [eval]: batch, data, n_images"},
-                   tmp);
+  expect_bad_input(
+      "--config " + (tmp / "c.toml"),
+      {tmp / "c.toml" + " [eval]: batch_size is an unknown key; known keys in [eval]: batch, data, n_images"}, tmp);
 }
 
 TEST(Cli, WrongValueType) {
@@ -98,11 +102,13 @@ TEST(Cli, EmptyAndTruncatedCifarFiles) {
   test::TempDir tmp;
   atomic_write_file(tmp / "empty.bin", "");
   expect_bad_input("--set eval.data=" + (tmp / "empty.bin"),
-                   {tmp / "empty.bin" + ": CIFAR-10 file is empty (0 bytes); expected a multiple of 3073-byte records"}, tmp);
+                   {tmp / "empty.bin" + ": CIFAR-10 file is empty (0 bytes); expected a multiple of 3073-byte records"},
+                   tmp);
   const std::string full = read_file(test::data_path("cifar10/test_batch.bin"));
   atomic_write_file(tmp / "trunc.bin", full.substr(0, 5 * 3073 + 1000));
   expect_bad_input("--set eval.data=" + (tmp / "trunc.bin"),
-                   {tmp / "trunc.bin" + ": CIFAR-10 file size 16365 bytes is not a multiple of the 3073-byte record"}, tmp);
+                   {tmp / "trunc.bin" + ": CIFAR-10 file size 16365 bytes is not a multiple of the 3073-byte record"},
+                   tmp);
 }
 
 // srun without --mpi=pmix: every task is a singleton MPI world; refused rather than run N times over.
@@ -121,8 +127,9 @@ TEST(Cli, TwoRanksBothExitPromptlyOnBadInput) {
   test::TempDir tmp;
   const std::string mpiexec = test::env_or("DSGQ_MPIEXEC", "mpiexec");
   const auto t0 = std::chrono::steady_clock::now();
-  const auto r = test::run_command("timeout 60 " + mpiexec + " -n 2 --oversubscribe " + dsgq_bin() +
-                                   " eval --set output.dir=" + (tmp / "runs") + " --set model.weights=/nonexistent/w.pt");
+  const auto r =
+      test::run_command("timeout 60 " + mpiexec + " -n 2 --oversubscribe " + dsgq_bin() +
+                        " eval --set output.dir=" + (tmp / "runs") + " --set model.weights=/nonexistent/w.pt");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_LT(secs, 30.0) << r.output;
@@ -143,7 +150,11 @@ TEST(Cli, DryRunPrintsResolvedConfigAndInspectDescribesWeights) {
   EXPECT_NE(r.output.find("fits architecture: resnet8"), std::string::npos) << r.output;
   r = test::run_command(dsgq_bin() + " frobnicate");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("unknown command 'frobnicate'; expected one of eval, synth, quantize, run, sweep, report, pack, inspect"), std::string::npos) << r.output;
+  EXPECT_NE(
+      r.output.find(
+          "unknown command 'frobnicate'; expected one of eval, synth, quantize, run, sweep, report, pack, inspect"),
+      std::string::npos)
+      << r.output;
 }
 
 TEST(Cli, EvalWritesRecordAndSkipsWhenDone) {

@@ -1,6 +1,7 @@
 // The "zeroq" protocol (the released DSG/ZeroQ quantizer) on the real resnet20, calibrated with ema on the first 40
 // images of data_batch_1, against the reference figures measured with an independent Python implementation of
-// docs/method.md section 11 (reference figures: docs/campaigns.md section 5): W8A8 91.85, W5A5 91.03, W4A4 88.75, each within 0.15.
+// docs/method.md section 11 (reference figures: docs/campaigns.md section 5): W8A8 91.85, W5A5 91.03, W4A4 88.75, each
+// within 0.15.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -28,8 +29,8 @@ TEST_P(ZeroqProtocol, ReproducesReferenceOnFortyRealImages) {
   q.calibrate(net->normalize(calib.images, net->device()));
   const io::ImageSet test = io::read_cifar10(test::data_path("cifar10/test_batch.bin"));
   const eval::Counts c = eval::count_correct(*net, test.images, test.labels, 1000, 10000, &q.hooks());
-  std::printf("[ info     ] resnet20 zeroq protocol W%dA%d ema, 40 real images: top-1 %.2f (reference %.2f)\n", bits, bits,
-              c.top1_pct(), expected);
+  std::printf("[ info     ] resnet20 zeroq protocol W%dA%d ema, 40 real images: top-1 %.2f (reference %.2f)\n", bits,
+              bits, c.top1_pct(), expected);
   EXPECT_NEAR(c.top1_pct(), expected, 0.15) << "W" << bits << "A" << bits;
 }
 

@@ -54,7 +54,8 @@ std::map<std::string, std::vector<double>> metrics_of(const std::string& dir) {
     if (e.path().extension() != ".json") continue;
     const nlohmann::json r = io::read_json(e.path().string());
     m[r["key"].get<std::string>()] = {r["metrics"]["top1_correct"].get<double>(),
-                                      r["metrics"]["top5_correct"].get<double>(), r["metrics"]["fp32_top1"].get<double>()};
+                                      r["metrics"]["top5_correct"].get<double>(),
+                                      r["metrics"]["fp32_top1"].get<double>()};
   }
   return m;
 }
@@ -71,10 +72,11 @@ TEST(Sweep, SameRecordsOnOneTwoThreeRanksEachDatasetOnceAndKillNineResumes) {
   test::TempDir tmp;
   const std::string file = write_sweep(tmp, "grid.toml", kGrid);
   auto sweep = [&](int ranks, const std::string& dir, const std::string& extra = "") {
-    return test::run_command(mpiexec() + " -n " + std::to_string(ranks) + " " + dsgq_bin() + " sweep --threads 1 --config " +
-                             file + " --set output.dir=" + (tmp / dir) + extra);
+    return test::run_command(mpiexec() + " -n " + std::to_string(ranks) + " " + dsgq_bin() +
+                             " sweep --threads 1 --config " + file + " --set output.dir=" + (tmp / dir) + extra);
   };
-  const auto list = test::run_command(dsgq_bin() + " sweep --list --config " + file + " --set output.dir=" + (tmp / "r1"));
+  const auto list =
+      test::run_command(dsgq_bin() + " sweep --list --config " + file + " --set output.dir=" + (tmp / "r1"));
   ASSERT_EQ(list.exit_code, 0) << list.output;
   EXPECT_EQ(count(list.output, "pending  "), 12u) << list.output;
   EXPECT_EQ(count(list.output, "missing  "), 3u) << list.output;
@@ -99,7 +101,8 @@ TEST(Sweep, SameRecordsOnOneTwoThreeRanksEachDatasetOnceAndKillNineResumes) {
       for (const char* row : {"| gaussian | zeroq/ema |", "| zeroq | adaround/mse |", "| real | zeroq/ema |"})
         EXPECT_NE(md.find(row), std::string::npos) << row << "\n" << md;
       EXPECT_EQ(count(read_file(tmp / dir + "/report/table.csv"), "\n"), 1u + 1u + 12u);  // header, FP32, cells
-      const auto fig = test::run_command("/usr/bin/python3 " + std::string(kSourceDir) + "/analysis/figures.py " + (tmp / dir));
+      const auto fig =
+          test::run_command("/usr/bin/python3 " + std::string(kSourceDir) + "/analysis/figures.py " + (tmp / dir));
       ASSERT_EQ(fig.exit_code, 0) << fig.output;
       for (const char* png : {"accuracy_vs_bits_resnet20.png", "loss_curves.png", "samples.png", "bn_spread.png"})
         EXPECT_GT(std::filesystem::file_size(tmp / dir + "/report/" + png), 10000u) << png;
@@ -115,8 +118,8 @@ TEST(Sweep, SameRecordsOnOneTwoThreeRanksEachDatasetOnceAndKillNineResumes) {
   // kill -9 of one of two ranks once some points are done.
   const std::string log = tmp / "killed.log", rc = tmp / "killed.rc";
   test::run_command("(" + mpiexec() + " -n 2 " + dsgq_bin() + " sweep --threads 1 --config " + file +
-                    " --set output.dir=" + (tmp / "killed") + " --set eval.n_images=2000 > " + log + " 2>&1; echo $? > " +
-                    rc + ") > /dev/null 2>&1 &");
+                    " --set output.dir=" + (tmp / "killed") + " --set eval.n_images=2000 > " + log +
+                    " 2>&1; echo $? > " + rc + ") > /dev/null 2>&1 &");
   ASSERT_TRUE(wait_for([&] { return metrics_of(tmp / "killed").size() >= 2; }, 180)) << read_file(log);
   const auto pid = test::run_command("pgrep -f '^" + dsgq_bin() + " sweep .*killed' | tail -1");
   ASSERT_FALSE(pid.output.empty());
@@ -126,12 +129,14 @@ TEST(Sweep, SameRecordsOnOneTwoThreeRanksEachDatasetOnceAndKillNineResumes) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(std::stoi(read_file(rc)), 0);
   const size_t done = metrics_of(tmp / "killed").size();
-  std::printf("[ info     ] sweep: the job ended %.1f s after kill -9 of one rank, %zu of 12 points done\n", secs, done);
+  std::printf("[ info     ] sweep: the job ended %.1f s after kill -9 of one rank, %zu of 12 points done\n", secs,
+              done);
   EXPECT_LT(done, 12u) << "the kill came too late to test a resume";
   const auto rerun = sweep(2, "killed", " --set eval.n_images=2000");
   ASSERT_EQ(rerun.exit_code, 0) << rerun.output;
   EXPECT_NE(rerun.output.find("12 points, " + std::to_string(done) + " done, " + std::to_string(12 - done) + " to run"),
-            std::string::npos) << rerun.output;
+            std::string::npos)
+      << rerun.output;
   EXPECT_EQ(metrics_of(tmp / "killed").size(), 12u);
   for (const auto& e : std::filesystem::recursive_directory_iterator(tmp / "killed"))
     EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "leftover " << e.path();
@@ -144,16 +149,22 @@ TEST(Sweep, BadInputExitsTwo) {
     return test::run_command(dsgq_bin() + " sweep --threads 1 --list --config " + file + extra);
   };
   const std::string file = tmp / "bad.toml";
-  expect_exit2(run("[synth]\nmethod = []\n"), file + ": synth.method = [] is an empty list; expected at least one value");
+  expect_exit2(run("[synth]\nmethod = []\n"),
+               file + ": synth.method = [] is an empty list; expected at least one value");
   expect_exit2(run("[quant]\nbits = [\"w4a4\", \"w8a8\", \"w4a4\"]\n"), "are the same point (key ");
-  expect_exit2(test::run_command(dsgq_bin() + " sweep --list --config " + write_sweep(tmp, "bad.toml", "[output]\ndir = [\"a\", \"b\"]\n")), file + ": output.dir = [ 'a', 'b' ] is a list, but [output] cannot vary in a sweep; expected one value");
-  expect_exit2(run("[quant]\nw_bits = [4, 9]\n"), "(sweep point quant.w_bits=9): w_bits = '9' is out of range; expected 2..8");
+  expect_exit2(test::run_command(dsgq_bin() + " sweep --list --config " +
+                                 write_sweep(tmp, "bad.toml", "[output]\ndir = [\"a\", \"b\"]\n")),
+               file + ": output.dir = [ 'a', 'b' ] is a list, but [output] cannot vary in a sweep; expected one value");
+  expect_exit2(run("[quant]\nw_bits = [4, 9]\n"),
+               "(sweep point quant.w_bits=9): w_bits = '9' is out of range; expected 2..8");
   expect_exit2(run("[quant]\nbits = [\"w4\"]\n"), "quant.bits = 'w4' is not a bit-width; expected \"wXaY\"");
   expect_exit2(run("[sweep]\nsize = 3\n"), "[sweep]: size is an unknown key; known keys in [sweep]: name, grid");
-  expect_exit2(run("[quant]\nbits = [\"w8a8\"]\n", " --only resnet20-nope"), "--only 'resnet20-nope': no such point in");
+  expect_exit2(run("[quant]\nbits = [\"w8a8\"]\n", " --only resnet20-nope"),
+               "--only 'resnet20-nope': no such point in");
   // A results folder written by an incompatible dsgq version.
   std::filesystem::create_directories(tmp.path / "runs/results");
   atomic_write_file(tmp / "runs/results/old.json", R"({"format": "dsgq-result/0", "key": "old"})");
   expect_exit2(run("[quant]\nbits = [\"w8a8\"]\n"),
-               tmp / "runs/results/old.json" + ": format = 'dsgq-result/0' was written by an incompatible dsgq version; expected dsgq-result/1");
+               tmp / "runs/results/old.json" +
+                   ": format = 'dsgq-result/0' was written by an incompatible dsgq version; expected dsgq-result/1");
 }

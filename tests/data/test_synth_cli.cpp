@@ -42,20 +42,24 @@ TEST(SynthCli, BadInputExitsTwoAndOverwritesNothing) {
   atomic_write_file(tmp / "file", "x");
   expect_exit2(test::run_command(synth_cmd(tmp / "file/sub/a.h5", "")), tmp / "file/sub: cannot create folder");
   // An existing dataset made by another model/config is not overwritten.
-  auto ok = test::run_command(synth_cmd(tmp / "g.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
+  auto ok = test::run_command(
+      synth_cmd(tmp / "g.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   const std::string sha = sha256_file(tmp / "g.h5");
-  expect_exit2(test::run_command(synth_cmd(tmp / "g.h5", "--set model.arch=resnet8 --set synth.method=gaussian "
-                                                         "--set synth.n_images=8 --set synth.batch=8")),
+  expect_exit2(test::run_command(synth_cmd(tmp / "g.h5",
+                                           "--set model.arch=resnet8 --set synth.method=gaussian "
+                                           "--set synth.n_images=8 --set synth.batch=8")),
                tmp / "g.h5: exists and was made by a different config (model resnet20, method gaussian, 8 images)");
   EXPECT_EQ(sha256_file(tmp / "g.h5"), sha);
   // The same config is skipped, not redone.
-  ok = test::run_command(synth_cmd(tmp / "g.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
+  ok = test::run_command(
+      synth_cmd(tmp / "g.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
   EXPECT_NE(ok.output.find("complete; skipped"), std::string::npos) << ok.output;
   // A .part from a different config is refused and kept.
   std::filesystem::rename(tmp / "g.h5", tmp / "p.h5.part");
-  expect_exit2(test::run_command(synth_cmd(tmp / "p.h5", "--set synth.method=gaussian --set synth.n_images=8 "
-                                                         "--set synth.batch=8 --set synth.seed=5")),
+  expect_exit2(test::run_command(synth_cmd(tmp / "p.h5",
+                                           "--set synth.method=gaussian --set synth.n_images=8 "
+                                           "--set synth.batch=8 --set synth.seed=5")),
                tmp / "p.h5.part: is a partial dataset from a different config");
   EXPECT_EQ(sha256_file(tmp / "p.h5.part"), sha);
   // Readers refuse a .part and a foreign file.
@@ -74,7 +78,8 @@ TEST(SynthCli, KillNineOfOneRankEndsTheJobAndTheRerunResumesToTheSameBytes) {
   const std::string log = tmp / "killed.log";
   test::run_command("(" + mpiexec() + " -n 2 " + synth_cmd(tmp / "killed.h5", args) + " > " + log +
                     " 2>&1; echo $? > " + (tmp / "killed.rc") + ") > /dev/null 2>&1 &");
-  ASSERT_TRUE(wait_for([&] { return file_exists(log) && read_file(log).find("batch 1/4 written") != std::string::npos; }, 120))
+  ASSERT_TRUE(
+      wait_for([&] { return file_exists(log) && read_file(log).find("batch 1/4 written") != std::string::npos; }, 120))
       << (file_exists(log) ? read_file(log) : "no log");
   // Kill one dsgq rank (not mpirun) with SIGKILL.
   const auto pids = test::run_command("pgrep -f '^" + dsgq_bin() + " synth .*killed.h5' | head -1");
@@ -111,8 +116,8 @@ TEST(Configs, EveryShippedConfigValidates) {
     test::TempDir out;
     // Sweeps list their points (validating every one); synth files synthesize; the rest are run files.
     const std::string cmd = dir == "synth" ? "synth --dry-run" : dir == "sweeps" ? "sweep --list" : "run --dry-run";
-    const auto r = test::run_command(dsgq_bin() + " " + cmd + " --config " + e.path().string() + " --set output.dir=" +
-                                     (out / "runs"));
+    const auto r = test::run_command(dsgq_bin() + " " + cmd + " --config " + e.path().string() +
+                                     " --set output.dir=" + (out / "runs"));
     EXPECT_EQ(r.exit_code, 0) << e.path() << "\n" << r.output;
     ++checked;
   }
@@ -144,7 +149,8 @@ void replace_images(const std::string& path, hsize_t n, hsize_t size) {
 TEST(QuantCli, BadInputExitsTwo) {
   test::TempDir tmp;
   const std::string base = dsgq_bin() + " quantize --threads 1 --set output.dir=" + (tmp / "runs") + " ";
-  expect_exit2(test::run_command(base + "--set quant.w_bits=9"), "--set quant.w_bits=9: w_bits = '9' is out of range; expected 2..8");
+  expect_exit2(test::run_command(base + "--set quant.w_bits=9"),
+               "--set quant.w_bits=9: w_bits = '9' is out of range; expected 2..8");
   expect_exit2(test::run_command(base + "--set quant.a_bits=1"),
                "--set quant.a_bits=1: a_bits = '1' is out of range; expected 2..32");
   expect_exit2(test::run_command(base + "--set quant.a_bits=16"),
@@ -158,16 +164,19 @@ TEST(QuantCli, BadInputExitsTwo) {
   expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "none.h5")),
                "calibration set '" + (tmp / "none.h5") + "' does not exist");
   // A calibration set made for another model.
-  auto ok = test::run_command(synth_cmd(tmp / "r8.h5", "--set model.arch=resnet8 --set synth.method=gaussian "
-                                                       "--set synth.n_images=8 --set synth.batch=8"));
+  auto ok = test::run_command(synth_cmd(tmp / "r8.h5",
+                                        "--set model.arch=resnet8 --set synth.method=gaussian "
+                                        "--set synth.n_images=8 --set synth.batch=8"));
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "r8.h5")),
                tmp / "r8.h5: calibration set was made for model 'resnet8'; expected one made for resnet20");
-  expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "r8.h5") + " --set model.arch=resnet8 "
+  expect_exit2(test::run_command(base + "--set quant.calib_data=" + (tmp / "r8.h5") +
+                                 " --set model.arch=resnet8 "
                                  "--set quant.n_calib=9"),
                "n_calib = '9' but " + (tmp / "r8.h5") + " holds 8 images");
   // Hand-edited copies of a resnet20 set: another input size, and no images at all.
-  ok = test::run_command(synth_cmd(tmp / "r20.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
+  ok = test::run_command(
+      synth_cmd(tmp / "r20.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=8"));
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   std::filesystem::copy_file(tmp / "r20.h5", tmp / "small.h5");
   std::filesystem::copy_file(tmp / "r20.h5", tmp / "empty.h5");
@@ -194,10 +203,13 @@ TEST(QuantCli, AdaroundRunEndToEndOnTwoRanks) {
   const auto j_top1 = rec.find("\"top1\": ");
   ASSERT_NE(j_top1, std::string::npos) << rec;
   const double top1 = std::stod(rec.substr(j_top1 + 8));
-  std::printf("[ info     ] adaround W4A4, 64 real images, 50 iterations/layer, 2 ranks: top-1 %.2f on 2000 test images\n", top1);
+  std::printf(
+      "[ info     ] adaround W4A4, 64 real images, 50 iterations/layer, 2 ranks: top-1 %.2f on 2000 test images\n",
+      top1);
   EXPECT_GT(top1, 85.0);
   EXPECT_NE(rec.find("\"layer\": \"layer3.2.conv2\""), std::string::npos);
-  const std::string enc = read_file(tmp / ("runs/quant/" + std::filesystem::path(rec_path).stem().string() + ".encodings.json"));
+  const std::string enc =
+      read_file(tmp / ("runs/quant/" + std::filesystem::path(rec_path).stem().string() + ".encodings.json"));
   EXPECT_NE(enc.find("\"linear.weight\""), std::string::npos);
   EXPECT_NE(enc.find("\"layer3.2.relu2\""), std::string::npos);
 }

@@ -86,7 +86,8 @@ TEST(SynthMpi, PerSampleImagesIndependentOfRankCount) {
     const double err = distributed_vs_single(settings(method, false, 7), m);
     const std::string name = config::name(method);
     if (w.rank() == 0)
-      std::printf("[ info     ] per_sample %s, world %d: max abs image diff vs 1 rank %.3g\n", name.c_str(), w.size(), err);
+      std::printf("[ info     ] per_sample %s, world %d: max abs image diff vs 1 rank %.3g\n", name.c_str(), w.size(),
+                  err);
     EXPECT_LE(err, 1e-5) << name << " world " << w.size() << " (7 images, 20 iterations)";
   }
 }
@@ -96,7 +97,8 @@ TEST(SynthMpi, BatchStatisticsMatchOneRankWithTheWholeBatch) {
   auto net = resnet20();
   const synth::Margins m = synth::gaussian_margins(*net, 128, 0.9, 11, true, 8, w);
   const double err = distributed_vs_single(settings(config::SynthMethod::dsg, true, 8), m);
-  if (w.rank() == 0) std::printf("[ info     ] batch stats, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", w.size(), err);
+  if (w.rank() == 0)
+    std::printf("[ info     ] batch stats, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", w.size(), err);
   EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
 }
 

@@ -123,7 +123,9 @@ int main(int argc, char** argv) {
       models::write_checkpoint(argv[5], {{"loss", torch::tensor(value.total, torch::kDouble)}, {"grad", x.grad()}});
       return 0;
     }
-    std::fprintf(stderr, "usage: oracle_tool roundtrip IN OUT | forward ARCH WEIGHTS IN OUT | synth-margins|synth-loss ARCH WEIGHTS IN OUT\n");
+    std::fprintf(stderr,
+                 "usage: oracle_tool roundtrip IN OUT | forward ARCH WEIGHTS IN OUT | synth-margins|synth-loss ARCH "
+                 "WEIGHTS IN OUT\n");
     return 2;
   } catch (const InputError& e) {
     std::fprintf(stderr, "%s\n", e.what());

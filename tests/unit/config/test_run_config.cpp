@@ -38,10 +38,14 @@ std::string show(const dsgq::config::Value& v) {
   std::visit(
       [&](const auto& x) {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, bool>) os << "bool " << (x ? "true" : "false");
-        else if constexpr (std::is_same_v<T, int64_t>) os << "int " << x;
-        else if constexpr (std::is_same_v<T, double>) os << "float " << x;
-        else os << "string '" << x << "'";
+        if constexpr (std::is_same_v<T, bool>)
+          os << "bool " << (x ? "true" : "false");
+        else if constexpr (std::is_same_v<T, int64_t>)
+          os << "int " << x;
+        else if constexpr (std::is_same_v<T, double>)
+          os << "float " << x;
+        else
+          os << "string '" << x << "'";
       },
       v);
   return os.str();
@@ -129,7 +133,7 @@ Setting non_default(const RefRow& r) {
 }  // namespace
 
 TEST(RunConfig, DefaultsAreTheEmbeddedQuickstart) {
-  dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   const auto c = parse_run_config("", "(defaults)", {});
   EXPECT_EQ(c.model.arch, "resnet20");
   EXPECT_EQ(c.eval.data, "/d/cifar10/test_batch.bin");
@@ -138,6 +142,7 @@ TEST(RunConfig, DefaultsAreTheEmbeddedQuickstart) {
 }
 
 TEST(RunConfig, ReadsEveryKeyAndAppliesOverrides) {
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   const auto c = parse_run_config(
       "[model]\narch = \"resnet56\"\nweights = \"/w.pt\"\n[eval]\ndata = \"/e.bin\"\nbatch = 64\n"
       "[output]\ndir = \"runs/x\"\n[runtime]\ndevice = \"cuda:1\"\nthreads = 3\n",
@@ -157,22 +162,27 @@ TEST(RunConfig, ReadsEveryKeyAndAppliesOverrides) {
 }
 
 TEST(RunConfig, UnknownKeyListsKnownKeys) {
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   EXPECT_EQ(error_of("[eval]\nbatchsize = 3\n"),
             "configs/t.toml [eval]: batchsize is an unknown key; known keys in [eval]: batch, data, n_images");
 }
 
 TEST(RunConfig, UnknownSectionListsKnownSections) {
-  EXPECT_EQ(error_of("[evall]\nbatch = 3\n"),
-            "configs/t.toml: [evall] is an unknown section; known sections: model, synth, quant, eval, output, runtime");
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
+  EXPECT_EQ(
+      error_of("[evall]\nbatch = 3\n"),
+      "configs/t.toml: [evall] is an unknown section; known sections: model, synth, quant, eval, output, runtime");
 }
 
 TEST(RunConfig, WrongTypeNamesKeyValueAndExpectation) {
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   EXPECT_EQ(error_of("[eval]\nbatch = \"big\"\n"),
             "configs/t.toml [eval]: batch = 'big' is a string; expected an integer 1..1048576");
   EXPECT_EQ(error_of("[model]\narch = 20\n"), "configs/t.toml [model]: arch = '20' is an integer; expected a string");
 }
 
 TEST(RunConfig, OutOfRangeAndBadEnum) {
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   EXPECT_EQ(error_of("[eval]\nbatch = 0\n"), "configs/t.toml [eval]: batch = '0' is out of range; expected 1..1048576");
   EXPECT_EQ(error_of("[runtime]\ndevice = \"gpu\"\n"),
             "configs/t.toml [runtime]: device = 'gpu' is not a device; expected cpu, cuda or cuda:N");
@@ -181,12 +191,15 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
 }
 
 TEST(RunConfig, OverrideErrorsNameTheOverride) {
-  EXPECT_EQ(error_of("", {"eval.batch=abc"}), "--set eval.batch=abc: batch = 'abc' is a string; expected an integer 1..1048576");
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
+  EXPECT_EQ(error_of("", {"eval.batch=abc"}),
+            "--set eval.batch=abc: batch = 'abc' is a string; expected an integer 1..1048576");
   EXPECT_EQ(error_of("", {"evalbatch=3"}), "--set evalbatch=3: expected section.key=value (e.g. --set eval.batch=256)");
   EXPECT_EQ(error_of("", {"eval.bogus=1"}).rfind("--set eval.bogus=1: bogus is an unknown key", 0), 0u);
 }
 
 TEST(RunConfig, SyntaxErrorNamesLineAndColumn) {
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   const std::string e = error_of("[eval]\nbatch = = 3\n");
   EXPECT_EQ(e.rfind("configs/t.toml:2:", 0), 0u) << e;
   EXPECT_NE(e.find("TOML syntax error"), std::string::npos) << e;
@@ -196,7 +209,7 @@ TEST(RunConfig, SyntaxErrorNamesLineAndColumn) {
 // default with --set, reads back as that value, leaves every other key at its default, and survives
 // to_toml -> parse_run_config unchanged.
 TEST(RunConfig, EveryReferenceKeyOverridesAndRoundTripsThroughToml) {
-  dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // the ${DSGQ_DATA} defaults expand the same everywhere
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   const std::vector<RefRow> rows = reference_rows();
   const auto defaults = all_values(parse_run_config("", "(defaults)", {}));
   ASSERT_EQ(rows.size(), defaults.size());
@@ -231,16 +244,15 @@ TEST(RunConfig, EveryReferenceKeyOverridesAndRoundTripsThroughToml) {
 
 // A few keys of each type, checked on the structs themselves, through --set and back through resolved.toml.
 TEST(RunConfig, OverridesOfEachTypeRoundTripThroughToml) {
-  dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   using namespace dsgq::config;
-  const auto c = parse_run_config(
-      "[quant.adaround]\nreg = 0.5\n", "configs/t.toml",
-      {"synth.iters=17", "quant.adaround.iters=9", "quant.first_last_bits=0",                   // integers
-       "synth.lr=0.25", "quant.adaround.warmup=0.5", "synth.slack_quantile=0.75",              // floats
-       "synth.lse=false", "quant.adaround.enabled=false",                                      // booleans
-       "synth.method=zeroq", "synth.stats=\"batch\"", "model.dataset=imagenet",                // choices
-       "quant.act_observer=percentile", "quant.protocol=adaround",
-       "model.weights=/w.pt", "quant.calib_data=\"${DSGQ_DATA}/c.h5\"", "runtime.device=cuda:2"});  // text
+  const auto c = parse_run_config("[quant.adaround]\nreg = 0.5\n", "configs/t.toml",
+                                  {"synth.iters=17", "quant.adaround.iters=9", "quant.first_last_bits=0",  // integers
+                                   "synth.lr=0.25", "quant.adaround.warmup=0.5", "synth.slack_quantile=0.75",  // floats
+                                   "synth.lse=false", "quant.adaround.enabled=false",                        // booleans
+                                   "synth.method=zeroq", "synth.stats=\"batch\"", "model.dataset=imagenet",  // choices
+                                   "quant.act_observer=percentile", "quant.protocol=adaround", "model.weights=/w.pt",
+                                   "quant.calib_data=\"${DSGQ_DATA}/c.h5\"", "runtime.device=cuda:2"});  // text
   for (const RunConfig& r : {c, parse_run_config(to_toml(c), "resolved.toml", {})}) {
     EXPECT_EQ(r.synth.iters, 17);
     EXPECT_EQ(r.quant.adaround.iters, 9);
@@ -289,7 +301,7 @@ TEST(RunConfig, AdaRoundVariantFieldsInOrder) {
 // act_observer = "auto" is resolved when the config is read: mse under the adaround protocol, ema under zeroq;
 // resolved.toml holds the resolved name.
 TEST(RunConfig, AutoActObserverFollowsTheProtocol) {
-  dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
   using dsgq::config::Observer;
   const auto ada = parse_run_config("[quant]\nprotocol = \"adaround\"\nact_observer = \"auto\"\n", "t.toml", {});
   EXPECT_EQ(ada.quant.act_observer, Observer::mse);
@@ -297,7 +309,8 @@ TEST(RunConfig, AutoActObserverFollowsTheProtocol) {
   EXPECT_EQ(zq.quant.act_observer, Observer::ema);
   EXPECT_EQ(parse_run_config("", "t.toml", {"quant.act_observer=auto", "quant.protocol=adaround"}).quant.act_observer,
             Observer::mse);
-  EXPECT_EQ(parse_run_config("", "t.toml", {"quant.act_observer=auto"}).quant.act_observer, Observer::ema);  // zeroq default
+  EXPECT_EQ(parse_run_config("", "t.toml", {"quant.act_observer=auto"}).quant.act_observer,
+            Observer::ema);  // zeroq default
   EXPECT_EQ(dsgq::config::to_toml(ada).find("auto"), std::string::npos) << dsgq::config::to_toml(ada);
   EXPECT_EQ(parse_run_config(dsgq::config::to_toml(ada), "resolved.toml", {"quant.protocol=zeroq"}).quant.act_observer,
             Observer::mse);  // once resolved, a later protocol change no longer moves it

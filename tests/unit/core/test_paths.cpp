@@ -22,7 +22,8 @@ TEST(Paths, ExpandsVariablesAndNamesUnsetOnes) {
     expand_env("${DSGQ_NOT_SET_ANYWHERE}/a", "cfg.toml [eval]: data");
     FAIL();
   } catch (const InputError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "cfg.toml [eval]: data = '${DSGQ_NOT_SET_ANYWHERE}/a': environment variable DSGQ_NOT_SET_ANYWHERE is not set");
+    EXPECT_EQ(
+        std::string(e.what()),
+        "cfg.toml [eval]: data = '${DSGQ_NOT_SET_ANYWHERE}/a': environment variable DSGQ_NOT_SET_ANYWHERE is not set");
   }
 }

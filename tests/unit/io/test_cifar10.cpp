@@ -51,8 +51,9 @@ TEST(Cifar10, BadFilesNameTheFileAndTheProblem) {
   EXPECT_EQ(error_of(tmp / "empty.bin"),
             tmp / "empty.bin" + ": CIFAR-10 file is empty (0 bytes); expected a multiple of 3073-byte records");
   atomic_write_file(tmp / "trunc.bin", make_records(3).substr(0, 3 * 3073 - 100));
-  EXPECT_EQ(error_of(tmp / "trunc.bin"), tmp / "trunc.bin" + ": CIFAR-10 file size 9119 bytes is not a multiple of the "
-                                                             "3073-byte record (2 whole records + 2973 bytes); truncated?");
+  EXPECT_EQ(error_of(tmp / "trunc.bin"), tmp / "trunc.bin" +
+                                             ": CIFAR-10 file size 9119 bytes is not a multiple of the "
+                                             "3073-byte record (2 whole records + 2973 bytes); truncated?");
   std::string bad = make_records(2);
   bad[3073] = 17;
   atomic_write_file(tmp / "label.bin", bad);

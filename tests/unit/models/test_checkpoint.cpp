@@ -60,13 +60,13 @@ TEST(Checkpoint, ReadsOrderedDictWithMetadataAndModulePrefix) {
   using namespace std::string_literals;
   test::TempDir tmp;
   const std::string od = "ccollections\nOrderedDict\n"s;
-  std::string p = "\x80\x02"s + od + "q\x00)R"s + "q\x01("s;                       // OrderedDict(), memo 0/1, MARK
-  p += unicode("module.w") + "ctorch._utils\n_rebuild_tensor_v2\n"s + "(("s;          // key, rebuild fn, args, pid
+  std::string p = "\x80\x02"s + od + "q\x00)R"s + "q\x01("s;                  // OrderedDict(), memo 0/1, MARK
+  p += unicode("module.w") + "ctorch._utils\n_rebuild_tensor_v2\n"s + "(("s;  // key, rebuild fn, args, pid
   p += unicode("storage") + "ctorch\nFloatStorage\n"s + unicode("0") + unicode("cpu") + "K\x06tQ"s;
-  p += "K\x01"s + "K\x02K\x02\x86"s + "K\x01K\x02\x86"s + "\x89"s;                 // offset, size, stride, False
-  p += "h\x00)R"s + "tR"s + "u"s;                                                     // hooks OrderedDict; SETITEMS
-  p += "K\x00"s + "0"s;                                                               // push + POP
-  p += "}"s + unicode("_metadata") + "h\x00)R"s + "sb."s;                            // BUILD state, STOP
+  p += "K\x01"s + "K\x02K\x02\x86"s + "K\x01K\x02\x86"s + "\x89"s;  // offset, size, stride, False
+  p += "h\x00)R"s + "tR"s + "u"s;                                   // hooks OrderedDict; SETITEMS
+  p += "K\x00"s + "0"s;                                             // push + POP
+  p += "}"s + unicode("_metadata") + "h\x00)R"s + "sb."s;           // BUILD state, STOP
   write_archive(tmp / "od.pt", p, {0, 1, 2, 3, 4, 5});
   const auto ck = models::read_checkpoint(tmp / "od.pt");
   EXPECT_EQ(ck.container, "OrderedDict");
@@ -83,8 +83,9 @@ TEST(Checkpoint, BadFilesGiveOneLineMessages) {
   EXPECT_EQ(error_of(tmp / "empty.pt"),
             tmp / "empty.pt" + ": file is empty (0 bytes); expected a torch.save checkpoint (.pt zip archive)");
   atomic_write_file(tmp / "text.pt", "hello world");
-  EXPECT_EQ(error_of(tmp / "text.pt"), tmp / "text.pt" + ": is not a zip archive (starts with bytes 68 65 6c 6c); "
-                                                         "expected a torch.save checkpoint (zip, starts with 50 4b 03 04)");
+  EXPECT_EQ(error_of(tmp / "text.pt"), tmp / "text.pt" +
+                                           ": is not a zip archive (starts with bytes 68 65 6c 6c); "
+                                           "expected a torch.save checkpoint (zip, starts with 50 4b 03 04)");
   atomic_write_file(tmp / "legacy.pt", std::string("\x80\x02\x8a\x0a", 4));
   EXPECT_NE(error_of(tmp / "legacy.pt").find("legacy (pre-1.6, non-zip) torch.save file"), std::string::npos);
   models::write_checkpoint(tmp / "ok.pt", {{"w", torch::ones({100, 100})}});

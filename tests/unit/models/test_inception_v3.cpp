@@ -26,8 +26,8 @@ TEST(Network, InceptionRequiresAuxLogitsKeysButNeverUsesThem) {
   ck.path = "m.pt";
   torch::manual_seed(9);
   for (const auto& [name, shape] : net->param_specs())
-    ck.tensors.push_back({name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5
-                                                                             : torch::randn(shape) * 0.1});
+    ck.tensors.push_back(
+        {name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5 : torch::randn(shape) * 0.1});
   for (const auto& [name, shape] : net->ignored_specs())
     ck.tensors.push_back({name, torch::full(shape, std::numeric_limits<float>::quiet_NaN())});
   ck.tensors.push_back({"AuxLogits.conv0.bn.num_batches_tracked", torch::tensor(int64_t(5))});  // tolerated

@@ -16,9 +16,9 @@
 using namespace dsgq;
 
 namespace {
-constexpr double kConvTol = 1e-5;         // float32 conv vs torch::conv2d: other summation order, outputs O(5)
-constexpr double kMinLogitScale = 1e-3;   // the He-initialised logits are O(1); below this the comparison is vacuous
-constexpr double kFoldRelTol = 1e-4;      // folded vs unfolded float32 forward through ~100 layers, relative to max|y|
+constexpr double kConvTol = 1e-5;        // float32 conv vs torch::conv2d: other summation order, outputs O(5)
+constexpr double kMinLogitScale = 1e-3;  // the He-initialised logits are O(1); below this the comparison is vacuous
+constexpr double kFoldRelTol = 1e-4;     // folded vs unfolded float32 forward through ~100 layers, relative to max|y|
 }  // namespace
 
 TEST(Network, TfSamePaddingMatchesExplicitPad) {
@@ -35,8 +35,9 @@ TEST(Network, TfSamePaddingMatchesExplicitPad) {
       const auto x = torch::randn({2, 3, size, size});
       const int64_t out = (size + stride - 1) / stride;
       const int64_t total = std::max<int64_t>((out - 1) * stride + 3 - size, 0);
-      const auto ref = torch::conv2d(torch::constant_pad_nd(x, {total / 2, total - total / 2, total / 2, total - total / 2}),
-                                     ck.tensors[0].tensor, ck.tensors[1].tensor, stride);
+      const auto ref =
+          torch::conv2d(torch::constant_pad_nd(x, {total / 2, total - total / 2, total / 2, total - total / 2}),
+                        ck.tensors[0].tensor, ck.tensors[1].tensor, stride);
       const auto y = net.forward(x);
       ASSERT_EQ(y.sizes(), ref.sizes()) << "size " << size << " stride " << stride;
       EXPECT_TRUE(!((y - ref).abs().max().item<double>() > kConvTol)) << "size " << size << " stride " << stride;
@@ -52,7 +53,8 @@ TEST(Network, NonSquareKernelMatchesConv2d) {
   net.set_forward([a, b](const models::Ops& op, const at::Tensor& x) { return op.conv(b, op.conv(a, x)); });
   torch::manual_seed(3);
   models::Checkpoint ck;
-  ck.tensors = {{"a.weight", torch::randn({4, 3, 1, 7})}, {"b.weight", torch::randn({5, 4, 3, 1})},
+  ck.tensors = {{"a.weight", torch::randn({4, 3, 1, 7})},
+                {"b.weight", torch::randn({5, 4, 3, 1})},
                 {"b.bias", torch::randn({5})}};
   net.load(ck);
   const auto x = torch::randn({2, 3, 9, 11});
@@ -96,9 +98,9 @@ TEST(Network, StrictLoadListsEveryOffenderTogether) {
   models::Checkpoint ck;
   ck.path = "m.pt";
   for (const auto& [name, shape] : net->param_specs()) ck.tensors.push_back({name, torch::zeros(shape)});
-  ck.tensors.erase(ck.tensors.begin());                                  // conv1.weight missing
-  ck.tensors[0].tensor = torch::zeros({17});                             // conv1.bias wrong shape
-  ck.tensors.push_back({"extra.weight", torch::zeros({2, 2})});          // unexpected
+  ck.tensors.erase(ck.tensors.begin());                                          // conv1.weight missing
+  ck.tensors[0].tensor = torch::zeros({17});                                     // conv1.bias wrong shape
+  ck.tensors.push_back({"extra.weight", torch::zeros({2, 2})});                  // unexpected
   ck.tensors.push_back({"bn1.num_batches_tracked", torch::tensor(int64_t(5))});  // tolerated
   try {
     net->load(ck);

@@ -45,11 +45,16 @@ TEST(FakeQuant, AffineMatchesReference) {
     const at::Tensor scale = torch::rand({13}) * 0.2 + 0.01, zp = torch::randint(0, qmax + 1, {13}).to(torch::kFloat);
     const double err = (fake_quant_affine(w, scale, zp, 0, qmax, 0).to(torch::kDouble) -
                         fake_quant_affine_ref(w, scale, zp, 0, qmax, 0))
-                           .abs().max().item<double>();
+                           .abs()
+                           .max()
+                           .item<double>();
     EXPECT_TRUE(!(err > kAffineTol)) << "per-channel bits " << bits << " err " << err;
     const at::Tensor s1 = torch::tensor({0.07f}), z1 = torch::tensor({3.0f});
-    const double err1 = (fake_quant_affine(w, s1, z1, 0, qmax, 0).to(torch::kDouble) -
-                         fake_quant_affine_ref(w, s1, z1, 0, qmax, 0)).abs().max().item<double>();
+    const double err1 =
+        (fake_quant_affine(w, s1, z1, 0, qmax, 0).to(torch::kDouble) - fake_quant_affine_ref(w, s1, z1, 0, qmax, 0))
+            .abs()
+            .max()
+            .item<double>();
     EXPECT_TRUE(!(err1 > kAffineTol)) << "per-tensor bits " << bits << " err " << err1;
   }
 }

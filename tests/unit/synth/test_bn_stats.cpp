@@ -16,16 +16,17 @@ using namespace dsgq;
 using namespace dsgq::synth;
 
 namespace {
-constexpr double kFloatTol = 1e-6;      // float32 rounding of means, stds and sums of a few O(1) values
-constexpr double kSmallStdTol = 1e-7;   // a constant channel's std sqrt(kStatEps) = 1e-3 in float32: 1e-4 relative
-constexpr double kRefRelTol = 1e-5;     // float32 sums over 7 x 13 terms vs the double reference, relative to max(1, ref)
-constexpr double kNoSpread = 1e-5;      // identical images: only float32 noise of the batched forward is left
-constexpr double kSomeSpread = 1e-3;    // independent Gaussian images spread far above float32 noise
+constexpr double kFloatTol = 1e-6;     // float32 rounding of means, stds and sums of a few O(1) values
+constexpr double kSmallStdTol = 1e-7;  // a constant channel's std sqrt(kStatEps) = 1e-3 in float32: 1e-4 relative
+constexpr double kRefRelTol = 1e-5;   // float32 sums over 7 x 13 terms vs the double reference, relative to max(1, ref)
+constexpr double kNoSpread = 1e-5;    // identical images: only float32 noise of the batched forward is left
+constexpr double kSomeSpread = 1e-3;  // independent Gaussian images spread far above float32 noise
 }  // namespace
 
 TEST(BnStats, PerSampleStatsByHand) {
   // sample 0: channel 0 = [1,2;3,4], channel 1 constant 5; sample 1: channel 0 = [0,0;0,4], channel 1 = [-1,1;-1,1]
-  const at::Tensor f = torch::tensor({1.f, 2.f, 3.f, 4.f, 5.f, 5.f, 5.f, 5.f, 0.f, 0.f, 0.f, 4.f, -1.f, 1.f, -1.f, 1.f}).view({2, 2, 2, 2});
+  const at::Tensor f = torch::tensor({1.f, 2.f, 3.f, 4.f, 5.f, 5.f, 5.f, 5.f, 0.f, 0.f, 0.f, 4.f, -1.f, 1.f, -1.f, 1.f})
+                           .view({2, 2, 2, 2});
   const Stats st = per_sample_stats(f);
   EXPECT_NEAR(st.mean[0][0].item<float>(), 2.5f, kFloatTol);
   EXPECT_NEAR(st.mean[1][0].item<float>(), 1.0f, kFloatTol);
@@ -42,8 +43,10 @@ TEST(BnStats, AlignmentTermByHand) {
   Target t{torch::zeros({2}), torch::ones({2})};
   // hinge: 0.5, 1.5 (mean); 0.25, 0.25 (std) -> squares 0.25 + 2.25 + 0.0625 + 0.0625 = 2.625; / B
   EXPECT_NEAR(alignment_term(st, t, 0.5, 0.25, {}, {}, 2).item<double>(), 1.3125, kFloatTol);
-  EXPECT_NEAR(alignment_term(st, t, 0.5, 0.25, torch::tensor({2.f}), {}, 2).item<double>(), 2.625, kFloatTol);  // paper LSE
-  EXPECT_NEAR(alignment_term(st, t, 0.5, 0.25, {}, torch::tensor({2.f}), 2).item<double>(), 5.25, kFloatTol);   // official
+  EXPECT_NEAR(alignment_term(st, t, 0.5, 0.25, torch::tensor({2.f}), {}, 2).item<double>(), 2.625,
+              kFloatTol);  // paper LSE
+  EXPECT_NEAR(alignment_term(st, t, 0.5, 0.25, {}, torch::tensor({2.f}), 2).item<double>(), 5.25,
+              kFloatTol);  // official
   // ZeroQ (no margins): 1 + 4 + 0.25 + 0.25 = 5.5
   EXPECT_NEAR(alignment_term(st, t, 0, 0, {}, {}, 2).item<double>(), 2.75, kFloatTol);
   // Inside the margins nothing is left.
@@ -54,12 +57,14 @@ TEST(BnStats, AlignmentTermMatchesReference) {
   torch::manual_seed(7);
   Stats st{torch::randn({7, 13}), torch::rand({7, 13}) * 2};
   Target t{torch::randn({13}) * 0.3, torch::rand({13}) + 0.5};
-  const at::Tensor w = torch::tensor({1.f, 2.f, 1.f, 1.f, 2.f, 1.f, 1.f}), f = torch::tensor({2.f, 1.f, 1.f, 2.f, 1.f, 1.f, 1.f});
+  const at::Tensor w = torch::tensor({1.f, 2.f, 1.f, 1.f, 2.f, 1.f, 1.f}),
+                   f = torch::tensor({2.f, 1.f, 1.f, 2.f, 1.f, 1.f, 1.f});
   const std::vector<double> wv = {1, 2, 1, 1, 2, 1, 1}, fv = {2, 1, 1, 2, 1, 1, 1};
   for (double delta : {0.0, 0.3, 1.1}) {
     const double fast = alignment_term(st, t, delta, delta / 2, w, f, 11).item<double>();
     const double ref = alignment_term_ref(st, t, delta, delta / 2, wv, fv, 11);
-    EXPECT_TRUE(!(std::abs(fast - ref) > kRefRelTol * std::max(1.0, std::abs(ref)))) << "delta " << delta << ": " << fast << " vs " << ref;
+    EXPECT_TRUE(!(std::abs(fast - ref) > kRefRelTol * std::max(1.0, std::abs(ref))))
+        << "delta " << delta << ": " << fast << " vs " << ref;
   }
 }
 
@@ -68,8 +73,8 @@ TEST(Homogeneity, IdenticalImagesHaveNoSpread) {
   models::Checkpoint ck;
   torch::manual_seed(5);
   for (const auto& [name, shape] : net->param_specs())
-    ck.tensors.push_back({name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5
-                                                                             : torch::randn(shape) * 0.2});
+    ck.tensors.push_back(
+        {name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5 : torch::randn(shape) * 0.2});
   net->load(ck);
   const at::Tensor one = torch::randn({1, 3, 32, 32});
   const Homogeneity h = homogeneity(*net, one.expand({5, 3, 32, 32}).contiguous());

@@ -18,7 +18,8 @@ TEST(Synthesizer, NonFiniteLossNamesBatchIterationAndTerm) {
     FAIL();
   } catch (const InputError& e) {
     EXPECT_EQ(std::string(e.what()),
-              "synth k: the loss diverged at batch 3, iteration 17: term 'input' is nan; expected a finite value (lower [synth] lr?)");
+              "synth k: the loss diverged at batch 3, iteration 17: term 'input' is nan; expected a finite value "
+              "(lower [synth] lr?)");
   }
   v.terms = {{"bn", 1.0}};
   EXPECT_NO_THROW(check_finite(v, "synth k", 0, 0));
