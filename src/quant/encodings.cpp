@@ -12,22 +12,15 @@
 #include "quant/zeroq_protocol.hpp"
 
 namespace dsgq::quant {
+nlohmann::json grid_entry(double scale, double zero_point, int bits);
+
 namespace {
 
 nlohmann::json entry(double a, double b, int bits) {
   // Official: s = (2^k - 1)/(b - a), z = round(s*a) + 2^(k-1), x^ = (q + z)/s, q in [-2^(k-1), 2^(k-1) - 1].
   // With q_u = q + 2^(k-1) in [0, 2^k - 1]: x^ = (q_u + round(s*a)) / s, i.e. scale = 1/s, offset = round(s*a).
-  const double levels = std::pow(2.0, bits) - 1.0;
-  const double s = levels / std::max(b - a, 1e-8);
-  const double offset = std::nearbyint(s * a);
-  const double scale = 1.0 / s;
-  return {{"bitwidth", bits},
-          {"dtype", "int"},
-          {"is_symmetric", "False"},
-          {"min", offset * scale},
-          {"max", (offset + levels) * scale},
-          {"offset", static_cast<int64_t>(offset)},
-          {"scale", scale}};
+  const double s = (std::pow(2.0, bits) - 1.0) / std::max(b - a, 1e-8);
+  return grid_entry(1.0 / s, -std::nearbyint(s * a), bits);
 }
 
 }  // namespace
