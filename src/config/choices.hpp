@@ -20,7 +20,7 @@ enum class Preset { paper, official };
 // [synth] stats: BN statistics per sample (the released code) or of the global batch (all-reduced over ranks).
 enum class BnStats { per_sample, batch };
 // [quant] protocol.
-enum class Protocol { zeroq, adaround };
+enum class Protocol { zeroq, adaround, qdrop };
 // [quant] act_observer; `automatic` is resolved when the config is read (zeroq: ema, adaround: mse).
 enum class Observer { automatic, minmax, ema, percentile, mse };
 
@@ -51,8 +51,8 @@ struct ChoiceTable<BnStats> {
 };
 template <>
 struct ChoiceTable<Protocol> {
-  static constexpr std::array<std::pair<Protocol, const char*>, 2> rows{
-      {{Protocol::zeroq, "zeroq"}, {Protocol::adaround, "adaround"}}};
+  static constexpr std::array<std::pair<Protocol, const char*>, 3> rows{
+      {{Protocol::zeroq, "zeroq"}, {Protocol::adaround, "adaround"}, {Protocol::qdrop, "qdrop"}}};
 };
 template <>
 struct ChoiceTable<Observer> {

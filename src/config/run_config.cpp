@@ -71,21 +71,25 @@ const Table<QuantConfig>& quant_table() {
   using S = QuantConfig;
   static const Table<S> t = {
       choice_field<S>("protocol", &S::protocol, Protocol::zeroq,
-                      "zeroq (the released DSG/ZeroQ pipeline) | adaround (BN folded, AdaRound)", kQuantPoint),
+                      "zeroq (the released DSG/ZeroQ pipeline) | adaround (BN folded, AdaRound layer by layer) | qdrop "
+                      "(BN folded, block reconstruction with quantized activations, QDrop/BRECQ)",
+                      kQuantPoint),
       int_field<S>("w_bits", &S::w_bits, 4, kMinBits, kMaxBits, "weight bits", kQuantPoint),
       int_field<S>("a_bits", &S::a_bits, 4, kMinBits, kFloatBits,
                    "activation bits: 2..8, or 32 for activations in floating point", kQuantPoint),
       choice_field<S>("act_observer", &S::act_observer, Observer::automatic,
-                      "activation range observer; auto = the protocol's (zeroq: ema, adaround: mse)", kQuantPoint),
+                      "activation range observer; auto = the protocol's (zeroq: ema, adaround and qdrop: mse)",
+                      kQuantPoint),
       text_field<S>("calib_data", &S::calib_data, "", true,
                     "dsgq-synth/1 file; \"\" = the file [synth] describes (dsgq run makes it)"),
       int_field<S>("n_calib", &S::n_calib, 0, 0, k2p31, "first n images of the calibration file; 0 = all", kQuantPoint),
       int_field<S>("first_last_bits", &S::first_last_bits, 8, 0, kMaxBits,
-                   "adaround: bits of the first/last layer weights and the classifier input; 0 = the same as the "
-                   "rest (1 is refused)",
+                   "adaround, qdrop: bits of the first/last layer weights and the classifier input; 0 = the same "
+                   "as the rest (1 is refused)",
                    kAdaRoundVariant),
       int_field<S>("cache_mib", &S::cache_mib, 2048, 0, int64_t(1) << 30,
-                   "adaround: one layer's cached inputs+targets above this go to a temporary HDF5 file"),
+                   "adaround: one layer's cached inputs+targets above this go to a temporary HDF5 file (qdrop "
+                   "keeps its unit caches in memory)"),
   };
   return t;
 }
@@ -105,6 +109,24 @@ const Table<AdaRoundConfig>& adaround_table() {
       float_field<S>(
           "lr", &S::lr, 1e-2, 1e-8, 10.0,
           "Adam on the rounding variables (reference 1e-3 at 10-20k iterations; docs/method.md section 12.6)", v),
+  };
+  return t;
+}
+
+const Table<ReconConfig>& recon_table() {
+  using S = ReconConfig;
+  const unsigned v = kReconVariant;
+  static const Table<S> t = {
+      float_field<S>("drop", &S::drop, 0.5, 0.0, 1.0,
+                     "QDrop: probability that an activation (and the unit input) stays unquantized during "
+                     "reconstruction; 0 = BRECQ",
+                     v),
+      float_field<S>("act_lr", &S::act_lr, 4e-5, 0.0, 10.0,
+                     "Adam on the activation step sizes (LSQ), cosine-annealed to 0; 0 = steps fixed", v),
+      float_field<S>("weight_scale_lr", &S::weight_scale_lr, 0.0, 0.0, 10.0,
+                     "Adam on the weight scales (Genie-M: 1e-4); 0 = scales fixed", v),
+      int_field<S>("observer_images", &S::observer_images, 256, 1, k2p31,
+                   "calibration images the MSE observer sees to initialise the step sizes", v),
   };
   return t;
 }
@@ -146,6 +168,7 @@ void for_each_section(Cfg& cfg, F&& f) {
   f("synth", synth_table(), cfg.synth);
   f("quant", quant_table(), cfg.quant);
   f("quant.adaround", adaround_table(), cfg.quant.adaround);
+  f("quant.recon", recon_table(), cfg.quant.recon);
   f("eval", eval_table(), cfg.eval);
   f("output", output_table(), cfg.output);
   f("runtime", runtime_table(), cfg.runtime);
@@ -169,7 +192,7 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
     // auto: the protocol's own choice. zeroq keeps the released DSG code's ema; adaround uses the MSE search,
     // which measured 90.48 (real) / 89.96 (DSG) against ema's 90.32 / 88.49 on resnet20 W4A4 (docs/campaigns.md).
     if (q.act_observer == Observer::automatic)
-      q.act_observer = q.protocol == Protocol::adaround ? Observer::mse : Observer::ema;
+      q.act_observer = q.protocol == Protocol::zeroq ? Observer::ema : Observer::mse;
   } else if (name == "output") {
     if (cfg.output.dir.empty()) throw InputError(t.where("dir") + " is empty; expected a folder path");
   } else if (name == "runtime") {
@@ -221,6 +244,7 @@ ModelConfig::ModelConfig() { apply_defaults(*this, model_table()); }
 EvalConfig::EvalConfig() { apply_defaults(*this, eval_table()); }
 SynthConfig::SynthConfig() { apply_defaults(*this, synth_table()); }
 AdaRoundConfig::AdaRoundConfig() { apply_defaults(*this, adaround_table()); }
+ReconConfig::ReconConfig() { apply_defaults(*this, recon_table()); }
 QuantConfig::QuantConfig() { apply_defaults(*this, quant_table()); }
 OutputConfig::OutputConfig() { apply_defaults(*this, output_table()); }
 RuntimeConfig::RuntimeConfig() { apply_defaults(*this, runtime_table()); }

@@ -63,6 +63,16 @@ struct AdaRoundConfig {
   double lr;
 };
 
+// [quant.recon]: block reconstruction with activations in the loop (protocol qdrop; docs/method.md section 14). The
+// rounding itself takes [quant.adaround] (iters per unit, batch, reg, beta, warmup, lr).
+struct ReconConfig {
+  ReconConfig();
+  double drop;
+  double act_lr;
+  double weight_scale_lr;
+  int64_t observer_images;
+};
+
 // [quant]: quantization protocol and calibration (docs/method.md sections 9-12).
 struct QuantConfig {
   QuantConfig();
@@ -75,6 +85,7 @@ struct QuantConfig {
   int64_t first_last_bits;  // 0 = same as w_bits / a_bits
   int64_t cache_mib;
   AdaRoundConfig adaround;
+  ReconConfig recon;
 };
 
 struct OutputConfig {
@@ -116,7 +127,8 @@ enum Role : unsigned {
   kSynthIdentityReal = 1u << 1,  // ... only when synth.method = real, after the others
   kPoint = 1u << 2,              // every result record's point (eval and quantize)
   kQuantPoint = 1u << 3,         // a quantize record's point
-  kAdaRoundVariant = 1u << 4,    // adaround protocol: the point's "adaround" object and its key's hash
+  kAdaRoundVariant = 1u << 4,    // adaround and qdrop: the point's "adaround" object and its key's hash
+  kReconVariant = 1u << 5,       // qdrop: the point's "recon" object and its key's hash
 };
 
 using Value = std::variant<bool, int64_t, double, std::string>;  // choices as their names

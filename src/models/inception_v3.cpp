@@ -106,6 +106,8 @@ std::unique_ptr<Network> build_inception_v3(const std::string& arch) {
     return b;
   };
 
+  static const char* const kModuleNames[] = {"Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
+                                             "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"};
   std::vector<Block> blocks;
   blocks.push_back(inception_a("Mixed_5b.", 192, 32));
   blocks.push_back(inception_a("Mixed_5c.", 256, 64));
@@ -131,27 +133,38 @@ std::unique_ptr<Network> build_inception_v3(const std::string& arch) {
   net->add_ignored("AuxLogits.fc.weight", {1000, 768});
   net->add_ignored("AuxLogits.fc.bias", {1000});
 
-  net->set_forward([=](const Ops& op, const at::Tensor& x0) {
-    auto apply = [&](const Unit& u, const at::Tensor& x) { return op.act(u.act, op.bn(u.bn, op.conv(u.conv, x))); };
-    auto max_pool = [](const at::Tensor& x) { return at::max_pool2d(x, {3, 3}, {2, 2}); };
+  auto apply = [](const Ops& op, const Unit& u, const at::Tensor& x) {
+    return op.act(u.act, op.bn(u.bn, op.conv(u.conv, x)));
+  };
+  auto max_pool = [](const at::Tensor& x) { return at::max_pool2d(x, {3, 3}, {2, 2}); };
+  // Units: the two stem halves (each ending in its max pool), each Inception module, the classifier.
+  net->add_unit("stem1", [=](const Ops& op, const at::Tensor& x0) {
     at::Tensor x = x0;
-    for (const Unit& u : stem1) x = apply(u, x);
-    x = max_pool(x);
-    for (const Unit& u : stem2) x = apply(u, x);
-    x = max_pool(x);
-    for (const Block& b : blocks) {
+    for (const Unit& u : stem1) x = apply(op, u, x);
+    return max_pool(x);
+  });
+  net->add_unit("stem2", [=](const Ops& op, const at::Tensor& x0) {
+    at::Tensor x = x0;
+    for (const Unit& u : stem2) x = apply(op, u, x);
+    return max_pool(x);
+  });
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const Block b = blocks[i];
+    net->add_unit(kModuleNames[i], [=](const Ops& op, const at::Tensor& x) {
       std::vector<at::Tensor> outs;
       for (const Branch& br : b) {
         at::Tensor y = br.pool == Pool::avg
                            ? at::avg_pool2d(x, {3, 3}, {1, 1}, {1, 1}, false, /*count_include_pad=*/true)
                        : br.pool == Pool::max ? max_pool(x)
                                               : x;
-        for (const Unit& u : br.chain) y = apply(u, y);
-        if (!br.fork.empty()) y = at::cat({apply(br.fork[0], y), apply(br.fork[1], y)}, 1);
+        for (const Unit& u : br.chain) y = apply(op, u, y);
+        if (!br.fork.empty()) y = at::cat({apply(op, br.fork[0], y), apply(op, br.fork[1], y)}, 1);
         outs.push_back(y);
       }
-      x = at::cat(outs, 1);
-    }
+      return at::cat(outs, 1);
+    });
+  }
+  net->add_unit("classifier", [=](const Ops& op, const at::Tensor& x) {
     return op.linear(fc, at::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
   });
   return net;

@@ -42,14 +42,19 @@ std::unique_ptr<Network> build_mobilenet_v1(const std::string& arch, double alph
   }
   const int fc = net->add_linear("conv_preds", c_in, 1000, true);
 
-  net->set_forward([=](const Ops& op, const at::Tensor& x0) {
-    at::Tensor x = op.act(stem_relu, op.bn(stem_bn, op.conv(stem_conv, x0)));
-    for (const Block& b : blocks) {
-      x = op.act(b.dw_relu, op.bn(b.dw_bn, op.conv(b.dw, x)));
-      x = op.act(b.pw_relu, op.bn(b.pw_bn, op.conv(b.pw, x)));
-    }
-    return op.linear(fc, x.mean({2, 3}));  // global average pool; Keras dropout is an inference no-op
+  // Units: the stem, each depthwise-separable block (dw + pw), the classifier.
+  net->add_unit("stem", [=](const Ops& op, const at::Tensor& x0) {
+    return op.act(stem_relu, op.bn(stem_bn, op.conv(stem_conv, x0)));
   });
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const Block b = blocks[i];
+    net->add_unit("block" + std::to_string(i + 1), [=](const Ops& op, const at::Tensor& x) {
+      const at::Tensor y = op.act(b.dw_relu, op.bn(b.dw_bn, op.conv(b.dw, x)));
+      return op.act(b.pw_relu, op.bn(b.pw_bn, op.conv(b.pw, y)));
+    });
+  }
+  // Global average pool; Keras dropout is an inference no-op.
+  net->add_unit("classifier", [=](const Ops& op, const at::Tensor& x) { return op.linear(fc, x.mean({2, 3})); });
   return net;
 }
 

@@ -56,20 +56,22 @@ std::unique_ptr<Network> build_mobilenet_v2(const std::string& arch) {
   const Unit head = unit("features.18.0", "features.18.1", "features.18.relu", cin, 1280, 1, 1, 1);
   const int fc = net->add_linear("classifier.1", 1280, 1000, true);
 
-  net->set_forward([=](const Ops& op, const at::Tensor& x0) {
-    auto apply = [&](const Unit& u, const at::Tensor& x) {
-      at::Tensor y = op.bn(u.bn, op.conv(u.conv, x));
-      return u.act >= 0 ? op.act(u.act, y) : y;
-    };
-    at::Tensor x = apply(stem, x0);
-    for (const Block& b : blocks) {
+  auto apply = [](const Ops& op, const Unit& u, const at::Tensor& x) {
+    at::Tensor y = op.bn(u.bn, op.conv(u.conv, x));
+    return u.act >= 0 ? op.act(u.act, y) : y;
+  };
+  // Units: the stem, each inverted residual block, the head conv, the classifier.
+  net->add_unit("features.0", [=](const Ops& op, const at::Tensor& x0) { return apply(op, stem, x0); });
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const Block b = blocks[i];
+    net->add_unit("features." + std::to_string(i + 1), [=](const Ops& op, const at::Tensor& x) {
       at::Tensor y = x;
-      for (const Unit& u : b.units) y = apply(u, y);
-      x = b.residual ? x + y : y;
-    }
-    x = apply(head, x);
-    return op.linear(fc, x.mean({2, 3}));
-  });
+      for (const Unit& u : b.units) y = apply(op, u, y);
+      return b.residual ? x + y : y;
+    });
+  }
+  net->add_unit("features.18", [=](const Ops& op, const at::Tensor& x) { return apply(op, head, x); });
+  net->add_unit("classifier", [=](const Ops& op, const at::Tensor& x) { return op.linear(fc, x.mean({2, 3})); });
   return net;
 }
 

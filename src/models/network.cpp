@@ -180,11 +180,25 @@ int64_t Network::num_params() const {
 }
 
 at::Tensor Network::forward(const at::Tensor& x, const ForwardHooks* hooks) const {
-  DSGQ_CHECK(forward_ != nullptr, "network " + arch_ + " has no forward function");
+  DSGQ_CHECK(forward_ != nullptr || !units_.empty(), "network " + arch_ + " has no forward function");
   DSGQ_CHECK(x.dim() == 4 && x.size(1) == input_.channels,
              "forward: input must be [N," + std::to_string(input_.channels) + ",H,W]");
   Ops ops(*this, hooks);
-  return forward_(ops, x);
+  if (units_.empty()) return forward_(ops, x);
+  at::Tensor y = x;
+  for (const Unit& u : units_) y = u.fn(ops, y);
+  return y;
+}
+
+at::Tensor Network::unit_forward(int unit, const at::Tensor& x, const ForwardHooks* hooks) const {
+  DSGQ_CHECK(unit >= 0 && static_cast<size_t>(unit) < units_.size(), "unit index out of range");
+  Ops ops(*this, hooks);
+  return units_[static_cast<size_t>(unit)].fn(ops, x);
+}
+
+int Network::add_unit(const std::string& name, ForwardFn fn) {
+  units_.push_back({name, std::move(fn)});
+  return static_cast<int>(units_.size()) - 1;
 }
 
 at::Tensor Network::normalize(const at::Tensor& pixels, c10::Device device) const {

@@ -75,6 +75,13 @@ class Ops {
 class Network {
  public:
   using ForwardFn = std::function<at::Tensor(const Ops&, const at::Tensor&)>;
+  // A reconstruction unit (docs/method.md section 14): one piece of the forward pass, fed by the previous unit's
+  // output (the first by the network input; the last returns the logits). ResNet blocks with their shortcut and
+  // final ReLU, MobileNet/ShuffleNet blocks, Inception modules; the stem and the classifier are units of their own.
+  struct Unit {
+    std::string name;
+    ForwardFn fn;
+  };
 
   Network(std::string arch, InputSpec input);
 
@@ -92,7 +99,13 @@ class Network {
   int64_t num_params() const;  // learnable scalars (BN running statistics excluded)
 
   // x: float [N, C, H, W] in the normalized input space, on this network's device. Returns logits [N, classes].
+  // Runs the units in order when the architecture declares them, else its forward function.
   at::Tensor forward(const at::Tensor& x, const ForwardHooks* hooks = nullptr) const;
+
+  // The units in forward order (empty for a network built with set_forward alone), and one unit applied to its
+  // input (the previous unit's output).
+  const std::vector<Unit>& units() const { return units_; }
+  at::Tensor unit_forward(int unit, const at::Tensor& x, const ForwardHooks* hooks = nullptr) const;
 
   // uint8 [N,3,H,W] pixels -> float normalized input on `device`.
   at::Tensor normalize(const at::Tensor& pixels, c10::Device device) const;
@@ -133,6 +146,8 @@ class Network {
   // A checkpoint key the forward does not use (see ignored_specs()).
   void add_ignored(const std::string& name, std::vector<int64_t> shape);
   void set_forward(ForwardFn fn) { forward_ = std::move(fn); }
+  // Appends a unit; the forward pass is then the chain of units (declare them instead of set_forward).
+  int add_unit(const std::string& name, ForwardFn fn);
 
  private:
   friend class Ops;
@@ -150,6 +165,7 @@ class Network {
   std::vector<std::array<at::Tensor, 2>> layer_params_;
   std::vector<std::array<at::Tensor, 4>> bn_params_;
   ForwardFn forward_;
+  std::vector<Unit> units_;
   c10::Device device_{c10::kCPU};
   bool bn_folded_ = false;
   std::vector<int> bn_source_;  // per BN: the most recent conv added before it

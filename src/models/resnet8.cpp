@@ -37,16 +37,20 @@ std::unique_ptr<Network> build_resnet8() {
   }
   const int fc = net->add_linear("fc", 64, 10, true);
 
-  net->set_forward([=](const Ops& op, const at::Tensor& x0) {
-    at::Tensor x = op.act(stem_relu, op.bn(stem_bn, op.conv(stem_conv, x0)));
-    for (const Stage& st : stages) {
+  net->add_unit("stem", [=](const Ops& op, const at::Tensor& x0) {
+    return op.act(stem_relu, op.bn(stem_bn, op.conv(stem_conv, x0)));
+  });
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const Stage st = stages[i];
+    net->add_unit("layer" + std::to_string(i + 1), [=](const Ops& op, const at::Tensor& x) {
       at::Tensor y = op.act(st.relu1, op.bn(st.bn1, op.conv(st.conv1, x)));
       y = op.bn(st.bn2, op.conv(st.conv2, y));
       const at::Tensor sc = st.shortcut < 0 ? x : op.conv(st.shortcut, x);
-      x = op.act(st.relu2, y + sc);
-    }
-    return op.linear(fc, x.mean({2, 3}));  // 8x8 average pool over the whole 8x8 map, then flatten
-  });
+      return op.act(st.relu2, y + sc);
+    });
+  }
+  // 8x8 average pool over the whole 8x8 map, then flatten.
+  net->add_unit("classifier", [=](const Ops& op, const at::Tensor& x) { return op.linear(fc, x.mean({2, 3})); });
   return net;
 }
 

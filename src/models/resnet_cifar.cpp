@@ -24,6 +24,7 @@ std::unique_ptr<Network> build_resnet_cifar(const std::string& arch, int depth) 
   const int stem_bn = net->add_bn("bn1", 16, eps);
   const int stem_relu = net->add_act("relu", ActKind::relu);
   std::vector<Block> blocks;
+  std::vector<std::string> block_names;
   int64_t in_planes = 16;
   for (int stage = 1; stage <= 3; ++stage) {
     const int64_t planes = 16 << (stage - 1);
@@ -40,24 +41,29 @@ std::unique_ptr<Network> build_resnet_cifar(const std::string& arch, int depth) 
       b.shortcut_a = stride != 1 || in_planes != planes;
       b.pad_channels = planes / 4;
       blocks.push_back(b);
+      block_names.push_back(p.substr(0, p.size() - 1));
       in_planes = planes;
     }
   }
   const int fc = net->add_linear("linear", 64, 10, true);
 
-  net->set_forward([=](const Ops& op, const at::Tensor& x0) {
-    at::Tensor x = op.act(stem_relu, op.bn(stem_bn, op.conv(stem_conv, x0)));
-    for (const Block& b : blocks) {
+  // Units: the stem, each basic block with its shortcut and final ReLU, the classifier (pooling + linear).
+  net->add_unit("stem", [=](const Ops& op, const at::Tensor& x0) {
+    return op.act(stem_relu, op.bn(stem_bn, op.conv(stem_conv, x0)));
+  });
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const Block b = blocks[i];
+    net->add_unit(block_names[i], [=](const Ops& op, const at::Tensor& x) {
       at::Tensor out = op.act(b.relu1, op.bn(b.bn1, op.conv(b.conv1, x)));
       out = op.bn(b.bn2, op.conv(b.conv2, out));
       // Option A: subsample by 2 and zero-pad planes/4 channels on each side.
       const at::Tensor sc = b.shortcut_a ? at::constant_pad_nd(x.slice(2, 0, x.size(2), 2).slice(3, 0, x.size(3), 2),
                                                                {0, 0, 0, 0, b.pad_channels, b.pad_channels}, 0.0)
                                          : x;
-      x = op.act(b.relu2, out + sc);
-    }
-    return op.linear(fc, x.mean({2, 3}));
-  });
+      return op.act(b.relu2, out + sc);
+    });
+  }
+  net->add_unit("classifier", [=](const Ops& op, const at::Tensor& x) { return op.linear(fc, x.mean({2, 3})); });
   return net;
 }
 

@@ -32,6 +32,7 @@ std::unique_ptr<Network> build_resnet_torchvision(const std::string& arch, bool 
   const int stem_bn = net->add_bn("bn1", 64, eps);
   const int stem_relu = net->add_act("relu", ActKind::relu);
   std::vector<Block> blocks;
+  std::vector<std::string> block_names;
   int64_t in_planes = 64;
   for (size_t stage = 0; stage < blocks_per_stage.size(); ++stage) {
     const int64_t planes = int64_t(64) << stage;
@@ -61,15 +62,21 @@ std::unique_ptr<Network> build_resnet_torchvision(const std::string& arch, bool 
       }
       b.relus.push_back(net->add_act(p + "relu" + std::to_string(b.convs.size()), ActKind::relu));
       blocks.push_back(b);
+      block_names.push_back(p.substr(0, p.size() - 1));
       in_planes = planes * expansion;
     }
   }
   const int fc = net->add_linear("fc", in_planes, 1000, true);
 
-  net->set_forward([=](const Ops& op, const at::Tensor& x0) {
-    at::Tensor x = op.act(stem_relu, op.bn(stem_bn, op.conv(stem_conv, x0)));
-    x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
-    for (const Block& b : blocks) {
+  // Units: the stem (with its max pool), each basic/bottleneck block with its downsample and final ReLU, the
+  // classifier.
+  net->add_unit("stem", [=](const Ops& op, const at::Tensor& x0) {
+    const at::Tensor x = op.act(stem_relu, op.bn(stem_bn, op.conv(stem_conv, x0)));
+    return at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
+  });
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const Block b = blocks[i];
+    net->add_unit(block_names[i], [=](const Ops& op, const at::Tensor& x) {
       at::Tensor out = x;
       const size_t k = b.convs.size();
       for (size_t j = 0; j < k; ++j) {
@@ -77,10 +84,10 @@ std::unique_ptr<Network> build_resnet_torchvision(const std::string& arch, bool 
         if (j + 1 < k) out = op.act(b.relus[j], out);
       }
       const at::Tensor identity = b.down_conv >= 0 ? op.bn(b.down_bn, op.conv(b.down_conv, x)) : x;
-      x = op.act(b.relus.back(), out + identity);
-    }
-    return op.linear(fc, x.mean({2, 3}));
-  });
+      return op.act(b.relus.back(), out + identity);
+    });
+  }
+  net->add_unit("classifier", [=](const Ops& op, const at::Tensor& x) { return op.linear(fc, x.mean({2, 3})); });
   return net;
 }
 

@@ -37,6 +37,7 @@ std::unique_ptr<Network> build_shufflenet_v2(const std::string& arch, const std:
   int64_t cin = stages_out_channels[0];
   const Unit conv1 = unit("conv1.", 0, true, 3, cin, 3, 2, 1);
   std::vector<Block> blocks;
+  std::vector<std::string> block_names;
   for (size_t stage = 0; stage < 3; ++stage) {
     const int64_t cout = stages_out_channels[stage + 1], half = cout / 2;
     for (int64_t i = 0; i < stages_repeats[stage]; ++i) {
@@ -51,39 +52,42 @@ std::unique_ptr<Network> build_shufflenet_v2(const std::string& arch, const std:
       b.branch2.push_back(unit(p + "branch2.", 3, false, half, half, 3, stride, half));
       b.branch2.push_back(unit(p + "branch2.", 5, true, half, half, 1, 1, 1));
       blocks.push_back(b);
+      block_names.push_back(p.substr(0, p.size() - 1));
       cin = cout;
     }
   }
   const Unit conv5 = unit("conv5.", 0, true, cin, stages_out_channels[4], 1, 1, 1);
   const int fc = net->add_linear("fc", stages_out_channels[4], 1000, true);
 
-  net->set_forward([=](const Ops& op, const at::Tensor& x0) {
-    auto apply = [&](const Unit& u, const at::Tensor& x) {
-      at::Tensor y = op.bn(u.bn, op.conv(u.conv, x));
-      return u.act >= 0 ? op.act(u.act, y) : y;
-    };
-    auto chain = [&](const std::vector<Unit>& units, at::Tensor x) {
-      for (const Unit& u : units) x = apply(u, x);
-      return x;
-    };
-    // torchvision's channel_shuffle(x, 2): [N, 2, C/2, H, W] -> transpose(1, 2) -> [N, C, H, W].
-    auto channel_shuffle = [](const at::Tensor& x) {
-      const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-      return x.view({n, 2, c / 2, h, w}).transpose(1, 2).contiguous().view({n, c, h, w});
-    };
-    at::Tensor x = at::max_pool2d(apply(conv1, x0), {3, 3}, {2, 2}, {1, 1});
-    for (const Block& b : blocks) {
+  auto apply = [](const Ops& op, const Unit& u, const at::Tensor& x) {
+    at::Tensor y = op.bn(u.bn, op.conv(u.conv, x));
+    return u.act >= 0 ? op.act(u.act, y) : y;
+  };
+  auto chain = [apply](const Ops& op, const std::vector<Unit>& units, at::Tensor x) {
+    for (const Unit& u : units) x = apply(op, u, x);
+    return x;
+  };
+  // torchvision's channel_shuffle(x, 2): [N, 2, C/2, H, W] -> transpose(1, 2) -> [N, C, H, W].
+  auto channel_shuffle = [](const at::Tensor& x) {
+    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    return x.view({n, 2, c / 2, h, w}).transpose(1, 2).contiguous().view({n, c, h, w});
+  };
+  // Units: the stem (conv1 and its max pool), each shuffle unit, conv5, the classifier.
+  net->add_unit("conv1", [=](const Ops& op, const at::Tensor& x0) {
+    return at::max_pool2d(apply(op, conv1, x0), {3, 3}, {2, 2}, {1, 1});
+  });
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const Block b = blocks[i];
+    net->add_unit(block_names[i], [=](const Ops& op, const at::Tensor& x) {
       if (b.branch1.empty()) {
         const auto halves = x.chunk(2, 1);
-        x = at::cat({halves[0], chain(b.branch2, halves[1])}, 1);
-      } else {
-        x = at::cat({chain(b.branch1, x), chain(b.branch2, x)}, 1);
+        return channel_shuffle(at::cat({halves[0], chain(op, b.branch2, halves[1])}, 1));
       }
-      x = channel_shuffle(x);
-    }
-    x = apply(conv5, x);
-    return op.linear(fc, x.mean({2, 3}));
-  });
+      return channel_shuffle(at::cat({chain(op, b.branch1, x), chain(op, b.branch2, x)}, 1));
+    });
+  }
+  net->add_unit("conv5", [=](const Ops& op, const at::Tensor& x) { return apply(op, conv5, x); });
+  net->add_unit("classifier", [=](const Ops& op, const at::Tensor& x) { return op.linear(fc, x.mean({2, 3})); });
   return net;
 }
 

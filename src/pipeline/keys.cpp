@@ -55,13 +55,21 @@ std::string quant_key(const config::RunConfig& cfg, const std::string& calib_nam
   switch (q.protocol) {
     case config::Protocol::zeroq:
       break;
-    case config::Protocol::adaround: {
+    case config::Protocol::adaround:
+    case config::Protocol::qdrop: {
+      const bool qdrop = q.protocol == config::Protocol::qdrop;
       std::ostringstream os;  // the values back to back, as the first release hashed them
       os.precision(17);
       for (const auto& f : config::fields_with(cfg, config::kAdaRoundVariant))
         std::visit([&](const auto& v) { os << v; }, f.value);
+      if (qdrop)
+        for (const auto& f : config::fields_with(cfg, config::kReconVariant))
+          std::visit([&](const auto& v) { os << v; }, f.value);
+      std::ostringstream drop;
+      drop << q.recon.drop;
       variant = "-fl" + std::to_string(q.first_last_bits) + (q.adaround.enabled ? "-ar" : "-nearest") +
-                std::to_string(q.adaround.iters) + "-" + sha256_hex(os.str()).substr(0, 6);
+                std::to_string(q.adaround.iters) + (qdrop ? "-p" + drop.str() : "") + "-" +
+                sha256_hex(os.str()).substr(0, 6);
       break;
     }
   }

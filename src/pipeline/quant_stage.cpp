@@ -21,6 +21,7 @@
 #include "pipeline/stage_support.hpp"
 #include "quant/encodings.hpp"
 #include "quant/adaround_protocol.hpp"
+#include "quant/recon_protocol.hpp"
 #include "quant/zeroq_protocol.hpp"
 
 namespace dsgq::pipeline {
@@ -107,7 +108,8 @@ nlohmann::json quant_point(const config::RunConfig& cfg, const std::string& weig
   point["calib_data"] = calib_path;
   point["precision"] = "w" + std::to_string(q.w_bits) + "a" + std::to_string(q.a_bits);
   point["n_images"] = n_eval;
-  if (q.protocol == config::Protocol::adaround) point["adaround"] = point_fields(cfg, config::kAdaRoundVariant);
+  if (q.protocol != config::Protocol::zeroq) point["adaround"] = point_fields(cfg, config::kAdaRoundVariant);
+  if (q.protocol == config::Protocol::qdrop) point["recon"] = point_fields(cfg, config::kReconVariant);
   if (!q.calib_data.empty()) point.erase("method"), point.erase("preset"), point.erase("seed");
   return point;
 }
@@ -187,6 +189,7 @@ bool QuantStage::complete() const { return !impl_->args.force && file_exists(imp
 struct QuantStage::Calibrated {
   std::unique_ptr<quant::ZeroqQuantizer> zq;
   std::unique_ptr<quant::AdaRoundQuantizer> aq;
+  std::unique_ptr<quant::ReconQuantizer> rq;
   const models::Network* net = nullptr;  // the network the hooks apply to (BN folded for adaround)
   const models::ForwardHooks* hooks = nullptr;
   nlohmann::json layers = nlohmann::json::array();
@@ -222,6 +225,18 @@ QuantStage::Calibrated QuantStage::calibrate(const at::Tensor& calib_images, con
       }
       break;
     }
+    case config::Protocol::qdrop: {
+      c.rq = std::make_unique<quant::ReconQuantizer>(*s.net, q, static_cast<uint64_t>(s.cfg.synth.seed));
+      c.rq->run(calib_images, comm);
+      c.net = &c.rq->folded();
+      c.hooks = &c.rq->hooks();
+      c.layers = layer_reports_json(c.rq->reports());
+      if (comm.is_root()) {
+        io::write_json_atomic(s.enc_path, quant::encodings_json(*c.rq));
+        quant::write_quantized_state_dict(s.pt_path, *c.rq);
+      }
+      break;
+    }
   }
   return c;
 }
@@ -233,7 +248,8 @@ int QuantStage::execute(const mpi::Comm& comm) {
   check_calibration_file(s.calib_path, s.cfg, *s.net, s.weights_sha256);  // dsgq run: made by now
   const config::QuantConfig& q = s.cfg.quant;
 
-  // Every rank calibrates the same way on the same images (deterministic); rank 0 exports.
+  // zeroq and adaround: every rank calibrates the same way on the same images (deterministic); qdrop: the ranks
+  // share each reconstruction step (the same result). Rank 0 exports.
   Timer calib_timer;
   const io::SynthSet calib = io::read_synth(s.calib_path, 0, q.n_calib > 0 ? q.n_calib : -1);
   const Calibrated c = calibrate(calib.images.to(s.net->device()), comm);

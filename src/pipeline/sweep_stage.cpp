@@ -135,11 +135,12 @@ double SweepStage::make_calibration_sets(const std::vector<size_t>& pending, con
 
 SweepStage::RankWork SweepStage::run_points(std::vector<size_t> pending, const mpi::Comm& comm) {
   const Impl& s = *impl_;
-  // The longest first (AdaRound, by steps), so that the last points handed out are short ones and no rank waits
-  // long at the end (same order on every rank; results do not depend on it).
+  // The longest first (qdrop, then AdaRound, by steps), so that the last points handed out are short ones and no rank
+  // waits long at the end (same order on every rank; results do not depend on it).
   auto cost = [&](size_t i) {
     const config::QuantConfig& q = s.points[i].cfg.quant;
-    return q.protocol == config::Protocol::adaround && q.adaround.enabled ? q.adaround.iters : int64_t(0);
+    if (q.protocol == config::Protocol::zeroq || !q.adaround.enabled) return int64_t(0);
+    return q.adaround.iters * (q.protocol == config::Protocol::qdrop ? 4 : 1);
   };
   std::stable_sort(pending.begin(), pending.end(), [&](size_t a, size_t b) { return cost(a) > cost(b); });
   RankWork w;

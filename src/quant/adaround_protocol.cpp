@@ -9,31 +9,30 @@
 
 namespace dsgq::quant {
 
-namespace {
-
-// a_bits at every site, but the last one feeds the classifier (global pooling, then the last layer): it keeps the
-// edge width.
-std::vector<int> act_bits(const models::Network& net, const config::QuantConfig& cfg) {
+std::vector<int> activation_bits(const models::Network& net, const config::QuantConfig& cfg) {
   std::vector<int> bits(net.acts().size(), static_cast<int>(cfg.a_bits));
   if (!bits.empty() && cfg.first_last_bits > 0 && cfg.a_bits < 32) bits.back() = static_cast<int>(cfg.first_last_bits);
   return bits;
 }
 
-}  // namespace
+std::vector<WeightGrid> weight_grids(const models::Network& folded, const config::QuantConfig& cfg) {
+  std::vector<WeightGrid> grids;
+  const size_t L = folded.layers().size();
+  for (size_t l = 0; l < L; ++l) {
+    const bool edge = l == 0 || l + 1 == L;
+    const int64_t bits = edge && cfg.first_last_bits > 0 ? cfg.first_last_bits : cfg.w_bits;
+    grids.push_back(mse_weight_grid(folded.param(folded.layers()[l].name + ".weight"), static_cast<int>(bits)));
+  }
+  return grids;
+}
 
 AdaRoundQuantizer::AdaRoundQuantizer(const models::Network& fp, const config::QuantConfig& cfg, AdaRoundRun run)
     : folded_(fp.folded()),
       cfg_(cfg),
       run_(std::move(run)),
-      acts_(*folded_, act_bits(*folded_, cfg), cfg.act_observer) {
-  const size_t L = folded_->layers().size();
-  for (size_t l = 0; l < L; ++l) {
-    const bool edge = l == 0 || l + 1 == L;
-    const int64_t bits = edge && cfg_.first_last_bits > 0 ? cfg_.first_last_bits : cfg_.w_bits;
-    const at::Tensor w = folded_->param(folded_->layers()[l].name + ".weight");
-    grids_.push_back(mse_weight_grid(w, static_cast<int>(bits)));
-    weights_.push_back(w);
-  }
+      grids_(weight_grids(*folded_, cfg)),
+      acts_(*folded_, activation_bits(*folded_, cfg), cfg.act_observer) {
+  for (const auto& layer : folded_->layers()) weights_.push_back(folded_->param(layer.name + ".weight"));
   hooks_.weight = [this](int layer, const at::Tensor&) { return weights_[static_cast<size_t>(layer)]; };
   hooks_.activation = [this](int site, const at::Tensor& x) { return acts_(site, x); };
 }

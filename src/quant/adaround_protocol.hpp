@@ -33,6 +33,12 @@ struct LayerReport {
   bool spilled = false;
 };
 
+// What both BN-folded protocols (adaround, qdrop) quantize at which width: a_bits at every activation site but the
+// last, which feeds the classifier and keeps first_last_bits (as the first and last layers' weights do).
+std::vector<int> activation_bits(const models::Network& net, const config::QuantConfig& cfg);
+// Per layer of the folded network: its MSE-searched grid at w_bits (first and last layer at first_last_bits).
+std::vector<WeightGrid> weight_grids(const models::Network& folded, const config::QuantConfig& cfg);
+
 class AdaRoundQuantizer {
  public:
   // cfg: [quant] (w_bits, a_bits, first_last_bits, act_observer, cache_mib and [quant.adaround]).

@@ -9,6 +9,7 @@
 #include "models/checkpoint.hpp"
 #include "models/network.hpp"
 #include "quant/adaround_protocol.hpp"
+#include "quant/recon_protocol.hpp"
 #include "quant/zeroq_protocol.hpp"
 
 namespace dsgq::quant {
@@ -54,15 +55,13 @@ nlohmann::json quantizer_args(int a_bits, int w_bits, const std::string& scheme)
           {"strict_symmetric", false},        {"unsigned_symmetric", false}};
 }
 
-nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
-  const models::Network& net = q.folded();
-  nlohmann::json acts = nlohmann::json::object(), params = nlohmann::json::object();
-  for (size_t i = 0; i < net.acts().size(); ++i)
-    if (q.acts().bits()[i] < 32)
-      acts[net.acts()[i].name] =
-          nlohmann::json::array({entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.acts().bits()[i])});
+namespace {
+// A BN-folded protocol's encodings: per-channel weight grids of `net`, the given activation entries.
+nlohmann::json folded_encodings(const models::Network& net, const std::vector<WeightGrid>& grids, nlohmann::json acts,
+                                const config::QuantConfig& cfg, const std::string& rounding) {
+  nlohmann::json params = nlohmann::json::object();
   for (size_t l = 0; l < net.layers().size(); ++l) {
-    const WeightGrid& g = q.grids()[l];
+    const WeightGrid& g = grids[l];
     const at::Tensor sc = g.scale.to(at::kDouble).cpu(), zp = g.zero_point.to(at::kDouble).cpu();
     nlohmann::json per_channel = nlohmann::json::array();
     for (int64_t c = 0; c < sc.numel(); ++c)
@@ -73,9 +72,35 @@ nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
           {"activation_encodings", acts},
           {"param_encodings", params},
           {"excluded_layers", nlohmann::json::array()},
-          {"quantizer_args", quantizer_args(q.config().a_bits, q.config().w_bits,
-                                            std::string(q.config().adaround.enabled ? "adaround" : "nearest") +
-                                                "_bn_folded_" + config::name(q.config().act_observer))}};
+          {"quantizer_args",
+           quantizer_args(cfg.a_bits, cfg.w_bits, rounding + "_bn_folded_" + config::name(cfg.act_observer))}};
+}
+}  // namespace
+
+nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
+  const models::Network& net = q.folded();
+  nlohmann::json acts = nlohmann::json::object();
+  for (size_t i = 0; i < net.acts().size(); ++i)
+    if (q.acts().bits()[i] < 32)
+      acts[net.acts()[i].name] =
+          nlohmann::json::array({entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.acts().bits()[i])});
+  return folded_encodings(net, q.grids(), acts, q.config(), q.config().adaround.enabled ? "adaround" : "nearest");
+}
+
+nlohmann::json encodings_json(const ReconQuantizer& q) {
+  const models::Network& net = q.folded();
+  nlohmann::json acts = nlohmann::json::object();
+  for (size_t i = 0; i < net.acts().size(); ++i) {
+    const ActGrid& g = q.act_grids()[i];
+    if (g.bits < 32)
+      acts[net.acts()[i].name] =
+          nlohmann::json::array({grid_entry(g.scale, static_cast<double>(g.zero_point), g.bits)});
+  }
+  return folded_encodings(net, q.grids(), acts, q.config(), q.config().adaround.enabled ? "qdrop" : "qdrop_nearest");
+}
+
+void write_quantized_state_dict(const std::string& path, const ReconQuantizer& q) {
+  write_with_weights(path, q.folded(), q.weights());
 }
 
 void write_quantized_state_dict(const std::string& path, const AdaRoundQuantizer& q) {

@@ -14,6 +14,7 @@ namespace dsgq::quant {
 
 class ZeroqQuantizer;
 class AdaRoundQuantizer;
+class ReconQuantizer;
 
 // The official quantizer's range [a, b] at k bits as AIMET's (scale, offset): scale = (b - a)/(2^k - 1) after the
 // official rounding of the offset, offset = round(a/scale) (so x^ = (q + offset) * scale, q in 0..2^k - 1).
@@ -21,10 +22,14 @@ nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& 
 
 // The adaround protocol: per-channel grids (scale, offset = -zero_point) of the folded network's weights.
 nlohmann::json encodings_json(const AdaRoundQuantizer& q);
+// The qdrop protocol: the same weight grids (learned scales when weight_scale_lr > 0) and the learned activation
+// steps (scale = step, offset = -zero_point).
+nlohmann::json encodings_json(const ReconQuantizer& q);
 
 // Every parameter of `net`, with conv/linear weights replaced by their fake-quantized values. Atomic, local.
 void write_quantized_state_dict(const std::string& path, const models::Network& net, const ZeroqQuantizer& q);
 // The folded network's parameters (convs with their folded biases, no BN) with the rounded weights.
 void write_quantized_state_dict(const std::string& path, const AdaRoundQuantizer& q);
+void write_quantized_state_dict(const std::string& path, const ReconQuantizer& q);
 
 }  // namespace dsgq::quant

@@ -134,3 +134,32 @@ TEST(Network, FoldedInceptionAndShuffleNetMatch) {
     EXPECT_LT(err, kFoldRelTol * scale) << arch << " scale " << scale;
   }
 }
+
+// Every architecture declares its reconstruction units (stem first, classifier last), and running them one after the
+// other visits every weight layer and activation site exactly once, in registration order, for a small input.
+TEST(Network, EveryArchitectureDeclaresUnitsCoveringEveryLayer) {
+  torch::NoGradGuard ng;
+  for (const auto& info : models::architectures()) {
+    auto net = models::build_network(info.name, "test");
+    ASSERT_GE(net->units().size(), 3u) << info.name;
+    EXPECT_EQ(net->units().back().name, "classifier") << info.name;
+    std::vector<int> layers, sites;
+    models::ForwardHooks hooks;
+    hooks.layer_io = [&](int l, const at::Tensor&, const at::Tensor&) { layers.push_back(l); };
+    hooks.activation = [&](int s, const at::Tensor& x) {
+      sites.push_back(s);
+      return x;
+    };
+    const int64_t side = info.dataset == "cifar10" ? 32 : (info.name == "inception_v3" ? 299 : 224);
+    at::Tensor x = torch::zeros({1, 3, side, side});
+    for (size_t u = 0; u < net->units().size(); ++u) x = net->unit_forward(static_cast<int>(u), x, &hooks);
+    EXPECT_EQ(x.sizes(), (std::vector<int64_t>{1, net->input().num_classes})) << info.name;
+    std::vector<int> want_layers(net->layers().size()), want_sites(net->acts().size());
+    for (size_t i = 0; i < want_layers.size(); ++i) want_layers[i] = static_cast<int>(i);
+    for (size_t i = 0; i < want_sites.size(); ++i) want_sites[i] = static_cast<int>(i);
+    std::vector<int> sorted_layers = layers;
+    std::sort(sorted_layers.begin(), sorted_layers.end());
+    EXPECT_EQ(sorted_layers, want_layers) << info.name << ": every layer exactly once";
+    EXPECT_EQ(sites, want_sites) << info.name << ": every activation site once, in order";
+  }
+}

@@ -1,0 +1,24 @@
+#pragma once
+// Learned step size quantization of activations (LSQ, Esser et al. 2020) and QDrop's random mixing (Wei et al.
+// 2022), as the qdrop protocol uses them (docs/method.md section 14). Local; any device.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace dsgq::quant {
+
+// Per-tensor affine fake quantization with a learnable step: x^ = step * (clamp(round(x/step) + zero_point, 0,
+// 2^bits - 1) - zero_point), `step` a [1] float tensor (it may require grad), zero_point an integer. Gradients
+// (straight-through, LSQ): dx^/dx = 1 inside the grid, 0 outside; dx^/dstep = round(x/step) - x/step inside,
+// -zero_point below, 2^bits - 1 - zero_point above, times grad_factor (LSQ's 1/sqrt(N * (2^bits - 1)) with N the
+// elements of the whole mini-batch). torch's fused kernel: x/step is computed as x * (1/step), as at evaluation.
+at::Tensor lsq_quantize(const at::Tensor& x, const at::Tensor& step, int64_t zero_point, int bits, double grad_factor);
+
+// LSQ's gradient scale for `elements` activations at `bits`: 1/sqrt(elements * (2^bits - 1)).
+double lsq_grad_factor(int64_t elements, int bits);
+
+// QDrop: where(u < drop, x, q) elementwise; u uniform on [0, 1) of x's shape. drop = 0 gives q (BRECQ), drop = 1
+// gives x. The gradient reaches q only where it was kept.
+at::Tensor drop_mix(const at::Tensor& q, const at::Tensor& x, const at::Tensor& u, double drop);
+
+}  // namespace dsgq::quant

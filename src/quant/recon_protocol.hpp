@@ -1,0 +1,80 @@
+#pragma once
+// Protocol "qdrop" (docs/method.md section 14): BatchNorm folded; per-channel asymmetric weight grids with
+// MSE-searched ranges (first/last layer weights and the classifier input at first_last_bits); the network's
+// reconstruction units (models::Network::units) reconstructed one after the other in forward order. Per unit:
+// AdaRound variables for every weight of the unit, the unit's activation quantizers ON with learned step sizes (LSQ,
+// initialised from the MSE observer on the FP-weight network), optionally learned weight scales (Genie-M); each
+// step's unit input mixes the quantized network's and the FP network's input elementwise (QDrop, probability
+// `drop` of the FP value; the activations inside the unit are dropped the same way), and the loss is the unit
+// output's squared error against the FP network's (summed over channels, averaged over batch and positions, as
+// BRECQ/QDrop's lp_loss) plus AdaRound's regulariser.
+//
+// Cooperative over ranks: each step's mini-batch is split over the ranks and the gradients are summed (one
+// all-reduce per step). Slot j of a mini-batch of B draws from the images i with i mod B == j, so a rank owns the
+// images of its slots and caches only those; the draws, the drop masks (per slot, from (seed, unit, step, slot))
+// and hence the result do not depend on the rank count beyond floating-point summation order.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <vector>
+
+#include "config/run_config.hpp"
+#include "models/network.hpp"
+#include "quant/adaround.hpp"
+#include "quant/adaround_protocol.hpp"
+
+namespace dsgq::mpi {
+class Comm;
+}
+
+namespace dsgq::quant {
+
+// One activation site's grid: x^ = scale * (clamp(round(x/scale) + zero_point, 0, 2^bits - 1) - zero_point);
+// bits 32 = not quantized.
+struct ActGrid {
+  double scale = 1;
+  int64_t zero_point = 0;
+  int bits = 32;
+};
+
+class ReconQuantizer {
+ public:
+  // cfg: [quant] with [quant.adaround] (the rounding: iters per unit, batch, reg, beta, warmup, lr) and
+  // [quant.recon] (drop, act_lr, weight_scale_lr, observer_images). InputError when the architecture declares no
+  // reconstruction units.
+  ReconQuantizer(const models::Network& fp, const config::QuantConfig& cfg, uint64_t seed);
+  ~ReconQuantizer();
+
+  // Collective over `comm`: `calib` (normalized images on the device, the same on every rank) reconstructs every
+  // unit; afterwards every rank holds the same weights and steps. `chunk` images per forward pass outside the
+  // optimisation.
+  void run(const at::Tensor& calib, const mpi::Comm& comm, int64_t chunk = 256);
+
+  const models::Network& folded() const { return *folded_; }
+  const models::ForwardHooks& hooks() const { return hooks_; }
+  const std::vector<at::Tensor>& weights() const { return weights_; }
+  const std::vector<WeightGrid>& grids() const { return grids_; }
+  const std::vector<ActGrid>& act_grids() const { return act_grids_; }
+  const std::vector<LayerReport>& reports() const { return reports_; }  // one per unit (name = the unit's)
+  const config::QuantConfig& config() const { return cfg_; }
+
+ private:
+  struct Shard;
+  struct UnitParts;
+  UnitParts parts_of(int unit, const at::Tensor& sample) const;
+  void init_steps(const at::Tensor& calib);
+  void reconstruct(int unit, Shard& shard, const mpi::Comm& comm, LayerReport& rep);
+  double unit_error(int unit, const Shard& shard, const mpi::Comm& comm, int64_t chunk) const;
+
+  std::unique_ptr<models::Network> folded_;
+  config::QuantConfig cfg_;
+  uint64_t seed_;
+  int64_t batch_ = 1;
+  std::vector<WeightGrid> grids_;
+  std::vector<at::Tensor> weights_;  // per layer: FP until its unit is done, then the rounded weight
+  std::vector<ActGrid> act_grids_;
+  std::vector<LayerReport> reports_;
+  models::ForwardHooks hooks_;
+};
+
+}  // namespace dsgq::quant
