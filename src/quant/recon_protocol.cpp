@@ -42,16 +42,6 @@ int64_t positions(const at::Tensor& y) {
   return y.dim() > 2 ? y.numel() / std::max<int64_t>(1, y.size(0) * y.size(1)) : 1;
 }
 
-// One layer's rounding state during its unit's reconstruction.
-struct Rounding {
-  at::Tensor floor, zp, v, scale;  // scale: a leaf requiring grad when weight scales are learned
-  double qmax = 0;
-  at::Tensor weight(const at::Tensor& h) const {
-    const at::Tensor s = per_out(scale, floor), z = per_out(zp, floor);
-    return (floor + h + z).clamp(0, qmax).sub(z).mul(s);
-  }
-};
-
 }  // namespace
 
 struct ReconQuantizer::Shard {
@@ -61,11 +51,88 @@ struct ReconQuantizer::Shard {
   at::Tensor x_q, x_fp, y_fp;                // the unit's inputs (quantized / FP network) and FP outputs, owned rows
 };
 
-struct ReconQuantizer::UnitParts {
-  std::vector<int> layers, sites;                 // in the order the unit uses them
-  std::vector<std::vector<int64_t>> site_shapes;  // one image's activation shape per site
-  std::vector<int64_t> input_shape;               // one image's unit input
-};
+UnitObjective::UnitObjective(const models::Network& folded, int unit, const at::Tensor& sample,
+                             const std::vector<WeightGrid>& grids, const std::vector<ActGrid>& acts,
+                             const config::ReconConfig& rc, int64_t global_batch)
+    : net_(folded), unit_(unit), acts_(acts), rc_(rc), global_batch_(global_batch) {
+  input_shape_.assign(sample.sizes().begin() + 1, sample.sizes().end());
+  models::ForwardHooks probe;
+  probe.layer_io = [&](int l, const at::Tensor&, const at::Tensor&) { layers_.push_back(l); };
+  probe.activation = [&](int s, const at::Tensor& x) {
+    sites_.push_back(s);
+    site_shapes_.emplace_back(x.sizes().begin() + 1, x.sizes().end());
+    return x;
+  };
+  {
+    torch::NoGradGuard ng;
+    net_.unit_forward(unit_, sample.slice(0, 0, 1), &probe);
+  }
+  // h(V0) reproduces the FP weight: V0 = -log((zeta - gamma)/(rest - gamma) - 1).
+  for (int l : layers_) {
+    const WeightGrid& g = grids[static_cast<size_t>(l)];
+    const at::Tensor w = net_.param(net_.layers()[static_cast<size_t>(l)].name + ".weight");
+    const at::Tensor ws = w / per_out(g.scale, w);
+    floor_.push_back(ws.floor());
+    const at::Tensor rest = (ws - floor_.back()).clamp(1e-4, 1 - 1e-4);
+    v_.push_back((-((kZeta - kGamma) / (rest - kGamma) - 1.0).log()).detach().requires_grad_(true));
+    zp_.push_back(g.zero_point);
+    scales_.push_back(g.scale.clone().requires_grad_(rc_.weight_scale_lr > 0));
+    qmax_.push_back(std::pow(2.0, g.bits) - 1.0);
+  }
+  for (size_t i = 0; i < sites_.size(); ++i) {
+    const ActGrid& g = acts_[static_cast<size_t>(sites_[i])];
+    int64_t per_image = 1;
+    for (int64_t d : site_shapes_[i]) per_image *= d;
+    grad_factor_.push_back(lsq_grad_factor(global_batch_ * per_image, std::min(g.bits, 30)));
+    steps_.push_back(g.bits >= 32 ? at::Tensor()
+                                  : torch::full({1}, g.scale, sample.options()).requires_grad_(rc_.act_lr > 0));
+  }
+}
+
+UnitObjective::~UnitObjective() = default;
+
+at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, const at::Tensor& y,
+                               const at::Tensor& u_in, const std::vector<at::Tensor>& u_sites) {
+  const bool mixing = rc_.drop > 0 && rc_.drop < 1;
+  std::vector<at::Tensor> soft(net_.layers().size());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const at::Tensor h = rectified_sigmoid(v_[i]);
+    const at::Tensor s = per_out(scales_[i], floor_[i]), z = per_out(zp_[i], floor_[i]);
+    soft[static_cast<size_t>(layers_[i])] = (floor_[i] + h + z).clamp(0, qmax_[i]).sub(z).mul(s);
+  }
+  std::vector<int> pos(acts_.size(), -1);
+  for (size_t i = 0; i < sites_.size(); ++i) pos[static_cast<size_t>(sites_[i])] = static_cast<int>(i);
+  models::ForwardHooks h;
+  h.weight = [&](int layer, const at::Tensor& w) {
+    const at::Tensor& sw = soft[static_cast<size_t>(layer)];
+    return sw.defined() ? sw : w;
+  };
+  h.activation = [&](int site, const at::Tensor& x) {
+    const size_t i = static_cast<size_t>(pos[static_cast<size_t>(site)]);
+    const ActGrid& g = acts_[static_cast<size_t>(site)];
+    if (g.bits >= 32) return x;
+    const at::Tensor q = lsq_quantize(x, steps_[i], g.zero_point, g.bits, grad_factor_[i]);
+    return mixing ? drop_mix(q, x, u_sites[i], rc_.drop) : drop_mix(q, x, at::Tensor(), rc_.drop);
+  };
+  const at::Tensor x_in = mixing ? drop_mix(x_q, x_fp, u_in, rc_.drop) : (rc_.drop >= 1 ? x_fp : x_q);
+  const at::Tensor out = net_.unit_forward(unit_, x_in, &h);
+  return (out - y).square().sum().div(static_cast<double>(global_batch_ * positions(out)));
+}
+
+at::Tensor UnitObjective::regularizer(double beta) const {
+  at::Tensor reg;
+  for (const auto& v : v_) {
+    const at::Tensor term = (1.0 - (2.0 * rectified_sigmoid(v) - 1.0).abs().pow(beta)).sum();
+    reg = reg.defined() ? reg + term : term;
+  }
+  return reg;
+}
+
+at::Tensor UnitObjective::hard_weight(size_t i) const {
+  torch::NoGradGuard ng;
+  const at::Tensor s = per_out(scales_[i].detach().abs().clamp_min(1e-8), floor_[i]), z = per_out(zp_[i], floor_[i]);
+  return (floor_[i] + v_[i].detach().ge(0).to(floor_[i].dtype()) + z).clamp(0, qmax_[i]).sub(z).mul(s);
+}
 
 ReconQuantizer::ReconQuantizer(const models::Network& fp, const config::QuantConfig& cfg, uint64_t seed)
     : folded_(fp.folded()), cfg_(cfg), seed_(seed), grids_(weight_grids(*folded_, cfg)) {
@@ -85,21 +152,6 @@ ReconQuantizer::ReconQuantizer(const models::Network& fp, const config::QuantCon
 }
 
 ReconQuantizer::~ReconQuantizer() = default;
-
-ReconQuantizer::UnitParts ReconQuantizer::parts_of(int unit, const at::Tensor& sample) const {
-  UnitParts p;
-  p.input_shape.assign(sample.sizes().begin() + 1, sample.sizes().end());
-  models::ForwardHooks rec;
-  rec.layer_io = [&](int l, const at::Tensor&, const at::Tensor&) { p.layers.push_back(l); };
-  rec.activation = [&](int s, const at::Tensor& x) {
-    p.sites.push_back(s);
-    p.site_shapes.emplace_back(x.sizes().begin() + 1, x.sizes().end());
-    return x;
-  };
-  torch::NoGradGuard ng;
-  folded_->unit_forward(unit, sample, &rec);
-  return p;
-}
 
 // Step sizes from the activation observer on the network with FP weights, each site seeing the quantized
 // activations of the sites before it (the first observer_images images).
@@ -135,70 +187,25 @@ double ReconQuantizer::unit_error(int unit, const Shard& shard, const mpi::Comm&
 }
 
 void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, LayerReport& rep) {
-  const UnitParts parts = parts_of(unit, shard.x_fp.slice(0, 0, 1));
   const config::AdaRoundConfig& ar = cfg_.adaround;
   const config::ReconConfig& rc = cfg_.recon;
-  const bool learn_scale = rc.weight_scale_lr > 0;
-
-  // The unit's rounding variables (h(V0) reproduces the FP weight), step sizes and, optionally, weight scales.
-  std::vector<Rounding> rounding;
-  std::vector<at::Tensor> vs, scales, steps(act_grids_.size());
-  for (int l : parts.layers) {
-    const WeightGrid& g = grids_[static_cast<size_t>(l)];
-    const at::Tensor w = folded_->param(folded_->layers()[static_cast<size_t>(l)].name + ".weight");
-    Rounding r;
-    r.floor = (w / per_out(g.scale, w)).floor();
-    const at::Tensor rest = (w / per_out(g.scale, w) - r.floor).clamp(1e-4, 1 - 1e-4);
-    r.v = (-((kZeta - kGamma) / (rest - kGamma) - 1.0).log()).detach().requires_grad_(true);
-    r.zp = g.zero_point;
-    r.scale = learn_scale ? g.scale.clone().requires_grad_(true) : g.scale;
-    r.qmax = std::pow(2.0, g.bits) - 1.0;
-    vs.push_back(r.v);
-    if (learn_scale) scales.push_back(r.scale);
-    rounding.push_back(r);
-  }
-  std::vector<at::Tensor> step_list;
-  std::vector<double> grad_factor(act_grids_.size(), 1.0);
-  for (size_t i = 0; i < parts.sites.size(); ++i) {
-    const size_t k = static_cast<size_t>(parts.sites[i]);
-    if (act_grids_[k].bits >= 32) continue;
-    steps[k] = torch::full({1}, act_grids_[k].scale, shard.x_fp.options()).requires_grad_(rc.act_lr > 0);
-    if (rc.act_lr > 0) step_list.push_back(steps[k]);
-    int64_t per_image = 1;
-    for (int64_t d : parts.site_shapes[i]) per_image *= d;
-    grad_factor[k] = lsq_grad_factor(batch_ * per_image, act_grids_[k].bits);
-  }
-  torch::optim::Adam opt_v(vs, torch::optim::AdamOptions(ar.lr));
+  UnitObjective obj(*folded_, unit, shard.x_fp.slice(0, 0, 1), grids_, act_grids_, rc, batch_);
+  std::vector<at::Tensor> steps;
+  for (const auto& s : obj.steps())
+    if (s.defined() && s.requires_grad()) steps.push_back(s);
+  std::vector<at::Tensor> scales = rc.weight_scale_lr > 0 ? obj.scales() : std::vector<at::Tensor>();
+  torch::optim::Adam opt_v(obj.v(), torch::optim::AdamOptions(ar.lr));
   std::unique_ptr<torch::optim::Adam> opt_s, opt_w;
-  if (!step_list.empty()) opt_s = std::make_unique<torch::optim::Adam>(step_list, torch::optim::AdamOptions(rc.act_lr));
+  if (!steps.empty()) opt_s = std::make_unique<torch::optim::Adam>(steps, torch::optim::AdamOptions(rc.act_lr));
   if (!scales.empty())
     opt_w = std::make_unique<torch::optim::Adam>(scales, torch::optim::AdamOptions(rc.weight_scale_lr));
-  std::vector<at::Tensor> params = vs;
-  params.insert(params.end(), step_list.begin(), step_list.end());
+  std::vector<at::Tensor> params = obj.v();
+  params.insert(params.end(), steps.begin(), steps.end());
   params.insert(params.end(), scales.begin(), scales.end());
-
-  // This iteration's drop masks (rows of the local slots) and the hooks that use them.
-  at::Tensor u_in;
-  std::vector<at::Tensor> u_site(act_grids_.size());
-  std::vector<int> layer_pos(weights_.size(), -1);
-  for (size_t i = 0; i < parts.layers.size(); ++i)
-    layer_pos[static_cast<size_t>(parts.layers[i])] = static_cast<int>(i);
-  std::vector<at::Tensor> soft(weights_.size());
-  models::ForwardHooks train;
-  train.weight = [&](int layer, const at::Tensor& w) {
-    return soft[static_cast<size_t>(layer)].defined() ? soft[static_cast<size_t>(layer)] : w;
-  };
-  train.activation = [&](int site, const at::Tensor& x) {
-    const size_t k = static_cast<size_t>(site);
-    if (act_grids_[k].bits >= 32) return x;
-    const at::Tensor q = lsq_quantize(x, steps[k], act_grids_[k].zero_point, act_grids_[k].bits, grad_factor[k]);
-    return u_site[k].defined() ? drop_mix(q, x, u_site[k], rc.drop) : q;
-  };
 
   const bool mixing = rc.drop > 0 && rc.drop < 1;
   at::Generator draw = generator(seed_, 0x5eed0001ull, static_cast<uint64_t>(unit));
   const int64_t warm = static_cast<int64_t>(ar.warmup * static_cast<double>(ar.iters));
-  const double denom = static_cast<double>(batch_ * positions(shard.y_fp.slice(0, 0, 1)));
   for (int64_t it = 0; it < ar.iters; ++it) {
     // Slot j takes image strata[j][floor(u_j * |strata[j]|)]; every rank draws all B numbers.
     const at::Tensor pick = at::rand({batch_}, draw, at::kDouble);
@@ -210,77 +217,68 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
       rows.push_back(shard.row_of[static_cast<size_t>(st[static_cast<size_t>(k)])]);
     }
     const at::Tensor idx = torch::tensor(rows, torch::kLong).to(shard.x_q.device());
-    const at::Tensor xq = shard.x_q.index_select(0, idx), xf = shard.x_fp.index_select(0, idx);
-    const at::Tensor y = shard.y_fp.index_select(0, idx);
+    at::Tensor u_in;
+    std::vector<at::Tensor> u_sites(obj.sites().size());
     if (mixing) {  // per slot, from (seed, unit, step, slot): the input's mask, then each site's in order
       std::vector<at::Tensor> in_rows;
-      std::vector<std::vector<at::Tensor>> site_rows(parts.sites.size());
+      std::vector<std::vector<at::Tensor>> site_rows(obj.sites().size());
       for (int64_t j = shard.slot_begin; j < shard.slot_end; ++j) {
         at::Generator g =
             generator(seed_, static_cast<uint64_t>(unit), static_cast<uint64_t>(it), static_cast<uint64_t>(j));
-        in_rows.push_back(at::rand(parts.input_shape, g));
-        for (size_t i = 0; i < parts.sites.size(); ++i) site_rows[i].push_back(at::rand(parts.site_shapes[i], g));
+        in_rows.push_back(at::rand(obj.input_shape(), g));
+        for (size_t i = 0; i < obj.sites().size(); ++i) site_rows[i].push_back(at::rand(obj.site_shapes()[i], g));
       }
-      u_in = at::stack(in_rows).to(xq.device());
-      for (size_t i = 0; i < parts.sites.size(); ++i)
-        u_site[static_cast<size_t>(parts.sites[i])] = at::stack(site_rows[i]).to(xq.device());
+      u_in = at::stack(in_rows).to(shard.x_q.device());
+      for (size_t i = 0; i < obj.sites().size(); ++i) u_sites[i] = at::stack(site_rows[i]).to(shard.x_q.device());
     }
     for (const auto& p : params) p.mutable_grad() = at::Tensor();
-    for (const auto& s : step_list) s.data().abs_().clamp_(kMinStep);
-    for (size_t i = 0; i < rounding.size(); ++i)
-      soft[static_cast<size_t>(parts.layers[i])] = rounding[i].weight(rectified_sigmoid(rounding[i].v));
-    const at::Tensor x_in = mixing ? drop_mix(xq, xf, u_in, rc.drop) : (rc.drop >= 1 ? xf : xq);
-    const at::Tensor out = folded_->unit_forward(unit, x_in, &train);
-    (out - y).square().sum().div(denom).backward();
-    if (comm.size() > 1) {  // one all-reduce of every gradient, then the regulariser (the same on every rank)
+    for (const auto& s : steps) s.data().abs_().clamp_(kMinStep);  // LSQ keeps the step positive
+    obj.loss(shard.x_q.index_select(0, idx), shard.x_fp.index_select(0, idx), shard.y_fp.index_select(0, idx), u_in,
+             u_sites)
+        .backward();
+    if (comm.size() > 1) {  // one all-reduce of every gradient; the regulariser after it (the same on every rank)
       std::vector<at::Tensor> flat;
       for (const auto& p : params)
         flat.push_back(p.grad().defined() ? p.grad().flatten() : at::zeros({p.numel()}, p.options()));
       at::Tensor all = at::cat(flat);
       comm.allreduce_sum(all);
-      int64_t at_ = 0;
+      int64_t offset = 0;
       for (const auto& p : params) {
-        p.mutable_grad() = all.slice(0, at_, at_ + p.numel()).view(p.sizes()).clone();
-        at_ += p.numel();
+        p.mutable_grad() = all.slice(0, offset, offset + p.numel()).view(p.sizes()).clone();
+        offset += p.numel();
       }
     }
-    if (it >= warm && ar.reg > 0) {
+    if (it >= warm && ar.reg > 0) {  // beta annealed linearly from beta_start to beta_end after the warm-up
       const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(ar.iters - warm));
-      const double beta = ar.beta_end + (ar.beta_start - ar.beta_end) * std::max(0.0, 1.0 - t);
-      at::Tensor reg = torch::zeros({}, shard.x_fp.options());
-      for (const auto& r : rounding) reg = reg + (1.0 - (2.0 * rectified_sigmoid(r.v) - 1.0).abs().pow(beta)).sum();
-      (reg * ar.reg).backward();
+      (obj.regularizer(ar.beta_end + (ar.beta_start - ar.beta_end) * std::max(0.0, 1.0 - t)) * ar.reg).backward();
     }
     opt_v.step();
     if (opt_s) {  // cosine annealing to 0 over the unit's iterations (QDrop's CosineAnnealingLR)
-      for (auto& group : opt_s->param_groups())
-        static_cast<torch::optim::AdamOptions&>(group.options())
-            .lr(rc.act_lr * 0.5 * (1.0 + std::cos(M_PI * double(it) / double(ar.iters))));
+      const double lr = rc.act_lr * 0.5 * (1.0 + std::cos(M_PI * double(it) / double(ar.iters)));
+      for (auto& group : opt_s->param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
       opt_s->step();
     }
     if (opt_w) opt_w->step();
   }
 
-  // Hard rounding, the learned scales and steps become the quantized network's.
+  // Hard rounding; the learned scales and steps become the quantized network's.
   torch::NoGradGuard ng;
   int64_t total = 0;
   double flipped = 0, undecided = 0;
-  for (size_t i = 0; i < rounding.size(); ++i) {
-    const size_t l = static_cast<size_t>(parts.layers[i]);
-    const at::Tensor h = rectified_sigmoid(rounding[i].v);
+  for (size_t i = 0; i < obj.layers().size(); ++i) {
+    const size_t l = static_cast<size_t>(obj.layers()[i]);
+    const at::Tensor h = rectified_sigmoid(obj.v()[i]);
     undecided += (h.gt(1e-3) & h.lt(1 - 1e-3)).sum().item<double>();
-    if (learn_scale) grids_[l].scale = rounding[i].scale.detach().abs().clamp_min(1e-8);
-    Rounding hard = rounding[i];
-    hard.scale = grids_[l].scale;
-    weights_[l] = hard.weight(rounding[i].v.ge(0).to(h.dtype()));
-    flipped += weights_[l]
-                   .ne(quantize_nearest(folded_->param(folded_->layers()[l].name + ".weight"), grids_[l]))
-                   .sum()
-                   .item<double>();
+    if (rc.weight_scale_lr > 0) grids_[l].scale = obj.scales()[i].detach().abs().clamp_min(1e-8);
+    weights_[l] = obj.hard_weight(i);
+    const at::Tensor w = folded_->param(folded_->layers()[l].name + ".weight");
+    flipped += weights_[l].ne(quantize_nearest(w, grids_[l])).sum().item<double>();
     total += h.numel();
   }
-  for (size_t k = 0; k < steps.size(); ++k)
-    if (steps[k].defined()) act_grids_[k].scale = std::max(std::abs(steps[k].item<double>()), kMinStep);
+  for (size_t i = 0; i < obj.sites().size(); ++i)
+    if (obj.steps()[i].defined())
+      act_grids_[static_cast<size_t>(obj.sites()[i])].scale =
+          std::max(std::abs(obj.steps()[i].item<double>()), kMinStep);
   rep.flipped = total > 0 ? flipped / double(total) : 0;
   rep.undecided = total > 0 ? undecided / double(total) : 0;
 }
@@ -330,8 +328,14 @@ void ReconQuantizer::run(const at::Tensor& calib, const mpi::Comm& comm, int64_t
     rep.name = units[u].name;
     shard.y_fp = apply(ui, shard.x_fp, nullptr);
     rep.cache_bytes = (shard.x_q.numel() + shard.x_fp.numel() + shard.y_fp.numel()) * 4;
-    const UnitParts parts = parts_of(ui, shard.x_fp.slice(0, 0, 1));
-    for (int l : parts.layers) {
+    std::vector<int> layers;
+    models::ForwardHooks probe;
+    probe.layer_io = [&](int l, const at::Tensor&, const at::Tensor&) { layers.push_back(l); };
+    {
+      torch::NoGradGuard ng;
+      folded_->unit_forward(ui, shard.x_fp.slice(0, 0, 1), &probe);
+    }
+    for (int l : layers) {
       rep.bits = std::max(rep.bits, grids_[static_cast<size_t>(l)].bits);
       weights_[static_cast<size_t>(l)] = quantize_nearest(
           folded_->param(folded_->layers()[static_cast<size_t>(l)].name + ".weight"), grids_[static_cast<size_t>(l)]);
@@ -345,7 +349,7 @@ void ReconQuantizer::run(const at::Tensor& calib, const mpi::Comm& comm, int64_t
     reports_.push_back(rep);
     log_info0(
         "qdrop %-14s %zu layers W%d  output mse nearest %.3e -> %.3e  flipped %.1f%%  cache %.0f MiB/rank  (%.1f s)",
-        rep.name.c_str(), parts.layers.size(), rep.bits, rep.mse_nearest, rep.mse_adaround, 100.0 * rep.flipped,
+        rep.name.c_str(), layers.size(), rep.bits, rep.mse_nearest, rep.mse_adaround, 100.0 * rep.flipped,
         static_cast<double>(rep.cache_bytes) / (1 << 20), rep.seconds);
   }
 }

@@ -37,6 +37,47 @@ struct ActGrid {
   int bits = 32;
 };
 
+// One unit's reconstruction problem: the rounding variables V of its weights, the step sizes of its activation
+// sites and (optionally) its weight scales, as leaves requiring grad, and the loss of a mini-batch. Local.
+class UnitObjective {
+ public:
+  // `sample`: one image's input to the unit (tells which layers and sites the unit uses, and their shapes).
+  // global_batch: images in the whole mini-batch (all ranks), the loss's and LSQ's normaliser.
+  UnitObjective(const models::Network& folded, int unit, const at::Tensor& sample, const std::vector<WeightGrid>& grids,
+                const std::vector<ActGrid>& acts, const config::ReconConfig& rc, int64_t global_batch);
+  ~UnitObjective();
+
+  // This mini-batch's share of the reconstruction loss: sum((out - y)^2) / (global_batch * positions), out the unit
+  // output for the input where(u_in < drop, x_fp, x_q) with every site where(u_site < drop, x, Q(x)). The masks
+  // (u_in, one per site() in order) are ignored when drop is 0 or 1.
+  at::Tensor loss(const at::Tensor& x_q, const at::Tensor& x_fp, const at::Tensor& y, const at::Tensor& u_in,
+                  const std::vector<at::Tensor>& u_sites);
+  // AdaRound's regulariser over the unit's weights: sum of 1 - |2 h(V) - 1|^beta.
+  at::Tensor regularizer(double beta) const;
+  // The weight of layers()[i] with hard rounding (V >= 0), on the scale learned so far.
+  at::Tensor hard_weight(size_t i) const;
+
+  const std::vector<int>& layers() const { return layers_; }
+  const std::vector<int>& sites() const { return sites_; }
+  const std::vector<std::vector<int64_t>>& site_shapes() const { return site_shapes_; }
+  const std::vector<int64_t>& input_shape() const { return input_shape_; }
+  std::vector<at::Tensor>& v() { return v_; }            // per layer
+  std::vector<at::Tensor>& steps() { return steps_; }    // per site; undefined at 32 bits
+  std::vector<at::Tensor>& scales() { return scales_; }  // per layer, [out]
+
+ private:
+  const models::Network& net_;
+  int unit_;
+  const std::vector<ActGrid>& acts_;
+  config::ReconConfig rc_;
+  int64_t global_batch_;
+  std::vector<int> layers_, sites_;
+  std::vector<std::vector<int64_t>> site_shapes_;
+  std::vector<int64_t> input_shape_;
+  std::vector<at::Tensor> floor_, zp_, v_, scales_, steps_;
+  std::vector<double> qmax_, grad_factor_;
+};
+
 class ReconQuantizer {
  public:
   // cfg: [quant] with [quant.adaround] (the rounding: iters per unit, batch, reg, beta, warmup, lr) and
@@ -60,8 +101,6 @@ class ReconQuantizer {
 
  private:
   struct Shard;
-  struct UnitParts;
-  UnitParts parts_of(int unit, const at::Tensor& sample) const;
   void init_steps(const at::Tensor& calib);
   void reconstruct(int unit, Shard& shard, const mpi::Comm& comm, LayerReport& rep);
   double unit_error(int unit, const Shard& shard, const mpi::Comm& comm, int64_t chunk) const;

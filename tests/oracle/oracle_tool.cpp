@@ -18,7 +18,10 @@
 #include "models/checkpoint.hpp"
 #include "mpi/comm.hpp"
 #include "models/registry.hpp"
+#include "io/cifar10.hpp"
+#include "quant/adaround_protocol.hpp"
 #include "quant/quantizer.hpp"
+#include "quant/recon_protocol.hpp"
 #include "synth/margins.hpp"
 #include "synth/objective.hpp"
 
@@ -50,6 +53,89 @@ std::vector<double> to_vec(const at::Tensor& t) {
 }
 
 }  // namespace
+
+// One reconstruction step of the qdrop protocol on the real resnet20's block layer2.0 (stride 2, option-A
+// shortcut), W4 weights, A4 activations, drop 0.5, regulariser on: inputs and the C++ loss and gradients, for
+// test_recon_oracle.py (tests/oracle/recon_ref.py recomputes them from the inputs alone).
+int recon_case(const std::string& data_dir, const std::string& out) {
+  auto net = models::build_network("resnet20", "arch");
+  net->load(models::read_checkpoint(data_dir + "/models/cifar10_resnet20.pt"));
+  const auto folded = net->folded();
+  const int64_t B = 4;
+  const at::Tensor images =
+      folded->normalize(io::read_cifar10(data_dir + "/cifar10/data_batch_1.bin", 0, B).images, at::kCPU);
+  config::QuantConfig qc;
+  qc.w_bits = 4;
+  qc.a_bits = 4;
+  qc.first_last_bits = 8;
+  qc.recon.drop = 0.5;
+  const std::vector<quant::WeightGrid> grids = quant::weight_grids(*folded, qc);
+  std::vector<quant::ActGrid> acts;
+  for (int b : quant::activation_bits(*folded, qc)) acts.push_back({0.0, 0, b});
+  int unit = -1;
+  for (size_t u = 0; u < folded->units().size(); ++u)
+    if (folded->units()[u].name == "layer2.0") unit = static_cast<int>(u);
+  // The unit's FP input and output; the quantized network's input is the FP input on a 4-bit grid.
+  torch::NoGradGuard ng_setup;
+  at::Tensor x_fp = images;
+  for (int u = 0; u < unit; ++u) x_fp = folded->unit_forward(u, x_fp);
+  const at::Tensor y_fp = folded->unit_forward(unit, x_fp);
+  const double in_step = x_fp.max().item<double>() / 15.0;
+  const at::Tensor x_q = at::fake_quantize_per_tensor_affine(x_fp, in_step, 0, 0, 15);
+  torch::manual_seed(11);
+  for (auto& g : acts) g.scale = 0.05 + 0.1 * torch::rand({1}).item<double>();
+  quant::UnitObjective obj(*folded, unit, x_fp, grids, acts, qc.recon, B);
+  for (auto& v : obj.v()) v.data().add_(torch::randn(v.sizes()) * 0.5);
+  const at::Tensor u_in = torch::rand(x_fp.sizes());
+  std::vector<at::Tensor> u_sites;
+  for (const auto& shape : obj.site_shapes()) {
+    std::vector<int64_t> full = {B};
+    full.insert(full.end(), shape.begin(), shape.end());
+    u_sites.push_back(torch::rand(full));
+  }
+  const double lambda = 0.01, beta = 10.0;
+  at::Tensor rec, loss;
+  {
+    torch::AutoGradMode grad_on(true);
+    rec = obj.loss(x_q, x_fp, y_fp, u_in, u_sites);
+    loss = rec + lambda * obj.regularizer(beta);
+    loss.backward();
+  }
+  auto scalar = [](double v) { return torch::tensor({v}, torch::kFloat); };
+  std::vector<models::NamedTensor> d = {{"x_q", x_q}, {"x_fp", x_fp}, {"y_fp", y_fp}, {"u_in", u_in}};
+  for (size_t i = 0; i < u_sites.size(); ++i)
+    d.push_back({"site" + std::to_string(i) + ".step", obj.steps()[i].detach()});
+  for (size_t i = 0; i < u_sites.size(); ++i) {
+    const std::string p = "site" + std::to_string(i);
+    const quant::ActGrid& g = acts[static_cast<size_t>(obj.sites()[i])];
+    d.push_back({"u_" + p, u_sites[i]});
+    d.push_back({p + ".zero_point", scalar(double(g.zero_point))});
+    d.push_back({p + ".bits", scalar(g.bits)});
+    d.push_back({"grad." + p + ".step", obj.steps()[i].grad()});
+  }
+  for (size_t i = 0; i < obj.layers().size(); ++i) {
+    const std::string p = "conv" + std::to_string(i + 1);
+    const int l = obj.layers()[i];
+    const std::string& name = folded->layers()[static_cast<size_t>(l)].name;
+    d.push_back({p + ".weight", folded->param(name + ".weight")});
+    d.push_back({p + ".bias", folded->param(name + ".bias")});
+    d.push_back({p + ".scale", grids[static_cast<size_t>(l)].scale});
+    d.push_back({p + ".zero_point", grids[static_cast<size_t>(l)].zero_point});
+    d.push_back({p + ".v", obj.v()[i].detach()});
+    d.push_back({p + ".bits", scalar(grids[static_cast<size_t>(l)].bits)});
+    d.push_back({"grad." + p + ".v", obj.v()[i].grad()});
+  }
+  d.insert(d.end(), {{"drop", scalar(qc.recon.drop)},
+                     {"lambda", scalar(lambda)},
+                     {"beta", scalar(beta)},
+                     {"reg_on", scalar(1.0)},
+                     {"out.loss", scalar(loss.item<double>())},
+                     {"out.rec", scalar(rec.item<double>())}});
+  models::write_checkpoint(out, d);
+  std::printf("recon-case: unit %d (layer2.0), %zu layers, %zu sites, loss %.6g -> %s\n", unit, obj.layers().size(),
+              obj.sites().size(), loss.item<double>(), out.c_str());
+  return 0;
+}
 
 int main(int argc, char** argv) {
   mpi::MpiEnv mpi(argc, argv);
@@ -123,8 +209,10 @@ int main(int argc, char** argv) {
       models::write_checkpoint(argv[5], {{"loss", torch::tensor(value.total, torch::kDouble)}, {"grad", x.grad()}});
       return 0;
     }
+    if (cmd == "recon-case" && argc == 4) return recon_case(argv[2], argv[3]);
     std::fprintf(stderr,
-                 "usage: oracle_tool roundtrip IN OUT | forward ARCH WEIGHTS IN OUT | synth-margins|synth-loss ARCH "
+                 "usage: oracle_tool recon-case DATA_DIR OUT | roundtrip IN OUT | forward ARCH WEIGHTS IN OUT | "
+                 "synth-margins|synth-loss ARCH "
                  "WEIGHTS IN OUT\n");
     return 2;
   } catch (const InputError& e) {

@@ -1,0 +1,53 @@
+// src/quant/lsq.cpp: the LSQ fake quantizer's value and gradients, worked out by hand, and QDrop's mixing.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "quant/lsq.hpp"
+
+using namespace dsgq;
+
+namespace {
+constexpr double kExact = 1e-6;  // float32 arithmetic on values of order 1
+}  // namespace
+
+// step 0.5, zero point 1, 2 bits (codes 0..3, values -0.5, 0, 0.5, 1.0):
+//   x = -1.0: x/s = -2, code -1 < 0: clamped below -> -0.5, d/dx 0, d/ds = 0 - zp = -1
+//   x = 0.3:  x/s = 0.6 -> 1, code 2: inside -> 0.5, d/dx 1, d/ds = round(0.6) - 0.6 = 0.4
+//   x = 0.6:  x/s = 1.2 -> 1, code 2: inside -> 0.5, d/dx 1, d/ds = 1 - 1.2 = -0.2
+//   x = 2.0:  x/s = 4, code 5 > 3: clamped above -> 1.0, d/dx 0, d/ds = 3 - zp = 2
+// The step's gradient is the sum over elements times grad_factor.
+TEST(Lsq, ValueAndGradientsByHand) {
+  const at::Tensor x = torch::tensor({-1.0f, 0.3f, 0.6f, 2.0f}).requires_grad_(true);
+  const at::Tensor step = torch::tensor({0.5f}).requires_grad_(true);
+  const double g = 0.25;
+  const at::Tensor y = quant::lsq_quantize(x, step, 1, 2, g);
+  const std::vector<float> want = {-0.5f, 0.5f, 0.5f, 1.0f};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(y[i].item<double>(), want[i], kExact) << "element " << i;
+  y.sum().backward();
+  const std::vector<float> dx = {0, 1, 1, 0};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(x.grad()[i].item<double>(), dx[i], kExact) << "element " << i;
+  EXPECT_NEAR(step.grad().item<double>(), g * (-1.0 + 0.4 - 0.2 + 2.0), kExact);
+}
+
+TEST(Lsq, GradFactorIsOneOverRootOfElementsTimesLevels) {
+  EXPECT_DOUBLE_EQ(quant::lsq_grad_factor(1000, 4), 1.0 / std::sqrt(1000.0 * 15.0));
+}
+
+// drop 0.3: elements whose uniform is below 0.3 keep the float value, the others the quantized one; the gradient
+// reaches each input only where it was taken.
+TEST(Lsq, DropMixTakesTheFloatValueBelowTheProbability) {
+  const at::Tensor q = torch::tensor({1.0f, 2.0f, 3.0f, 4.0f}).requires_grad_(true);
+  const at::Tensor x = torch::tensor({10.0f, 20.0f, 30.0f, 40.0f}).requires_grad_(true);
+  const at::Tensor u = torch::tensor({0.1f, 0.3f, 0.29f, 0.9f});
+  const at::Tensor y = quant::drop_mix(q, x, u, 0.3);
+  const std::vector<float> want = {10, 2, 30, 4};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(y[i].item<float>(), want[i]) << "element " << i;
+  y.sum().backward();
+  const std::vector<float> gq = {0, 1, 0, 1}, gx = {1, 0, 1, 0};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(q.grad()[i].item<float>(), gq[i]);
+    EXPECT_EQ(x.grad()[i].item<float>(), gx[i]);
+  }
+  EXPECT_TRUE(quant::drop_mix(q, x, u, 0.0).equal(q)) << "drop 0: BRECQ, always quantized";
+  EXPECT_TRUE(quant::drop_mix(q, x, u, 1.0).equal(x)) << "drop 1: never quantized";
+}
