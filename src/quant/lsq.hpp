@@ -11,14 +11,20 @@ namespace dsgq::quant {
 // 2^bits - 1) - zero_point), `step` a [1] float tensor (it may require grad), zero_point an integer. Gradients
 // (straight-through, LSQ): dx^/dx = 1 inside the grid, 0 outside; dx^/dstep = round(x/step) - x/step inside,
 // -zero_point below, 2^bits - 1 - zero_point above, times grad_factor (LSQ's 1/sqrt(N * (2^bits - 1)) with N the
-// elements of the whole mini-batch). torch's fused kernel: x/step is computed as x * (1/step), as at evaluation.
+// elements of the whole mini-batch). x/step is computed as x * (1/step) in float32, as torch's kernels do.
 at::Tensor lsq_quantize(const at::Tensor& x, const at::Tensor& step, int64_t zero_point, int bits, double grad_factor);
 
 // LSQ's gradient scale for `elements` activations at `bits`: 1/sqrt(elements * (2^bits - 1)).
 double lsq_grad_factor(int64_t elements, int bits);
 
 // QDrop: where(u < drop, x, q) elementwise; u uniform on [0, 1) of x's shape. drop = 0 gives q (BRECQ), drop = 1
-// gives x. The gradient reaches q only where it was kept.
+// gives x (u may then be undefined). The gradient reaches q only where it was kept.
 at::Tensor drop_mix(const at::Tensor& q, const at::Tensor& x, const at::Tensor& u, double drop);
+
+// drop_mix(lsq_quantize(x, ...), x, u, drop) in one pass forward and one backward for contiguous float32 CPU tensors
+// (the composite above elsewhere): the activation sites of a unit under reconstruction. The step's gradient is
+// summed in fixed chunks of elements, so it does not depend on the thread count.
+at::Tensor lsq_drop(const at::Tensor& x, const at::Tensor& step, int64_t zero_point, int bits, double grad_factor,
+                    const at::Tensor& u, double drop);
 
 }  // namespace dsgq::quant

@@ -25,16 +25,32 @@ at::Tensor per_out(const at::Tensor& p, const at::Tensor& w) {
 
 at::Tensor rectified_sigmoid(const at::Tensor& v) { return (v.sigmoid() * (kZeta - kGamma) + kGamma).clamp(0, 1); }
 
-at::Generator generator(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0) {
-  // A 64-bit mix of the key (splitmix64 steps), so that neighbouring keys give unrelated streams.
+uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// A 64-bit key from the parts, so that neighbouring keys give unrelated streams.
+uint64_t key_of(std::initializer_list<uint64_t> parts) {
   uint64_t h = 0x9E3779B97F4A7C15ull;
-  for (uint64_t k : {a, b, c, d}) {
-    h ^= k + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
-    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
-    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-    h ^= h >> 31;
+  for (uint64_t k : parts) h = mix64(h ^ (k + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2)));
+  return h;
+}
+
+at::Generator generator(std::initializer_list<uint64_t> parts) {
+  return at::make_generator<at::CPUGeneratorImpl>(key_of(parts));
+}
+
+// n uniforms on [0, 1) with 24 random bits each, counter-based: element i of stream `key` depends on (key, i) only.
+// Two per 64-bit hash; ~1 ns per pair (the drop masks are as large as the activations, drawn every step).
+void fill_uniform(float* out, int64_t n, uint64_t key) {
+  constexpr float kUnit = 1.0f / 16777216.0f;
+  for (int64_t i = 0; i < n; i += 2) {
+    const uint64_t z = mix64(key + static_cast<uint64_t>(i / 2 + 1) * 0x9E3779B97F4A7C15ull);
+    out[i] = static_cast<float>(z >> 40) * kUnit;
+    if (i + 1 < n) out[i + 1] = static_cast<float>((z >> 16) & 0xFFFFFF) * kUnit;
   }
-  return at::make_generator<at::CPUGeneratorImpl>(h);
 }
 
 // Elements per image of a tensor [n, ...] divided by its channels: the positions lp_loss averages over.
@@ -111,8 +127,8 @@ at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, co
     const size_t i = static_cast<size_t>(pos[static_cast<size_t>(site)]);
     const ActGrid& g = acts_[static_cast<size_t>(site)];
     if (g.bits >= 32) return x;
-    const at::Tensor q = lsq_quantize(x, steps_[i], g.zero_point, g.bits, grad_factor_[i]);
-    return mixing ? drop_mix(q, x, u_sites[i], rc_.drop) : drop_mix(q, x, at::Tensor(), rc_.drop);
+    return lsq_drop(x.contiguous(), steps_[i], g.zero_point, g.bits, grad_factor_[i],
+                    mixing ? u_sites[i] : at::Tensor(), rc_.drop);
   };
   const at::Tensor x_in = mixing ? drop_mix(x_q, x_fp, u_in, rc_.drop) : (rc_.drop >= 1 ? x_fp : x_q);
   const at::Tensor out = net_.unit_forward(unit_, x_in, &h);
@@ -204,7 +220,7 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
   params.insert(params.end(), scales.begin(), scales.end());
 
   const bool mixing = rc.drop > 0 && rc.drop < 1;
-  at::Generator draw = generator(seed_, 0x5eed0001ull, static_cast<uint64_t>(unit));
+  at::Generator draw = generator({seed_, 0x5eed0001ull, static_cast<uint64_t>(unit)});
   const int64_t warm = static_cast<int64_t>(ar.warmup * static_cast<double>(ar.iters));
   for (int64_t it = 0; it < ar.iters; ++it) {
     // Slot j takes image strata[j][floor(u_j * |strata[j]|)]; every rank draws all B numbers.
@@ -219,17 +235,21 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
     const at::Tensor idx = torch::tensor(rows, torch::kLong).to(shard.x_q.device());
     at::Tensor u_in;
     std::vector<at::Tensor> u_sites(obj.sites().size());
-    if (mixing) {  // per slot, from (seed, unit, step, slot): the input's mask, then each site's in order
-      std::vector<at::Tensor> in_rows;
-      std::vector<std::vector<at::Tensor>> site_rows(obj.sites().size());
-      for (int64_t j = shard.slot_begin; j < shard.slot_end; ++j) {
-        at::Generator g =
-            generator(seed_, static_cast<uint64_t>(unit), static_cast<uint64_t>(it), static_cast<uint64_t>(j));
-        in_rows.push_back(at::rand(obj.input_shape(), g));
-        for (size_t i = 0; i < obj.sites().size(); ++i) site_rows[i].push_back(at::rand(obj.site_shapes()[i], g));
-      }
-      u_in = at::stack(in_rows).to(shard.x_q.device());
-      for (size_t i = 0; i < obj.sites().size(); ++i) u_sites[i] = at::stack(site_rows[i]).to(shard.x_q.device());
+    if (mixing) {  // per slot j, the streams (seed, unit, step, j, 0) for the input and (..., 1 + i) for site i
+      const int64_t n = static_cast<int64_t>(rows.size());
+      auto masks = [&](const std::vector<int64_t>& shape, uint64_t stream) {
+        std::vector<int64_t> full = {n};
+        full.insert(full.end(), shape.begin(), shape.end());
+        at::Tensor u = at::empty(full, at::kFloat);
+        const int64_t per = n > 0 ? u.numel() / n : 0;
+        for (int64_t r = 0; r < n; ++r)
+          fill_uniform(u.data_ptr<float>() + r * per, per,
+                       key_of({seed_, static_cast<uint64_t>(unit), static_cast<uint64_t>(it),
+                               static_cast<uint64_t>(shard.slot_begin + r), stream}));
+        return u.to(shard.x_q.device());
+      };
+      u_in = masks(obj.input_shape(), 0);
+      for (size_t i = 0; i < obj.sites().size(); ++i) u_sites[i] = masks(obj.site_shapes()[i], 1 + i);
     }
     for (const auto& p : params) p.mutable_grad() = at::Tensor();
     for (const auto& s : steps) s.data().abs_().clamp_(kMinStep);  // LSQ keeps the step positive

@@ -51,3 +51,26 @@ TEST(Lsq, DropMixTakesTheFloatValueBelowTheProbability) {
   EXPECT_TRUE(quant::drop_mix(q, x, u, 0.0).equal(q)) << "drop 0: BRECQ, always quantized";
   EXPECT_TRUE(quant::drop_mix(q, x, u, 1.0).equal(x)) << "drop 1: never quantized";
 }
+
+// The fused CPU pass equals the composite (torch's learnable fake-quant kernel, then where) in value and gradients.
+TEST(Lsq, FusedPassEqualsComposite) {
+  torch::manual_seed(5);
+  for (double drop : {0.0, 0.5, 1.0}) {
+    const at::Tensor x0 = torch::randn({3, 4, 9, 7}) * 2.0;
+    const at::Tensor u = torch::rand({3, 4, 9, 7});
+    const at::Tensor g = torch::randn({3, 4, 9, 7});
+    auto run = [&](bool fused) {
+      const at::Tensor x = x0.clone().requires_grad_(true), step = torch::tensor({0.3f}).requires_grad_(true);
+      const at::Tensor y = fused ? quant::lsq_drop(x, step, 3, 3, 0.1, u, drop)
+                                 : quant::drop_mix(quant::lsq_quantize(x, step, 3, 3, 0.1), x, u, drop);
+      (y * g).sum().backward();
+      return std::make_tuple(y.detach(), x.grad(), step.grad().defined() ? step.grad() : torch::zeros({1}));
+    };
+    const auto [y1, gx1, gs1] = run(true);
+    const auto [y0, gx0, gs0] = run(false);
+    EXPECT_TRUE(y1.allclose(y0, 0, 1e-6)) << "drop " << drop;
+    EXPECT_TRUE(gx1.allclose(gx0, 0, 1e-6)) << "drop " << drop;
+    EXPECT_NEAR(gs1.item<double>(), gs0.item<double>(), 1e-4 * std::max(1.0, std::abs(gs0.item<double>())))
+        << "drop " << drop;
+  }
+}
