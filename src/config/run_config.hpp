@@ -63,7 +63,7 @@ struct AdaRoundConfig {
   double lr;
 };
 
-// [quant.recon]: block reconstruction with activations in the loop (protocol qdrop; docs/method.md section 14). The
+// [quant.recon]: block reconstruction with activations in the loop (protocol qdrop; docs/method.md section 13). The
 // rounding itself takes [quant.adaround] (iters per unit, batch, reg, beta, warmup, lr).
 struct ReconConfig {
   ReconConfig();

@@ -75,7 +75,7 @@ class Ops {
 class Network {
  public:
   using ForwardFn = std::function<at::Tensor(const Ops&, const at::Tensor&)>;
-  // A reconstruction unit (docs/method.md section 14): one piece of the forward pass, fed by the previous unit's
+  // A reconstruction unit (docs/method.md section 13): one piece of the forward pass, fed by the previous unit's
   // output (the first by the network input; the last returns the logits). ResNet blocks with their shortcut and
   // final ReLU, MobileNet/ShuffleNet blocks, Inception modules; the stem and the classifier are units of their own.
   struct Unit {

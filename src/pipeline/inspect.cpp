@@ -104,7 +104,7 @@ std::string inspect_synth(const std::string& path) {
                   ((x - x0).square().mean() / x0.square().mean().clamp_min(1e-30)).sqrt().item<double>());
     os << line;
   }
-  // Homogeneity (docs/method.md section 13) against the network that made the set, when its weights are still there.
+  // Homogeneity (docs/method.md section 14) against the network that made the set, when its weights are still there.
   if (file_exists(m.weights) && sha256_file(m.weights) == m.weights_sha256 && m.n_images >= 2) {
     auto net = models::build_network(m.model, path + ": model");
     net->load(models::read_checkpoint(m.weights));

@@ -1,6 +1,6 @@
 #pragma once
 // Learned step size quantization of activations (LSQ, Esser et al. 2020) and QDrop's random mixing (Wei et al.
-// 2022), as the qdrop protocol uses them (docs/method.md section 14). Local; any device.
+// 2022), as the qdrop protocol uses them (docs/method.md section 13). Local; any device.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// Protocol "qdrop" (docs/method.md section 14): BatchNorm folded; per-channel asymmetric weight grids with
+// Protocol "qdrop" (docs/method.md section 13): BatchNorm folded; per-channel asymmetric weight grids with
 // MSE-searched ranges (first/last layer weights and the classifier input at first_last_bits); the network's
 // reconstruction units (models::Network::units) reconstructed one after the other in forward order. Per unit:
 // AdaRound variables for every weight of the unit, the unit's activation quantizers ON with learned step sizes (LSQ,

@@ -49,7 +49,7 @@ double alignment_term_ref(const Stats& st, const Target& t, double delta, double
 
 namespace dsgq::synth {
 
-// docs/method.md section 13: at every BN layer take each sample's per-channel spatial mean of the BN input; spread =
+// docs/method.md section 14: at every BN layer take each sample's per-channel spatial mean of the BN input; spread =
 // mean over channels of (std over samples of those means) / sqrt(running_var); dev = mean over channels of
 // |mean over samples - running_mean| / sqrt(running_var); both averaged over layers. Real CIFAR-10 on ResNet-20:
 // spread ~0.3, dev ~0.09; ZeroQ images: spread ~0.02. Local; images in chunks of `chunk`.

@@ -172,3 +172,11 @@ TEST(Cli, EvalWritesRecordAndSkipsWhenDone) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("exists for a different point"), std::string::npos) << r.output;
 }
+
+// The qdrop protocol's keys: drop is a probability, bits stay within 2..8.
+TEST(Cli, QdropOutOfRangeValues) {
+  test::TempDir tmp;
+  expect_bad_input("--set quant.protocol=qdrop --set quant.recon.drop=1.5", {"[quant.recon]", "drop", "1.5", "0"}, tmp);
+  expect_bad_input("--set quant.protocol=qdrop --set quant.w_bits=1", {"[quant]", "w_bits", "1", "2..8"}, tmp);
+  expect_bad_input("--set quant.protocol=qdrop --set quant.a_bits=9", {"[quant]", "a_bits", "9", "2..8"}, tmp);
+}
