@@ -6,7 +6,7 @@
   report/samples.png                  the first 8 images of one set per data source (seed 0)
   report/bn_spread.png                per-layer spread of the per-sample BN-input means (std over samples of each
                                       channel's spatial mean / sqrt(running_var), averaged over channels): the
-                                      homogenization picture of the DSG paper (docs/method.md section 13)
+                                      homogenization picture of the DSG paper (docs/method.md section 14)
 Needs Debian's python3-matplotlib and python3-h5py; bn_spread also python3-torch (it uses the independent model
 definitions of tests/oracle/models_ref.py).
 usage: analysis/figures.py RUNS_DIR"""
