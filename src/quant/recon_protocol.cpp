@@ -135,10 +135,12 @@ at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, co
   return (out - y).square().sum().div(static_cast<double>(global_batch_ * positions(out)));
 }
 
-at::Tensor UnitObjective::regularizer(double beta) const {
+at::Tensor UnitObjective::regularizer(double beta, int part, int parts) const {
   at::Tensor reg;
   for (const auto& v : v_) {
-    const at::Tensor term = (1.0 - (2.0 * rectified_sigmoid(v) - 1.0).abs().pow(beta)).sum();
+    const mpi::Share share = mpi::share_of(v.numel(), part, parts);
+    const at::Tensor h = rectified_sigmoid(v.view(-1).slice(0, share.begin, share.end));
+    const at::Tensor term = (1.0 - (2.0 * h - 1.0).abs().pow(beta)).sum();
     reg = reg.defined() ? reg + term : term;
   }
   return reg;
@@ -256,7 +258,14 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
     obj.loss(shard.x_q.index_select(0, idx), shard.x_fp.index_select(0, idx), shard.y_fp.index_select(0, idx), u_in,
              u_sites)
         .backward();
-    if (comm.size() > 1) {  // one all-reduce of every gradient; the regulariser after it (the same on every rank)
+    if (it >= warm && ar.reg > 0) {  // beta annealed linearly from beta_start to beta_end after the warm-up
+      // Each rank takes its share of every V's elements, so the all-reduce below adds each element's regulariser
+      // gradient exactly once (as with one rank) and the ranks split its cost.
+      const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(ar.iters - warm));
+      const double beta = ar.beta_end + (ar.beta_start - ar.beta_end) * std::max(0.0, 1.0 - t);
+      (obj.regularizer(beta, comm.rank(), comm.size()) * ar.reg).backward();
+    }
+    if (comm.size() > 1) {  // one all-reduce of every gradient
       std::vector<at::Tensor> flat;
       for (const auto& p : params)
         flat.push_back(p.grad().defined() ? p.grad().flatten() : at::zeros({p.numel()}, p.options()));
@@ -264,13 +273,9 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
       comm.allreduce_sum(all);
       int64_t offset = 0;
       for (const auto& p : params) {
-        p.mutable_grad() = all.slice(0, offset, offset + p.numel()).view(p.sizes()).clone();
+        p.mutable_grad() = all.slice(0, offset, offset + p.numel()).view(p.sizes());
         offset += p.numel();
       }
-    }
-    if (it >= warm && ar.reg > 0) {  // beta annealed linearly from beta_start to beta_end after the warm-up
-      const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(ar.iters - warm));
-      (obj.regularizer(ar.beta_end + (ar.beta_start - ar.beta_end) * std::max(0.0, 1.0 - t)) * ar.reg).backward();
     }
     opt_v.step();
     if (opt_s) {  // cosine annealing to 0 over the unit's iterations (QDrop's CosineAnnealingLR)

@@ -52,8 +52,9 @@ class UnitObjective {
   // (u_in, one per site() in order) are ignored when drop is 0 or 1.
   at::Tensor loss(const at::Tensor& x_q, const at::Tensor& x_fp, const at::Tensor& y, const at::Tensor& u_in,
                   const std::vector<at::Tensor>& u_sites);
-  // AdaRound's regulariser over the unit's weights: sum of 1 - |2 h(V) - 1|^beta.
-  at::Tensor regularizer(double beta) const;
+  // AdaRound's regulariser over the unit's weights: sum of 1 - |2 h(V) - 1|^beta; with parts > 1 only over share
+  // `part` of each V's elements (mpi::share_of), so that cooperating ranks split it.
+  at::Tensor regularizer(double beta, int part = 0, int parts = 1) const;
   // The weight of layers()[i] with hard rounding (V >= 0), on the scale learned so far.
   at::Tensor hard_weight(size_t i) const;
 
