@@ -69,7 +69,13 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
   }
   for (size_t i = 0; i < extra.size(); ++i)
     data += (i == 0 ? " (" : ", ") + extra[i] + (i + 1 == extra.size() ? ")" : "");
-  return {{"data", data}, {"method", config::name(cfg.quant.protocol) + "/" + config::name(cfg.quant.act_observer)}};
+  std::string method = config::name(cfg.quant.protocol) + "/" + config::name(cfg.quant.act_observer);
+  if (cfg.quant.protocol == config::Protocol::qdrop && cfg.quant.recon.drop != config::ReconConfig().drop) {
+    std::ostringstream d;
+    d << " (drop " << cfg.quant.recon.drop << ")";
+    method += d.str();
+  }
+  return {{"data", data}, {"method", method}};
 }
 
 void check_calibration_file(const std::string& path, const config::RunConfig& cfg, const models::Network& net,
