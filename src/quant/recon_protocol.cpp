@@ -204,57 +204,104 @@ double ReconQuantizer::unit_error(int unit, const Shard& shard, const mpi::Comm&
   return v[1] > 0 ? v[0] / v[1] : 0.0;
 }
 
+namespace {
+
+// This step's rows of the local caches: slot j takes image strata[j][floor(u_j * |strata[j]|)]; every rank draws all
+// B numbers, so the streams stay aligned whatever the rank count.
+std::vector<int64_t> draw_rows(const std::vector<std::vector<int64_t>>& strata, const std::vector<int64_t>& row_of,
+                               int64_t slot_begin, int64_t slot_end, at::Generator& draw) {
+  const at::Tensor pick = at::rand({static_cast<int64_t>(strata.size())}, draw, at::kDouble);
+  const double* pu = pick.data_ptr<double>();
+  std::vector<int64_t> rows;
+  for (int64_t j = slot_begin; j < slot_end; ++j) {
+    const auto& st = strata[static_cast<size_t>(j)];
+    const auto k = std::min<int64_t>(static_cast<int64_t>(pu[j] * double(st.size())), int64_t(st.size()) - 1);
+    rows.push_back(row_of[static_cast<size_t>(st[static_cast<size_t>(k)])]);
+  }
+  return rows;
+}
+
+// Drop masks [n, shape...] for slots first_slot.. of step `step`: row r from the stream (seed, unit, step, slot,
+// stream).
+at::Tensor drop_masks(const std::vector<int64_t>& shape, int64_t n, uint64_t seed, int unit, int64_t step,
+                      int64_t first_slot, uint64_t stream, c10::Device device) {
+  std::vector<int64_t> full = {n};
+  full.insert(full.end(), shape.begin(), shape.end());
+  at::Tensor u = at::empty(full, at::kFloat);
+  const int64_t per = n > 0 ? u.numel() / n : 0;
+  for (int64_t r = 0; r < n; ++r)
+    fill_uniform(u.data_ptr<float>() + r * per, per,
+                 key_of({seed, static_cast<uint64_t>(unit), static_cast<uint64_t>(step),
+                         static_cast<uint64_t>(first_slot + r), stream}));
+  return u.to(device);
+}
+
+// Sums every parameter's gradient over the ranks in one all-reduce.
+void allreduce_grads(const std::vector<at::Tensor>& params, const mpi::Comm& comm) {
+  std::vector<at::Tensor> flat;
+  for (const auto& p : params)
+    flat.push_back(p.grad().defined() ? p.grad().flatten() : at::zeros({p.numel()}, p.options()));
+  at::Tensor all = at::cat(flat);
+  comm.allreduce_sum(all);
+  int64_t offset = 0;
+  for (const auto& p : params) {
+    p.mutable_grad() = all.slice(0, offset, offset + p.numel()).view(p.sizes());
+    offset += p.numel();
+  }
+}
+
+// The unit's optimisers: Adam on V; on the steps (cosine-annealed, QDrop's CosineAnnealingLR); on the weight scales.
+struct UnitOptimizers {
+  std::unique_ptr<torch::optim::Adam> v, steps, scales;
+  std::vector<at::Tensor> params, step_list;  // every leaf; the learned steps
+  UnitOptimizers(UnitObjective& obj, const config::AdaRoundConfig& ar, const config::ReconConfig& rc) {
+    for (const auto& s : obj.steps())
+      if (s.defined() && s.requires_grad()) step_list.push_back(s);
+    v = std::make_unique<torch::optim::Adam>(obj.v(), torch::optim::AdamOptions(ar.lr));
+    params = obj.v();
+    if (!step_list.empty()) {
+      steps = std::make_unique<torch::optim::Adam>(step_list, torch::optim::AdamOptions(rc.act_lr));
+      params.insert(params.end(), step_list.begin(), step_list.end());
+    }
+    if (rc.weight_scale_lr > 0) {
+      scales = std::make_unique<torch::optim::Adam>(obj.scales(), torch::optim::AdamOptions(rc.weight_scale_lr));
+      params.insert(params.end(), obj.scales().begin(), obj.scales().end());
+    }
+  }
+  void step(double step_lr) {
+    v->step();
+    if (steps) {
+      for (auto& group : steps->param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(step_lr);
+      steps->step();
+    }
+    if (scales) scales->step();
+  }
+};
+
+}  // namespace
+
 void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, LayerReport& rep) {
   const config::AdaRoundConfig& ar = cfg_.adaround;
   const config::ReconConfig& rc = cfg_.recon;
   UnitObjective obj(*folded_, unit, shard.x_fp.slice(0, 0, 1), grids_, act_grids_, rc, batch_);
-  std::vector<at::Tensor> steps;
-  for (const auto& s : obj.steps())
-    if (s.defined() && s.requires_grad()) steps.push_back(s);
-  std::vector<at::Tensor> scales = rc.weight_scale_lr > 0 ? obj.scales() : std::vector<at::Tensor>();
-  torch::optim::Adam opt_v(obj.v(), torch::optim::AdamOptions(ar.lr));
-  std::unique_ptr<torch::optim::Adam> opt_s, opt_w;
-  if (!steps.empty()) opt_s = std::make_unique<torch::optim::Adam>(steps, torch::optim::AdamOptions(rc.act_lr));
-  if (!scales.empty())
-    opt_w = std::make_unique<torch::optim::Adam>(scales, torch::optim::AdamOptions(rc.weight_scale_lr));
-  std::vector<at::Tensor> params = obj.v();
-  params.insert(params.end(), steps.begin(), steps.end());
-  params.insert(params.end(), scales.begin(), scales.end());
-
+  UnitOptimizers opt(obj, ar, rc);
   const bool mixing = rc.drop > 0 && rc.drop < 1;
+  const c10::Device device = shard.x_q.device();
   at::Generator draw = generator({seed_, 0x5eed0001ull, static_cast<uint64_t>(unit)});
   const int64_t warm = static_cast<int64_t>(ar.warmup * static_cast<double>(ar.iters));
   for (int64_t it = 0; it < ar.iters; ++it) {
-    // Slot j takes image strata[j][floor(u_j * |strata[j]|)]; every rank draws all B numbers.
-    const at::Tensor pick = at::rand({batch_}, draw, at::kDouble);
-    const double* pu = pick.data_ptr<double>();
-    std::vector<int64_t> rows;
-    for (int64_t j = shard.slot_begin; j < shard.slot_end; ++j) {
-      const auto& st = shard.strata[static_cast<size_t>(j)];
-      const auto k = std::min<int64_t>(static_cast<int64_t>(pu[j] * double(st.size())), int64_t(st.size()) - 1);
-      rows.push_back(shard.row_of[static_cast<size_t>(st[static_cast<size_t>(k)])]);
-    }
-    const at::Tensor idx = torch::tensor(rows, torch::kLong).to(shard.x_q.device());
+    const std::vector<int64_t> rows = draw_rows(shard.strata, shard.row_of, shard.slot_begin, shard.slot_end, draw);
+    const at::Tensor idx = torch::tensor(rows, torch::kLong).to(device);
+    const int64_t n = static_cast<int64_t>(rows.size());
     at::Tensor u_in;
     std::vector<at::Tensor> u_sites(obj.sites().size());
-    if (mixing) {  // per slot j, the streams (seed, unit, step, j, 0) for the input and (..., 1 + i) for site i
-      const int64_t n = static_cast<int64_t>(rows.size());
-      auto masks = [&](const std::vector<int64_t>& shape, uint64_t stream) {
-        std::vector<int64_t> full = {n};
-        full.insert(full.end(), shape.begin(), shape.end());
-        at::Tensor u = at::empty(full, at::kFloat);
-        const int64_t per = n > 0 ? u.numel() / n : 0;
-        for (int64_t r = 0; r < n; ++r)
-          fill_uniform(u.data_ptr<float>() + r * per, per,
-                       key_of({seed_, static_cast<uint64_t>(unit), static_cast<uint64_t>(it),
-                               static_cast<uint64_t>(shard.slot_begin + r), stream}));
-        return u.to(shard.x_q.device());
-      };
-      u_in = masks(obj.input_shape(), 0);
-      for (size_t i = 0; i < obj.sites().size(); ++i) u_sites[i] = masks(obj.site_shapes()[i], 1 + i);
+    if (mixing) {  // stream 0 for the unit input, 1 + i for site i
+      u_in = drop_masks(obj.input_shape(), n, seed_, unit, it, shard.slot_begin, 0, device);
+      for (size_t i = 0; i < obj.sites().size(); ++i)
+        u_sites[i] = drop_masks(obj.site_shapes()[i], n, seed_, unit, it, shard.slot_begin, 1 + i, device);
     }
-    for (const auto& p : params) p.mutable_grad() = at::Tensor();
-    for (const auto& s : steps) s.data().abs_().clamp_(kMinStep);  // LSQ keeps the step positive
+    for (const auto& p : opt.params) p.mutable_grad() = at::Tensor();
+    for (const auto& s : opt.step_list) s.data().abs_().clamp_(kMinStep);  // LSQ keeps the step positive
     obj.loss(shard.x_q.index_select(0, idx), shard.x_fp.index_select(0, idx), shard.y_fp.index_select(0, idx), u_in,
              u_sites)
         .backward();
@@ -265,28 +312,14 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
       const double beta = ar.beta_end + (ar.beta_start - ar.beta_end) * std::max(0.0, 1.0 - t);
       (obj.regularizer(beta, comm.rank(), comm.size()) * ar.reg).backward();
     }
-    if (comm.size() > 1) {  // one all-reduce of every gradient
-      std::vector<at::Tensor> flat;
-      for (const auto& p : params)
-        flat.push_back(p.grad().defined() ? p.grad().flatten() : at::zeros({p.numel()}, p.options()));
-      at::Tensor all = at::cat(flat);
-      comm.allreduce_sum(all);
-      int64_t offset = 0;
-      for (const auto& p : params) {
-        p.mutable_grad() = all.slice(0, offset, offset + p.numel()).view(p.sizes());
-        offset += p.numel();
-      }
-    }
-    opt_v.step();
-    if (opt_s) {  // cosine annealing to 0 over the unit's iterations (QDrop's CosineAnnealingLR)
-      const double lr = rc.act_lr * 0.5 * (1.0 + std::cos(M_PI * double(it) / double(ar.iters)));
-      for (auto& group : opt_s->param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-      opt_s->step();
-    }
-    if (opt_w) opt_w->step();
+    if (comm.size() > 1) allreduce_grads(opt.params, comm);
+    opt.step(rc.act_lr * 0.5 * (1.0 + std::cos(M_PI * double(it) / double(ar.iters))));
   }
+  finish_unit(obj, rep);
+}
 
-  // Hard rounding; the learned scales and steps become the quantized network's.
+// Hard rounding; the learned scales and steps become the quantized network's.
+void ReconQuantizer::finish_unit(UnitObjective& obj, LayerReport& rep) {
   torch::NoGradGuard ng;
   int64_t total = 0;
   double flipped = 0, undecided = 0;
@@ -294,7 +327,7 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
     const size_t l = static_cast<size_t>(obj.layers()[i]);
     const at::Tensor h = rectified_sigmoid(obj.v()[i]);
     undecided += (h.gt(1e-3) & h.lt(1 - 1e-3)).sum().item<double>();
-    if (rc.weight_scale_lr > 0) grids_[l].scale = obj.scales()[i].detach().abs().clamp_min(1e-8);
+    if (cfg_.recon.weight_scale_lr > 0) grids_[l].scale = obj.scales()[i].detach().abs().clamp_min(1e-8);
     weights_[l] = obj.hard_weight(i);
     const at::Tensor w = folded_->param(folded_->layers()[l].name + ".weight");
     flipped += weights_[l].ne(quantize_nearest(w, grids_[l])).sum().item<double>();
@@ -308,18 +341,9 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
   rep.undecided = total > 0 ? undecided / double(total) : 0;
 }
 
-void ReconQuantizer::run(const at::Tensor& calib, const mpi::Comm& comm, int64_t chunk) {
+// This rank's slots of the mini-batch and the calibration images they draw from (its cache rows).
+ReconQuantizer::Shard ReconQuantizer::make_shard(const at::Tensor& calib, const mpi::Comm& comm) const {
   const int64_t n = calib.size(0);
-  batch_ = std::min(cfg_.adaround.batch, n);
-  if (comm.size() > batch_)
-    throw InputError("[quant] protocol = \"qdrop\" on " + std::to_string(comm.size()) + " ranks, but a mini-batch of " +
-                     std::to_string(batch_) +
-                     " images ([quant.adaround] batch, at most the calibration images); "
-                     "expected at most " +
-                     std::to_string(batch_) + " ranks per point");
-  init_steps(calib);
-
-  // The shard: this rank's slots and the images they draw from.
   Shard shard;
   const mpi::Share slots = mpi::share_of(batch_, comm.rank(), comm.size());
   shard.slot_begin = slots.begin;
@@ -336,14 +360,28 @@ void ReconQuantizer::run(const at::Tensor& calib, const mpi::Comm& comm, int64_t
   }
   shard.x_q = calib.index_select(0, torch::tensor(owned, torch::kLong).to(calib.device()));
   shard.x_fp = shard.x_q;
+  return shard;
+}
 
-  auto apply = [&](int unit, const at::Tensor& x, const models::ForwardHooks* hooks) {
-    torch::NoGradGuard ng;
-    std::vector<at::Tensor> parts;
-    for (int64_t b = 0; b < x.size(0); b += chunk)
-      parts.push_back(folded_->unit_forward(unit, x.slice(0, b, std::min(x.size(0), b + chunk)), hooks));
-    return at::cat(parts);
-  };
+// The unit's output for every cached row, `chunk` rows at a time.
+at::Tensor ReconQuantizer::apply_unit(int unit, const at::Tensor& x, const models::ForwardHooks* hooks,
+                                      int64_t chunk) const {
+  torch::NoGradGuard ng;
+  std::vector<at::Tensor> parts;
+  for (int64_t b = 0; b < x.size(0); b += chunk)
+    parts.push_back(folded_->unit_forward(unit, x.slice(0, b, std::min(x.size(0), b + chunk)), hooks));
+  return at::cat(parts);
+}
+
+void ReconQuantizer::run(const at::Tensor& calib, const mpi::Comm& comm, int64_t chunk) {
+  batch_ = std::min(cfg_.adaround.batch, calib.size(0));
+  if (comm.size() > batch_)
+    throw InputError("[quant] protocol = \"qdrop\" on " + std::to_string(comm.size()) + " ranks, but a mini-batch of " +
+                     std::to_string(batch_) +
+                     " images ([quant.adaround] batch, at most the calibration images); expected at most " +
+                     std::to_string(batch_) + " ranks per point");
+  init_steps(calib);
+  Shard shard = make_shard(calib, comm);
   reports_.clear();
   const auto& units = folded_->units();
   for (size_t u = 0; u < units.size(); ++u) {
@@ -351,24 +389,21 @@ void ReconQuantizer::run(const at::Tensor& calib, const mpi::Comm& comm, int64_t
     const int ui = static_cast<int>(u);
     LayerReport rep;
     rep.name = units[u].name;
-    shard.y_fp = apply(ui, shard.x_fp, nullptr);
+    shard.y_fp = apply_unit(ui, shard.x_fp, nullptr, chunk);
     rep.cache_bytes = (shard.x_q.numel() + shard.x_fp.numel() + shard.y_fp.numel()) * 4;
     std::vector<int> layers;
     models::ForwardHooks probe;
     probe.layer_io = [&](int l, const at::Tensor&, const at::Tensor&) { layers.push_back(l); };
-    {
-      torch::NoGradGuard ng;
-      folded_->unit_forward(ui, shard.x_fp.slice(0, 0, 1), &probe);
-    }
-    for (int l : layers) {
-      rep.bits = std::max(rep.bits, grids_[static_cast<size_t>(l)].bits);
-      weights_[static_cast<size_t>(l)] = quantize_nearest(
-          folded_->param(folded_->layers()[static_cast<size_t>(l)].name + ".weight"), grids_[static_cast<size_t>(l)]);
+    apply_unit(ui, shard.x_fp.slice(0, 0, 1), &probe, 1);
+    for (int l : layers) {  // round to nearest first: the "before" error
+      const size_t k = static_cast<size_t>(l);
+      rep.bits = std::max(rep.bits, grids_[k].bits);
+      weights_[k] = quantize_nearest(folded_->param(folded_->layers()[k].name + ".weight"), grids_[k]);
     }
     rep.mse_nearest = unit_error(ui, shard, comm, chunk);
     if (cfg_.adaround.enabled) reconstruct(ui, shard, comm, rep);
     rep.mse_adaround = unit_error(ui, shard, comm, chunk);
-    shard.x_q = apply(ui, shard.x_q, &hooks_);
+    shard.x_q = apply_unit(ui, shard.x_q, &hooks_, chunk);
     shard.x_fp = shard.y_fp;
     rep.seconds = t.seconds();
     reports_.push_back(rep);

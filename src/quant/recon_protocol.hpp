@@ -102,8 +102,11 @@ class ReconQuantizer {
 
  private:
   struct Shard;
+  Shard make_shard(const at::Tensor& calib, const mpi::Comm& comm) const;
+  at::Tensor apply_unit(int unit, const at::Tensor& x, const models::ForwardHooks* hooks, int64_t chunk) const;
   void init_steps(const at::Tensor& calib);
   void reconstruct(int unit, Shard& shard, const mpi::Comm& comm, LayerReport& rep);
+  void finish_unit(UnitObjective& obj, LayerReport& rep);
   double unit_error(int unit, const Shard& shard, const mpi::Comm& comm, int64_t chunk) const;
 
   std::unique_ptr<models::Network> folded_;
