@@ -176,7 +176,10 @@ TEST(Cli, EvalWritesRecordAndSkipsWhenDone) {
 // The qdrop protocol's keys: drop is a probability, bits stay within 2..8.
 TEST(Cli, QdropOutOfRangeValues) {
   test::TempDir tmp;
-  expect_bad_input("--set quant.protocol=qdrop --set quant.recon.drop=1.5", {"[quant.recon]", "drop", "1.5", "0"}, tmp);
-  expect_bad_input("--set quant.protocol=qdrop --set quant.w_bits=1", {"[quant]", "w_bits", "1", "2..8"}, tmp);
-  expect_bad_input("--set quant.protocol=qdrop --set quant.a_bits=9", {"[quant]", "a_bits", "9", "2..8"}, tmp);
+  expect_bad_input("--set quant.protocol=qdrop --set quant.recon.drop=1.5",
+                   {"--set quant.recon.drop=1.5", "drop = '1.5' is out of range; expected 0..1"}, tmp);
+  expect_bad_input("--set quant.protocol=qdrop --set quant.w_bits=1",
+                   {"--set quant.w_bits=1", "w_bits = '1' is out of range; expected 2..8"}, tmp);
+  expect_bad_input("--set quant.protocol=qdrop --set quant.a_bits=9",
+                   {"--set quant.a_bits=9", "a_bits = '9' is out of range; expected 2..8"}, tmp);
 }
