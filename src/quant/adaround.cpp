@@ -11,17 +11,27 @@ namespace dsgq::quant {
 namespace {
 constexpr double kZeta = 1.1, kGamma = -0.1;
 
-at::Tensor per_out(const at::Tensor& p, const at::Tensor& w) {
+}  // namespace
+
+at::Tensor per_channel(const at::Tensor& p, const at::Tensor& w) {
   std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
   shape[0] = -1;
   return p.view(shape);
 }
 
 at::Tensor rectified_sigmoid(const at::Tensor& v) { return (v.sigmoid() * (kZeta - kGamma) + kGamma).clamp(0, 1); }
-}  // namespace
+
+RoundingStart rounding_start(const at::Tensor& w, const at::Tensor& scale) {
+  const at::Tensor ws = w / per_channel(scale, w);
+  RoundingStart st;
+  st.floor = ws.floor();
+  const at::Tensor rest = (ws - st.floor).clamp(1e-4, 1 - 1e-4);
+  st.v = (-((kZeta - kGamma) / (rest - kGamma) - 1.0).log()).detach().requires_grad_(true);  // h(V0) = rest
+  return st;
+}
 
 at::Tensor quantize_nearest(const at::Tensor& w, const WeightGrid& g) {
-  const at::Tensor s = per_out(g.scale, w), z = per_out(g.zero_point, w);
+  const at::Tensor s = per_channel(g.scale, w), z = per_channel(g.zero_point, w);
   return ((w / s).round() + z).clamp(0, std::pow(2.0, g.bits) - 1).sub(z).mul(s);
 }
 
@@ -70,12 +80,11 @@ double layer_output_mse(const models::Network& net, int layer, const RowCache& x
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
                               const config::AdaRoundConfig& cfg, uint64_t seed, int64_t chunk) {
-  const at::Tensor s = per_out(grid.scale, weight), z = per_out(grid.zero_point, weight);
+  const at::Tensor s = per_channel(grid.scale, weight), z = per_channel(grid.zero_point, weight);
   const double qmax = std::pow(2.0, grid.bits) - 1.0;
-  const at::Tensor w_floor = (weight / s).floor();
-  const at::Tensor rest = (weight / s - w_floor).clamp(1e-4, 1 - 1e-4);
-  // Start at the soft value that reproduces the FP weight: h(V0) = rest.
-  at::Tensor v = (-((kZeta - kGamma) / (rest - kGamma) - 1.0).log()).detach().requires_grad_(true);
+  const RoundingStart start = rounding_start(weight, grid.scale);  // the soft weight starts at the FP weight
+  const at::Tensor& w_floor = start.floor;
+  at::Tensor v = start.v;
   auto soft_weight = [&](const at::Tensor& h) { return (w_floor + h + z).clamp(0, qmax).sub(z).mul(s); };
 
   AdaRoundResult r;

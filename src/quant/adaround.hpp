@@ -24,6 +24,19 @@ struct WeightGrid {
   int bits = 8;
 };
 
+// A per-output-channel vector [C] shaped to broadcast against w [C, ...].
+at::Tensor per_channel(const at::Tensor& p, const at::Tensor& w);
+
+// AdaRound's rectified sigmoid h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1), zeta = 1.1, gamma = -0.1.
+at::Tensor rectified_sigmoid(const at::Tensor& v);
+
+// The rounding variables that start at the FP weight: floor(w/scale) and V0 (a leaf requiring grad) with
+// h(V0) = w/scale - floor(w/scale), clamped to [1e-4, 1 - 1e-4]. scale: [out].
+struct RoundingStart {
+  at::Tensor floor, v;
+};
+RoundingStart rounding_start(const at::Tensor& w, const at::Tensor& scale);
+
 // Range [alpha * min, alpha * max] per channel with alpha in {1.00, 0.99, ..., 0.20} minimising ||w - w^||^2.
 WeightGrid mse_weight_grid(const at::Tensor& w, int bits);
 at::Tensor quantize_nearest(const at::Tensor& w, const WeightGrid& g);

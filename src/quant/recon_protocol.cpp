@@ -14,16 +14,7 @@
 
 namespace dsgq::quant {
 namespace {
-constexpr double kZeta = 1.1, kGamma = -0.1;
 constexpr double kMinStep = 1.1920928955078125e-07;  // float32 epsilon: LSQ keeps |step| above it
-
-at::Tensor per_out(const at::Tensor& p, const at::Tensor& w) {
-  std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
-  shape[0] = -1;
-  return p.view(shape);
-}
-
-at::Tensor rectified_sigmoid(const at::Tensor& v) { return (v.sigmoid() * (kZeta - kGamma) + kGamma).clamp(0, 1); }
 
 uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -83,18 +74,19 @@ UnitObjective::UnitObjective(const models::Network& folded, int unit, const at::
     torch::NoGradGuard ng;
     net_.unit_forward(unit_, sample.slice(0, 0, 1), &probe);
   }
-  // h(V0) reproduces the FP weight: V0 = -log((zeta - gamma)/(rest - gamma) - 1).
+  // h(V0) reproduces the FP weight.
   for (int l : layers_) {
     const WeightGrid& g = grids[static_cast<size_t>(l)];
     const at::Tensor w = net_.param(net_.layers()[static_cast<size_t>(l)].name + ".weight");
-    const at::Tensor ws = w / per_out(g.scale, w);
-    floor_.push_back(ws.floor());
-    const at::Tensor rest = (ws - floor_.back()).clamp(1e-4, 1 - 1e-4);
-    v_.push_back((-((kZeta - kGamma) / (rest - kGamma) - 1.0).log()).detach().requires_grad_(true));
+    RoundingStart start = rounding_start(w, g.scale);
+    floor_.push_back(start.floor);
+    v_.push_back(start.v);
     zp_.push_back(g.zero_point);
     scales_.push_back(g.scale.clone().requires_grad_(rc_.weight_scale_lr > 0));
     qmax_.push_back(std::pow(2.0, g.bits) - 1.0);
   }
+  site_pos_.assign(acts_.size(), -1);
+  for (size_t i = 0; i < sites_.size(); ++i) site_pos_[static_cast<size_t>(sites_[i])] = static_cast<int>(i);
   for (size_t i = 0; i < sites_.size(); ++i) {
     const ActGrid& g = acts_[static_cast<size_t>(sites_[i])];
     int64_t per_image = 1;
@@ -113,18 +105,16 @@ at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, co
   std::vector<at::Tensor> soft(net_.layers().size());
   for (size_t i = 0; i < layers_.size(); ++i) {
     const at::Tensor h = rectified_sigmoid(v_[i]);
-    const at::Tensor s = per_out(scales_[i], floor_[i]), z = per_out(zp_[i], floor_[i]);
+    const at::Tensor s = per_channel(scales_[i], floor_[i]), z = per_channel(zp_[i], floor_[i]);
     soft[static_cast<size_t>(layers_[i])] = (floor_[i] + h + z).clamp(0, qmax_[i]).sub(z).mul(s);
   }
-  std::vector<int> pos(acts_.size(), -1);
-  for (size_t i = 0; i < sites_.size(); ++i) pos[static_cast<size_t>(sites_[i])] = static_cast<int>(i);
   models::ForwardHooks h;
   h.weight = [&](int layer, const at::Tensor& w) {
     const at::Tensor& sw = soft[static_cast<size_t>(layer)];
     return sw.defined() ? sw : w;
   };
   h.activation = [&](int site, const at::Tensor& x) {
-    const size_t i = static_cast<size_t>(pos[static_cast<size_t>(site)]);
+    const size_t i = static_cast<size_t>(site_pos_[static_cast<size_t>(site)]);
     const ActGrid& g = acts_[static_cast<size_t>(site)];
     if (g.bits >= 32) return x;
     return lsq_drop(x.contiguous(), steps_[i], g.zero_point, g.bits, grad_factor_[i],
@@ -148,7 +138,8 @@ at::Tensor UnitObjective::regularizer(double beta, int part, int parts) const {
 
 at::Tensor UnitObjective::hard_weight(size_t i) const {
   torch::NoGradGuard ng;
-  const at::Tensor s = per_out(scales_[i].detach().abs().clamp_min(1e-8), floor_[i]), z = per_out(zp_[i], floor_[i]);
+  const at::Tensor s = per_channel(scales_[i].detach().abs().clamp_min(1e-8), floor_[i]),
+                   z = per_channel(zp_[i], floor_[i]);
   return (floor_[i] + v_[i].detach().ge(0).to(floor_[i].dtype()) + z).clamp(0, qmax_[i]).sub(z).mul(s);
 }
 

@@ -73,6 +73,7 @@ class UnitObjective {
   config::ReconConfig rc_;
   int64_t global_batch_;
   std::vector<int> layers_, sites_;
+  std::vector<int> site_pos_;  // per activation site of the network: its index in sites_, or -1
   std::vector<std::vector<int64_t>> site_shapes_;
   std::vector<int64_t> input_shape_;
   std::vector<at::Tensor> floor_, zp_, v_, scales_, steps_;

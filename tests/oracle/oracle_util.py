@@ -1,7 +1,13 @@
 """Shared by the oracle scripts: one ok/FAIL line per check, the list of failures, running oracle_tool, and the
-real-data folder ($DSGQ_DATA, else ../shared/data beside the checkout)."""
+real-data folder ($DSGQ_DATA, else ../shared/data beside the checkout), the CIFAR-10 test images."""
 import os
 import subprocess
+
+import numpy as np
+import torch
+
+CIFAR_MEAN = (0.485, 0.456, 0.406)
+CIFAR_STD = (0.229, 0.224, 0.225)
 
 failures = []
 
@@ -22,3 +28,12 @@ def run_tool(tool, *args):
 def default_data_dir():
     here = os.path.dirname(os.path.abspath(__file__))
     return os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "..", "shared", "data")
+
+
+def cifar10_test(data):
+    """The 10,000 CIFAR-10 test images, normalised as the real CIFAR models expect ([N,3,32,32] float), and labels."""
+    raw = np.fromfile(os.path.join(data, "cifar10", "test_batch.bin"), dtype=np.uint8).reshape(-1, 3073)
+    labels = torch.from_numpy(raw[:, 0].astype(np.int64))
+    x = torch.from_numpy(raw[:, 1:].copy()).view(-1, 3, 32, 32).float() / 255
+    x = (x - torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    return x, labels

@@ -16,15 +16,12 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle_util import check, default_data_dir, failures  # noqa: E402
+from oracle_util import check, cifar10_test, default_data_dir, failures  # noqa: E402
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 STAGES = [(1, 16, 1), (2, 32, 2), (3, 64, 2)]  # (stage, planes, stride of the first block)
 
 
@@ -93,14 +90,6 @@ def forward(sd, Q, x):
     return F.linear(x.mean((2, 3)), sd["linear.weight"], sd["linear.bias"])
 
 
-def load_test_images(data):
-    raw = np.fromfile(os.path.join(data, "cifar10", "test_batch.bin"), dtype=np.uint8).reshape(-1, 3073)
-    labels = torch.from_numpy(raw[:, 0].astype(np.int64))
-    x = torch.from_numpy(raw[:, 1:].copy()).view(-1, 3, 32, 32).float() / 255
-    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    return x, labels
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dsgq", required=True)
@@ -165,7 +154,7 @@ def main():
               f"(different: {wrong_bits})")
 
         # Top-1 of the network rebuilt from the two files.
-        x, labels = load_test_images(a.data)
+        x, labels = cifar10_test(a.data)
         with torch.no_grad():
             correct = sum((forward(sd, Q, x[b:b + 500]).argmax(1) == labels[b:b + 500]).sum().item()
                           for b in range(0, x.shape[0], 500))

@@ -13,12 +13,11 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models_ref  # noqa: E402
-from oracle_util import check, default_data_dir, failures  # noqa: E402
+from oracle_util import check, cifar10_test, default_data_dir, failures  # noqa: E402
 
 
 
@@ -44,10 +43,7 @@ def main():
 
         model = models_ref.build("resnet20").eval()
         model.load_state_dict(sd)
-        raw = np.fromfile(os.path.join(a.data, "cifar10", "test_batch.bin"), dtype=np.uint8).reshape(-1, 3073)
-        labels = torch.from_numpy(raw[:, 0].astype(np.int64))
-        x = torch.from_numpy(raw[:, 1:].copy()).view(-1, 3, 32, 32).float() / 255
-        x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        x, labels = cifar10_test(a.data)
         with torch.no_grad():
             correct = sum((model(x[b:b + 500]).argmax(1) == labels[b:b + 500]).sum().item() for b in range(0, 10000, 500))
         py_top1 = correct / 100.0
