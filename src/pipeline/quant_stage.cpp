@@ -221,7 +221,7 @@ QuantStage::Calibrated QuantStage::calibrate(const at::Tensor& calib_images, con
       run.seed = static_cast<uint64_t>(s.cfg.synth.seed);
       run.spill_prefix = s.cfg.output.dir + "/quant/." + s.key + ".r" + std::to_string(comm.rank()) + ".cache";
       c.aq = std::make_unique<quant::AdaRoundQuantizer>(*s.net, q, run);
-      c.aq->run(calib_images);
+      c.aq->run(calib_images, comm);
       c.net = &c.aq->folded();
       c.hooks = &c.aq->hooks();
       c.layers = layer_reports_json(c.aq->reports());
@@ -254,8 +254,8 @@ int QuantStage::execute(const mpi::Comm& comm) {
   check_calibration_file(s.calib_path, s.cfg, *s.net, s.weights_sha256);  // dsgq run: made by now
   const config::QuantConfig& q = s.cfg.quant;
 
-  // zeroq and adaround: every rank calibrates the same way on the same images (deterministic); qdrop: the ranks
-  // share each reconstruction step (the same result). Rank 0 exports.
+  // zeroq: every rank calibrates the same way on the same images (deterministic); adaround and qdrop: the ranks
+  // share each reconstruction step and the observers (the same result up to summation order). Rank 0 exports.
   Timer calib_timer;
   const io::SynthSet calib = io::read_synth(s.calib_path, 0, q.n_calib > 0 ? q.n_calib : -1);
   const Calibrated c = calibrate(calib.images.to(s.net->device()), comm);

@@ -6,10 +6,15 @@
 #include <cmath>
 
 #include "models/network.hpp"
+#include "mpi/comm.hpp"
 
 namespace dsgq::quant {
 namespace {
 constexpr double kZeta = 1.1, kGamma = -0.1;
+
+const mpi::Comm* cooperating(const RowShare& share) {
+  return share.comm && share.comm->size() > 1 ? share.comm : nullptr;
+}
 
 }  // namespace
 
@@ -64,7 +69,7 @@ WeightGrid mse_weight_grid(const at::Tensor& w, int bits) {
 }
 
 double layer_output_mse(const models::Network& net, int layer, const RowCache& x_in, const at::Tensor& weight,
-                        const at::Tensor& bias, const RowCache& y_target, int64_t chunk) {
+                        const at::Tensor& bias, const RowCache& y_target, const RowShare& share, int64_t chunk) {
   torch::NoGradGuard ng;
   double sum = 0;
   int64_t count = 0;
@@ -74,12 +79,18 @@ double layer_output_mse(const models::Network& net, int layer, const RowCache& x
     sum += d.to(at::kDouble).square().sum().item<double>();
     count += d.numel();
   }
+  if (const mpi::Comm* comm = cooperating(share)) {
+    std::vector<double> v = {sum, static_cast<double>(count)};
+    comm->allreduce_sum(v);
+    return v[1] > 0 ? v[0] / v[1] : 0.0;
+  }
   return count > 0 ? sum / static_cast<double>(count) : 0.0;
 }
 
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
-                              const config::AdaRoundConfig& cfg, uint64_t seed, int64_t chunk) {
+                              const config::AdaRoundConfig& cfg, uint64_t seed, const RowShare& share, int64_t chunk) {
+  const mpi::Comm* comm = cooperating(share);
   const at::Tensor s = per_channel(grid.scale, weight), z = per_channel(grid.zero_point, weight);
   const double qmax = std::pow(2.0, grid.bits) - 1.0;
   const RoundingStart start = rounding_start(weight, grid.scale);  // the soft weight starts at the FP weight
@@ -89,24 +100,38 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
 
   AdaRoundResult r;
   const at::Tensor nearest = quantize_nearest(weight, grid);
-  r.mse_nearest = layer_output_mse(net, layer, x_in, nearest, bias, y_target, chunk);
+  r.mse_nearest = layer_output_mse(net, layer, x_in, nearest, bias, y_target, share, chunk);
   torch::optim::Adam opt(std::vector<at::Tensor>{v}, torch::optim::AdamOptions(cfg.lr));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed * 7919 + static_cast<uint64_t>(layer));
-  const int64_t n = x_in.rows();
+  const int64_t local = x_in.rows(), n = share.total >= 0 ? share.total : local;
+  const int64_t batch = std::min(cfg.batch, n);
+  // With cooperating ranks: this rank's share of V's elements for the regulariser.
+  const mpi::Share reg_part = comm ? mpi::share_of(v.numel(), comm->rank(), comm->size()) : mpi::Share{0, v.numel()};
   const int64_t warm = static_cast<int64_t>(cfg.warmup * static_cast<double>(cfg.iters));
   for (int64_t it = 0; it < cfg.iters; ++it) {
-    const at::Tensor idx = at::randint(0, n, {std::min(cfg.batch, n)}, gen);
-    const at::Tensor xb = x_in.gather(idx), yb = y_target.gather(idx);
+    at::Tensor idx = at::randint(0, n, {batch}, gen);  // the global draw, the same on every rank
+    if (comm) idx = idx.masked_select(idx.ge(share.first) & idx.lt(share.first + local)) - share.first;
     opt.zero_grad();
     const at::Tensor h = rectified_sigmoid(v);
-    // Reconstruction: mean over the batch of the summed squared output error (BRECQ's 'mse' with reduction).
-    at::Tensor loss = (net.layer_forward(layer, xb, soft_weight(h), bias) - yb).square().sum() / double(xb.size(0));
+    // Reconstruction: the summed squared output error over the mini-batch divided by its size (docs/method.md 12.6).
+    at::Tensor loss;
+    if (idx.numel() > 0) {
+      const at::Tensor xb = x_in.gather(idx), yb = y_target.gather(idx);
+      loss = (net.layer_forward(layer, xb, soft_weight(h), bias) - yb).square().sum() / double(batch);
+    }
     if (it >= warm) {
       const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(cfg.iters - warm));
       const double beta = cfg.beta_start + (cfg.beta_end - cfg.beta_start) * t;  // linear decay (BRECQ)
-      loss = loss + cfg.reg * (1.0 - (2.0 * h - 1.0).abs().pow(beta)).sum();
+      const at::Tensor hr = comm ? h.view(-1).slice(0, reg_part.begin, reg_part.end) : h;
+      const at::Tensor reg = cfg.reg * (1.0 - (2.0 * hr - 1.0).abs().pow(beta)).sum();
+      loss = loss.defined() ? loss + reg : reg;
     }
-    loss.backward();
+    if (loss.defined()) loss.backward();
+    if (comm) {
+      at::Tensor g = v.grad().defined() ? v.grad().contiguous() : at::zeros_like(v);
+      comm->allreduce_sum(g);
+      v.mutable_grad() = g;
+    }
     opt.step();
   }
   torch::NoGradGuard ng;
@@ -114,7 +139,7 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
   r.undecided = (h.gt(1e-3) & h.lt(1 - 1e-3)).to(at::kFloat).mean().item<double>();
   r.weight = soft_weight(v.ge(0).to(weight.dtype()));
   r.flipped = r.weight.ne(nearest).to(at::kFloat).mean().item<double>();
-  r.mse_adaround = layer_output_mse(net, layer, x_in, r.weight, bias, y_target, chunk);
+  r.mse_adaround = layer_output_mse(net, layer, x_in, r.weight, bias, y_target, share, chunk);
   return r;
 }
 

@@ -14,6 +14,9 @@
 namespace dsgq::models {
 class Network;
 }
+namespace dsgq::mpi {
+class Comm;
+}
 
 namespace dsgq::quant {
 
@@ -49,16 +52,30 @@ struct AdaRoundResult {
   double undecided = 0;     // fraction of h(V) strictly between 0 and 1 before hardening (should end ~0)
 };
 
+// Which rows of the calibration set a rank's caches hold, and the ranks that share the layer: local row r is global
+// row first + r of `total` (total < 0: the cache is the whole set). comm null or of size 1: the rank is alone.
+struct RowShare {
+  int64_t first = 0;
+  int64_t total = -1;
+  const mpi::Comm* comm = nullptr;
+};
+
 // x_in: the layer's inputs from the (partially) quantized network; y_target: the FP layer's outputs for the FP
 // inputs; both N rows, in memory or spilled (RowCache). cfg: [quant.adaround] (iters, batch, reg, beta_start,
 // beta_end, warmup, lr; `enabled` is the caller's business). Mini-batches are drawn with replacement from a
 // generator seeded by (seed, layer); full-set errors are taken `chunk` rows at a time.
+// Cooperative (collective over share.comm): every rank draws the same global mini-batch, computes the loss on the
+// rows it holds, and the gradients are summed over the ranks (one all-reduce per step; the regulariser is split
+// over them), so the result is one rank's up to floating-point summation order.
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
-                              const config::AdaRoundConfig& cfg, uint64_t seed, int64_t chunk = 256);
+                              const config::AdaRoundConfig& cfg, uint64_t seed, const RowShare& share = {},
+                              int64_t chunk = 256);
 
-// Mean squared error of the layer's output with `weight` against y_target over all rows.
+// Mean squared error of the layer's output with `weight` against y_target over all rows (of every rank of
+// share.comm: collective).
 double layer_output_mse(const models::Network& net, int layer, const RowCache& x_in, const at::Tensor& weight,
-                        const at::Tensor& bias, const RowCache& y_target, int64_t chunk = 256);
+                        const at::Tensor& bias, const RowCache& y_target, const RowShare& share = {},
+                        int64_t chunk = 256);
 
 }  // namespace dsgq::quant

@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/timer.hpp"
+#include "mpi/comm.hpp"
 #include "quant/quantizer.hpp"
 
 namespace dsgq::quant {
@@ -70,7 +71,13 @@ std::pair<RowCache, RowCache> AdaRoundQuantizer::capture(int layer, const at::Te
   return {std::move(*x), std::move(*y)};
 }
 
-void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
+void AdaRoundQuantizer::run(const at::Tensor& calib_all, const mpi::Comm& comm, int64_t chunk) {
+  if (calib_all.size(0) < comm.size())
+    throw InputError("[quant] protocol = \"adaround\" on " + std::to_string(comm.size()) + " ranks, but " +
+                     std::to_string(calib_all.size(0)) + " calibration images; expected at least one image per rank");
+  const mpi::Share mine = mpi::share_of(calib_all.size(0), comm.rank(), comm.size());
+  const at::Tensor calib = calib_all.slice(0, mine.begin, mine.end);
+  const RowShare share{mine.begin, calib_all.size(0), &comm};
   const size_t L = folded_->layers().size();
   reports_.clear();
   for (size_t l = 0; l < L; ++l) {
@@ -85,7 +92,7 @@ void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
     const auto [x_q, y_fp] = capture(li, calib, chunk, rep);
     if (cfg_.adaround.enabled) {
       const AdaRoundResult r =
-          adaround_layer(*folded_, li, w, bias, grids_[l], x_q, y_fp, cfg_.adaround, run_.seed, chunk);
+          adaround_layer(*folded_, li, w, bias, grids_[l], x_q, y_fp, cfg_.adaround, run_.seed, share, chunk);
       weights_[l] = r.weight;
       rep.mse_nearest = r.mse_nearest;
       rep.mse_adaround = r.mse_adaround;
@@ -94,7 +101,7 @@ void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
     } else {
       torch::NoGradGuard ng;
       weights_[l] = quantize_nearest(w, grids_[l]);
-      rep.mse_nearest = rep.mse_adaround = layer_output_mse(*folded_, li, x_q, weights_[l], bias, y_fp, chunk);
+      rep.mse_nearest = rep.mse_adaround = layer_output_mse(*folded_, li, x_q, weights_[l], bias, y_fp, share, chunk);
     }
     rep.seconds = t.seconds();
     reports_.push_back(rep);
@@ -103,7 +110,7 @@ void AdaRoundQuantizer::run(const at::Tensor& calib, int64_t chunk) {
               static_cast<double>(rep.cache_bytes) / (1 << 20), rep.spilled ? " (spilled)" : "", rep.seconds);
   }
   // Activation ranges on the rounded network, one pass (each site observes, then quantizes for the next ones).
-  acts_.calibrate([&] { folded_->forward(calib, &hooks_); });
+  acts_.calibrate([&] { folded_->forward(calib, &hooks_); }, &comm);
 }
 
 }  // namespace dsgq::quant

@@ -15,6 +15,10 @@
 #include "quant/adaround.hpp"
 #include "quant/observer.hpp"
 
+namespace dsgq::mpi {
+class Comm;
+}
+
 namespace dsgq::quant {
 
 // Where a run of the protocol keeps its work: one layer's inputs + targets for the whole calibration set stay in
@@ -44,9 +48,13 @@ class AdaRoundQuantizer {
   // cfg: [quant] (w_bits, a_bits, first_last_bits, act_observer, cache_mib and [quant.adaround]).
   AdaRoundQuantizer(const models::Network& fp, const config::QuantConfig& cfg, AdaRoundRun run);
 
-  // Local: rounds every layer on `calib` (normalized images on the device), then calibrates activations.
-  // `chunk` images per forward pass when capturing layer inputs.
-  void run(const at::Tensor& calib, int64_t chunk = 256);
+  // Collective over `comm`: rounds every layer on `calib` (normalized images on the device, the same on every
+  // rank), then calibrates activations; afterwards every rank holds the same weights and ranges. Rank r caches and
+  // forwards only its contiguous share of the images (mpi::share_of), each AdaRound step's mini-batch is split by
+  // that ownership and the gradients summed (adaround_layer), and the activation observers combine the ranks'
+  // shares (observe(..., comm)): one rank's result up to floating-point summation order. `chunk` images per
+  // forward pass when capturing layer inputs.
+  void run(const at::Tensor& calib, const mpi::Comm& comm, int64_t chunk = 256);
 
   const models::Network& folded() const { return *folded_; }
   const models::ForwardHooks& hooks() const { return hooks_; }
@@ -58,6 +66,7 @@ class AdaRoundQuantizer {
 
  private:
   // The layer's inputs from the network with the earlier layers rounded, and its FP outputs for FP inputs.
+  // `calib`: this rank's share of the images.
   std::pair<RowCache, RowCache> capture(int layer, const at::Tensor& calib, int64_t chunk, LayerReport& rep) const;
 
   std::unique_ptr<models::Network> folded_;

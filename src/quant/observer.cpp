@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "mpi/comm.hpp"
 #include "models/network.hpp"
 #include "quant/quantizer.hpp"
 
@@ -24,40 +25,69 @@ double quantile_linear(const at::Tensor& x, double q) {
 
 namespace {
 
-// mse: the maximum among 80 candidates minimising ||x - Q(x)||_2, the minimum fixed.
-Range mse_range(const at::Tensor& flat, int bits) {
-  const double mn = std::min(0.0, flat.min().item<double>()), mx = std::max(0.0, flat.max().item<double>());
-  double best = INFINITY, best_b = mx;
+constexpr int kMseCandidates = 80;
+
+// mse: the maximum among 80 candidates minimising ||x - Q(x)||_2, the minimum fixed. With `comm`, min/max and the
+// squared norms are combined over the ranks (sqrt(n^2) in double returns the float norm n exactly, so one rank's
+// choice is bit-identical to the local one).
+Range mse_range(const at::Tensor& flat, int bits, const mpi::Comm* comm) {
+  double mn = std::min(0.0, flat.min().item<double>()), mx = std::max(0.0, flat.max().item<double>());
+  if (comm) {
+    mn = comm->allreduce_min(mn);
+    mx = comm->allreduce_max(mx);
+  }
   const at::Tensor a = torch::tensor(mn, flat.options());
-  for (int i = 0; i < 80; ++i) {
+  std::vector<double> err(kMseCandidates);
+  for (int i = 0; i < kMseCandidates; ++i) {
     const double b = mx - i * 0.01 * (mx - mn);
-    const double err =
+    const double norm =
         (flat - fake_quant_official(flat, a, torch::tensor(b, flat.options()), bits, 0)).norm().item<double>();
-    if (err <= best) {  // ties go to the later candidate
-      best = err;
-      best_b = b;
+    err[static_cast<size_t>(i)] = norm * norm;
+  }
+  if (comm) comm->allreduce_sum(err);
+  double best = INFINITY, best_b = mx;
+  for (int i = 0; i < kMseCandidates; ++i) {
+    const double e = std::sqrt(err[static_cast<size_t>(i)]);
+    if (e <= best) {  // ties go to the later candidate
+      best = e;
+      best_b = mx - i * 0.01 * (mx - mn);
     }
   }
   return {mn, best_b};
 }
 
-}  // namespace
-
-Range observe(config::Observer observer, const at::Tensor& x, int bits) {
+Range observe_impl(config::Observer observer, const at::Tensor& x, int bits, const mpi::Comm* comm) {
   Range r;
   const at::Tensor flat = x.detach().reshape({x.size(0), -1});
   switch (observer) {
     case config::Observer::minmax:
       r = {flat.min().item<double>(), flat.max().item<double>()};
+      if (comm) r = {comm->allreduce_min(r.a), comm->allreduce_max(r.b)};
       break;
     case config::Observer::ema:
-      r = {std::get<0>(flat.min(1)).mean().item<double>(), std::get<0>(flat.max(1)).mean().item<double>()};
+      if (comm) {
+        std::vector<double> sums = {std::get<0>(flat.min(1)).to(at::kDouble).sum().item<double>(),
+                                    std::get<0>(flat.max(1)).to(at::kDouble).sum().item<double>(),
+                                    static_cast<double>(flat.size(0))};
+        comm->allreduce_sum(sums);
+        r = {sums[0] / sums[2], sums[1] / sums[2]};
+      } else {
+        r = {std::get<0>(flat.min(1)).mean().item<double>(), std::get<0>(flat.max(1)).mean().item<double>()};
+      }
       break;
     case config::Observer::percentile:
-      r = {quantile_linear(flat, 0.00001), quantile_linear(flat, 0.99999)};
+      if (comm) {
+        const at::Tensor local = flat.reshape({-1}).to(at::kFloat).contiguous();
+        const std::vector<float> mine(local.data_ptr<float>(), local.data_ptr<float>() + local.numel());
+        const std::vector<float> all = comm->allgatherv(mine);
+        const at::Tensor every = torch::from_blob(const_cast<float*>(all.data()), {int64_t(all.size())}, at::kFloat);
+        r = {quantile_linear(every, 0.00001), quantile_linear(every, 0.99999)};
+      } else {
+        r = {quantile_linear(flat, 0.00001), quantile_linear(flat, 0.99999)};
+      }
       break;
     case config::Observer::mse:
-      r = mse_range(flat, bits);
+      r = mse_range(flat, bits, comm);
       break;
     case config::Observer::automatic:
       throw InternalError("observe(): the observer 'auto' was not resolved by the config reader");
@@ -65,6 +95,16 @@ Range observe(config::Observer observer, const at::Tensor& x, int bits) {
   r.a = std::min(0.0, r.a);
   r.b = std::max(0.0, r.b);
   return r;
+}
+
+}  // namespace
+
+Range observe(config::Observer observer, const at::Tensor& x, int bits) {
+  return observe_impl(observer, x, bits, nullptr);
+}
+
+Range observe(config::Observer observer, const at::Tensor& x, int bits, const mpi::Comm& comm) {
+  return observe_impl(observer, x, bits, comm.size() > 1 ? &comm : nullptr);
 }
 
 ActQuantizers::ActQuantizers(const models::Network& net, std::vector<int> bits, config::Observer observer)
@@ -78,19 +118,21 @@ at::Tensor ActQuantizers::operator()(int site, const at::Tensor& x) {
   if (bits_[k] >= 32) return x;
   if (!observed_[k]) {
     DSGQ_CHECK(calibrating_, "activation site " + names_[k] + " was never calibrated");
-    ranges_[k] = observe(observer_, x, bits_[k]);
+    ranges_[k] = comm_ ? observe(observer_, x, bits_[k], *comm_) : observe(observer_, x, bits_[k]);
     observed_[k] = true;
   }
   const auto o = x.options();
   return fake_quant_official(x, torch::tensor(ranges_[k].a, o), torch::tensor(ranges_[k].b, o), bits_[k], 0);
 }
 
-void ActQuantizers::calibrate(const std::function<void()>& forward) {
+void ActQuantizers::calibrate(const std::function<void()>& forward, const mpi::Comm* comm) {
   torch::NoGradGuard no_grad;
   std::fill(observed_.begin(), observed_.end(), false);
   calibrating_ = true;
+  comm_ = comm;
   forward();
   calibrating_ = false;
+  comm_ = nullptr;
 }
 
 }  // namespace dsgq::quant

@@ -13,6 +13,9 @@
 namespace dsgq::models {
 class Network;
 }
+namespace dsgq::mpi {
+class Comm;
+}
 
 namespace dsgq::quant {
 
@@ -26,6 +29,10 @@ struct Range {
 
 // x: [n, ...] activations of one site. `observer` must be resolved (not automatic: InternalError).
 Range observe(config::Observer observer, const at::Tensor& x, int bits);
+// The same over the rows of every rank of `comm` (collective; each rank passes its share, at least one row): the
+// range of the concatenated rows up to floating-point summation order (minmax exact; ema from summed per-sample
+// extrema; mse from summed squared errors per candidate; percentile gathers the values). One rank: observe().
+Range observe(config::Observer observer, const at::Tensor& x, int bits, const mpi::Comm& comm);
 
 // The per-tensor activation quantizers of a network, one per site, as both protocols use them: while
 // calibrate() runs a forward pass, each site observes its input once (so later sites see already-quantized
@@ -38,7 +45,9 @@ class ActQuantizers {
   // The activation hook: x quantized at its site's range. InternalError for a site never calibrated.
   at::Tensor operator()(int site, const at::Tensor& x);
   // Forgets the ranges, then runs `forward` (a pass of the network with this hook installed) to observe them.
-  void calibrate(const std::function<void()>& forward);
+  // With `comm` (collective), each rank's pass covers its share of the images and the ranges are those of all of
+  // them (observe(..., comm)); every rank must then run the same pass.
+  void calibrate(const std::function<void()>& forward, const mpi::Comm* comm = nullptr);
   const std::vector<Range>& ranges() const { return ranges_; }
   const std::vector<int>& bits() const { return bits_; }
 
@@ -49,6 +58,7 @@ class ActQuantizers {
   std::vector<Range> ranges_;
   std::vector<bool> observed_;
   bool calibrating_ = false;
+  const mpi::Comm* comm_ = nullptr;  // while calibrating across ranks
 };
 
 // Exact q-quantile (0..1) of all elements with linear interpolation (numpy's default), any size.

@@ -163,13 +163,18 @@ ReconQuantizer::ReconQuantizer(const models::Network& fp, const config::QuantCon
 ReconQuantizer::~ReconQuantizer() = default;
 
 // Step sizes from the activation observer on the network with FP weights, each site seeing the quantized
-// activations of the sites before it (the first observer_images images).
-void ReconQuantizer::init_steps(const at::Tensor& calib) {
+// activations of the sites before it (the first observer_images images, split over the ranks).
+void ReconQuantizer::init_steps(const at::Tensor& calib, const mpi::Comm& comm) {
   ActQuantizers acts(*folded_, activation_bits(*folded_, cfg_), cfg_.act_observer);
   models::ForwardHooks h;
   h.activation = [&](int site, const at::Tensor& x) { return acts(site, x); };
   const at::Tensor images = calib.slice(0, 0, std::min(calib.size(0), cfg_.recon.observer_images));
-  acts.calibrate([&] { folded_->forward(images, &h); });
+  if (images.size(0) < comm.size())
+    throw InputError("[quant.recon] observer_images = " + std::to_string(cfg_.recon.observer_images) + " gives " +
+                     std::to_string(images.size(0)) + " images to " + std::to_string(comm.size()) +
+                     " ranks; expected at least one image per rank");
+  const mpi::Share mine = mpi::share_of(images.size(0), comm.rank(), comm.size());
+  acts.calibrate([&] { folded_->forward(images.slice(0, mine.begin, mine.end), &h); }, &comm);
   for (size_t k = 0; k < act_grids_.size(); ++k) {
     ActGrid& g = act_grids_[k];
     if (g.bits >= 32) continue;
@@ -371,7 +376,7 @@ void ReconQuantizer::run(const at::Tensor& calib, const mpi::Comm& comm, int64_t
                      std::to_string(batch_) +
                      " images ([quant.adaround] batch, at most the calibration images); expected at most " +
                      std::to_string(batch_) + " ranks per point");
-  init_steps(calib);
+  init_steps(calib, comm);
   Shard shard = make_shard(calib, comm);
   reports_.clear();
   const auto& units = folded_->units();

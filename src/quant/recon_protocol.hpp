@@ -105,7 +105,7 @@ class ReconQuantizer {
   struct Shard;
   Shard make_shard(const at::Tensor& calib, const mpi::Comm& comm) const;
   at::Tensor apply_unit(int unit, const at::Tensor& x, const models::ForwardHooks* hooks, int64_t chunk) const;
-  void init_steps(const at::Tensor& calib);
+  void init_steps(const at::Tensor& calib, const mpi::Comm& comm);
   void reconstruct(int unit, Shard& shard, const mpi::Comm& comm, LayerReport& rep);
   void finish_unit(UnitObjective& obj, LayerReport& rep);
   double unit_error(int unit, const Shard& shard, const mpi::Comm& comm, int64_t chunk) const;

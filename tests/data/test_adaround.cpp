@@ -114,8 +114,9 @@ TEST(AdaRound, SpilledCacheGivesTheSameRounding) {
   cfg.batch = 16;
   const quant::WeightGrid g = quant::mse_weight_grid(w, 3);
   at::AutoGradMode grad(true);
-  const quant::AdaRoundResult mem = quant::adaround_layer(
-      *folded, layer, w, folded->layer_bias(layer), g, quant::RowCache(x_in), quant::RowCache(y), cfg, /*seed=*/0, 40);
+  const quant::AdaRoundResult mem =
+      quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, quant::RowCache(x_in), quant::RowCache(y),
+                            cfg, /*seed=*/0, {}, 40);
   {
     const std::vector<int64_t> xs(x_in.sizes().begin() + 1, x_in.sizes().end()),
         ys(y.sizes().begin() + 1, y.sizes().end());
@@ -127,7 +128,7 @@ TEST(AdaRound, SpilledCacheGivesTheSameRounding) {
     }
     EXPECT_TRUE(std::filesystem::exists(in_path));
     const quant::AdaRoundResult spilled =
-        quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, xc, yc, cfg, /*seed=*/0, 40);
+        quant::adaround_layer(*folded, layer, w, folded->layer_bias(layer), g, xc, yc, cfg, /*seed=*/0, {}, 40);
     EXPECT_TRUE(spilled.weight.equal(mem.weight));
     EXPECT_EQ(spilled.mse_nearest, mem.mse_nearest);
     EXPECT_EQ(spilled.mse_adaround, mem.mse_adaround);
