@@ -3,6 +3,7 @@
 #include <deque>
 #include <regex>
 #include <sstream>
+#include <type_traits>
 
 #include "config/field_table.hpp"
 #include "config/toml_section.hpp"
@@ -127,6 +128,10 @@ const Table<ReconConfig>& recon_table() {
                      "Adam on the weight scales (Genie-M: 1e-4); 0 = scales fixed", v),
       int_field<S>("observer_images", &S::observer_images, 256, 1, k2p31,
                    "calibration images the MSE observer sees to initialise the step sizes", v),
+      bool_field<S>("fisher", &S::fisher, false,
+                    "BRECQ's diagonal-Fisher loss: each squared output error weighted by (1 + |g|)^2, g the gradient "
+                    "of KL(FP logits || logits of the network quantized up to the unit) w.r.t. the unit's output",
+                    v | kOnlyIfSet),
   };
   return t;
 }
@@ -352,8 +357,15 @@ std::string to_toml(const RunConfig& cfg) {
 std::vector<FieldValue> fields_with(const RunConfig& cfg, unsigned roles) {
   std::vector<FieldValue> out;
   for_each_section(cfg, [&](const std::string& name, const auto& table, const auto& s) {
-    for (const auto& f : table)
-      if ((f.roles & roles) == roles) out.push_back({name, f.key, f.point.empty() ? f.key : f.point, f.get(s)});
+    for (const auto& f : table) {
+      if ((f.roles & roles) != roles) continue;
+      if (roles != 0 && (f.roles & kOnlyIfSet)) {
+        std::decay_t<decltype(s)> defaults;
+        f.set_default(defaults);
+        if (f.get(defaults) == f.get(s)) continue;
+      }
+      out.push_back({name, f.key, f.point.empty() ? f.key : f.point, f.get(s)});
+    }
   });
   return out;
 }

@@ -71,6 +71,7 @@ struct ReconConfig {
   double act_lr;
   double weight_scale_lr;
   int64_t observer_images;
+  bool fisher;
 };
 
 // [quant]: quantization protocol and calibration (docs/method.md sections 9-12).
@@ -129,6 +130,9 @@ enum Role : unsigned {
   kQuantPoint = 1u << 3,         // a quantize record's point
   kAdaRoundVariant = 1u << 4,    // adaround and qdrop: the point's "adaround" object and its key's hash
   kReconVariant = 1u << 5,       // qdrop: the point's "recon" object and its key's hash
+  // A key added after records existed: fields_with(cfg, roles != 0) leaves it out while it holds its default, so the
+  // keys and points of earlier records stay what they were.
+  kOnlyIfSet = 1u << 6,
 };
 
 using Value = std::variant<bool, int64_t, double, std::string>;  // choices as their names
@@ -140,7 +144,8 @@ struct FieldValue {
   Value value;
 };
 
-// The keys carrying every role in `roles`, with their values in `cfg`, in table order (sections in file order).
+// The keys carrying every role in `roles`, with their values in `cfg`, in table order (sections in file order);
+// roles 0: every key; otherwise a kOnlyIfSet key only when it differs from its default.
 std::vector<FieldValue> fields_with(const RunConfig& cfg, unsigned roles);
 
 // The configuration reference as Markdown: every section and key, type, default, range or choices, meaning.

@@ -40,6 +40,13 @@ QuantStage::QuantStage() : impl_(std::make_unique<Impl>()) {}
 QuantStage::~QuantStage() = default;
 
 namespace {
+// "base (a, b)", or base alone without notes.
+std::string with_notes(std::string base, const std::vector<std::string>& notes) {
+  for (size_t i = 0; i < notes.size(); ++i)
+    base += (i == 0 ? " (" : ", ") + notes[i] + (i + 1 == notes.size() ? ")" : "");
+  return base;
+}
+
 // How dsgq report names the point's rows (not part of the point's identity).
 nlohmann::json labels_json(const config::RunConfig& cfg) {
   const config::SynthConfig& y = cfg.synth;
@@ -67,13 +74,17 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
       }
     }
   }
-  for (size_t i = 0; i < extra.size(); ++i)
-    data += (i == 0 ? " (" : ", ") + extra[i] + (i + 1 == extra.size() ? ")" : "");
+  data = with_notes(data, extra);
   std::string method = config::name(cfg.quant.protocol) + "/" + config::name(cfg.quant.act_observer);
-  if (cfg.quant.protocol == config::Protocol::qdrop && cfg.quant.recon.drop != config::ReconConfig().drop) {
-    std::ostringstream d;
-    d << " (drop " << cfg.quant.recon.drop << ")";
-    method += d.str();
+  if (cfg.quant.protocol == config::Protocol::qdrop) {  // the variants that get their own report row
+    std::vector<std::string> variant;
+    if (cfg.quant.recon.drop != config::ReconConfig().drop) {
+      std::ostringstream d;
+      d << "drop " << cfg.quant.recon.drop;
+      variant.push_back(d.str());
+    }
+    if (cfg.quant.recon.fisher) variant.push_back("fisher");
+    method = with_notes(method, variant);
   }
   return {{"data", data}, {"method", method}};
 }

@@ -56,6 +56,7 @@ struct ReconQuantizer::Shard {
   int64_t slot_begin = 0, slot_end = 0;      // this rank's slots
   std::vector<int64_t> row_of;               // image index -> row in the caches (-1: another rank's)
   at::Tensor x_q, x_fp, y_fp;                // the unit's inputs (quantized / FP network) and FP outputs, owned rows
+  at::Tensor fisher;                         // the unit's Fisher weights for the owned rows ([quant.recon] fisher)
 };
 
 UnitObjective::UnitObjective(const models::Network& folded, int unit, const at::Tensor& sample,
@@ -100,7 +101,8 @@ UnitObjective::UnitObjective(const models::Network& folded, int unit, const at::
 UnitObjective::~UnitObjective() = default;
 
 at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, const at::Tensor& y,
-                               const at::Tensor& u_in, const std::vector<at::Tensor>& u_sites) {
+                               const at::Tensor& u_in, const std::vector<at::Tensor>& u_sites,
+                               const at::Tensor& weight) {
   const bool mixing = rc_.drop > 0 && rc_.drop < 1;
   std::vector<at::Tensor> soft(net_.layers().size());
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -122,7 +124,34 @@ at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, co
   };
   const at::Tensor x_in = mixing ? drop_mix(x_q, x_fp, u_in, rc_.drop) : (rc_.drop >= 1 ? x_fp : x_q);
   const at::Tensor out = net_.unit_forward(unit_, x_in, &h);
-  return (out - y).square().sum().div(static_cast<double>(global_batch_ * positions(out)));
+  at::Tensor err = (out - y).square();
+  if (weight.defined()) err = err * weight;
+  return err.sum().div(static_cast<double>(global_batch_ * positions(out)));
+}
+
+at::Tensor fisher_weights(const models::Network& folded, int unit, const at::Tensor& x_q, const at::Tensor& y_fp,
+                          const models::ForwardHooks& hooks, int64_t batch, int64_t chunk) {
+  const int units = static_cast<int>(folded.units().size());
+  auto rest = [&](at::Tensor z) {  // the FP network after the unit
+    for (int k = unit + 1; k < units; ++k) z = folded.unit_forward(k, z, nullptr);
+    return z;
+  };
+  at::AutoGradMode grad_mode(true);
+  std::vector<at::Tensor> parts;
+  for (int64_t b = 0; b < x_q.size(0); b += chunk) {
+    const int64_t e = std::min(x_q.size(0), b + chunk);
+    at::Tensor z, log_p_fp;
+    {
+      torch::NoGradGuard ng;
+      z = folded.unit_forward(unit, x_q.slice(0, b, e), &hooks);
+      log_p_fp = at::log_softmax(rest(y_fp.slice(0, b, e)), 1);
+    }
+    z.requires_grad_(true);
+    const at::Tensor kl = (log_p_fp.exp() * (log_p_fp - at::log_softmax(rest(z), 1))).sum() / double(batch);
+    kl.backward();
+    parts.push_back((z.grad().abs() + 1.0).square());
+  }
+  return at::cat(parts);
 }
 
 at::Tensor UnitObjective::regularizer(double beta, int part, int parts) const {
@@ -299,7 +328,7 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
     for (const auto& p : opt.params) p.mutable_grad() = at::Tensor();
     for (const auto& s : opt.step_list) s.data().abs_().clamp_(kMinStep);  // LSQ keeps the step positive
     obj.loss(shard.x_q.index_select(0, idx), shard.x_fp.index_select(0, idx), shard.y_fp.index_select(0, idx), u_in,
-             u_sites)
+             u_sites, shard.fisher.defined() ? shard.fisher.index_select(0, idx) : at::Tensor())
         .backward();
     if (it >= warm && ar.reg > 0) {  // beta annealed linearly from beta_start to beta_end after the warm-up
       // Each rank takes its share of every V's elements, so the all-reduce below adds each element's regulariser
@@ -397,6 +426,10 @@ void ReconQuantizer::run(const at::Tensor& calib, const mpi::Comm& comm, int64_t
       weights_[k] = quantize_nearest(folded_->param(folded_->layers()[k].name + ".weight"), grids_[k]);
     }
     rep.mse_nearest = unit_error(ui, shard, comm, chunk);
+    // BRECQ takes the Fisher weights with the unit at its starting point: nearest rounding, the initial steps.
+    if (cfg_.recon.fisher && cfg_.adaround.enabled)
+      shard.fisher = fisher_weights(*folded_, ui, shard.x_q, shard.y_fp, hooks_, batch_, chunk);
+    if (shard.fisher.defined()) rep.cache_bytes += shard.fisher.numel() * 4;
     if (cfg_.adaround.enabled) reconstruct(ui, shard, comm, rep);
     rep.mse_adaround = unit_error(ui, shard, comm, chunk);
     shard.x_q = apply_unit(ui, shard.x_q, &hooks_, chunk);

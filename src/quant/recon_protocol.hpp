@@ -47,11 +47,12 @@ class UnitObjective {
                 const std::vector<ActGrid>& acts, const config::ReconConfig& rc, int64_t global_batch);
   ~UnitObjective();
 
-  // This mini-batch's share of the reconstruction loss: sum((out - y)^2) / (global_batch * positions), out the unit
-  // output for the input where(u_in < drop, x_fp, x_q) with every site where(u_site < drop, x, Q(x)). The masks
-  // (u_in, one per site() in order) are ignored when drop is 0 or 1.
+  // This mini-batch's share of the reconstruction loss: sum(weight * (out - y)^2) / (global_batch * positions), out
+  // the unit output for the input where(u_in < drop, x_fp, x_q) with every site where(u_site < drop, x, Q(x)). The
+  // masks (u_in, one per site() in order) are ignored when drop is 0 or 1; `weight` (y's shape: the Fisher weights)
+  // undefined = 1.
   at::Tensor loss(const at::Tensor& x_q, const at::Tensor& x_fp, const at::Tensor& y, const at::Tensor& u_in,
-                  const std::vector<at::Tensor>& u_sites);
+                  const std::vector<at::Tensor>& u_sites, const at::Tensor& weight = at::Tensor());
   // AdaRound's regulariser over the unit's weights: sum of 1 - |2 h(V) - 1|^beta; with parts > 1 only over share
   // `part` of each V's elements (mpi::share_of), so that cooperating ranks split it.
   at::Tensor regularizer(double beta, int part = 0, int parts = 1) const;
@@ -79,6 +80,13 @@ class UnitObjective {
   std::vector<at::Tensor> floor_, zp_, v_, scales_, steps_;
   std::vector<double> qmax_, grad_factor_;
 };
+
+// BRECQ's diagonal-Fisher weights of unit `unit`'s output: (1 + |g|)^2 per element, g = dKL/dz with
+// KL = sum over rows of KL(softmax(f(y_fp)) || softmax(f(z))) / batch, z = the unit's output for x_q (its inputs in
+// the quantized network) under `hooks`, y_fp its FP output, f the FP network after the unit. Local; `chunk` rows at a
+// time (each row's weights depend on that row only).
+at::Tensor fisher_weights(const models::Network& folded, int unit, const at::Tensor& x_q, const at::Tensor& y_fp,
+                          const models::ForwardHooks& hooks, int64_t batch, int64_t chunk = 256);
 
 class ReconQuantizer {
  public:
