@@ -14,7 +14,11 @@ namespace dsgq::config {
 // [model] dataset: "" takes the architecture's own dataset.
 enum class Dataset { from_arch, cifar10, imagenet };
 // [synth] method.
-enum class SynthMethod { dsg, zeroq, gaussian, real };
+enum class SynthMethod { dsg, zeroq, gaussian, real, deepinversion };
+// Whether the method optimises its images (dsg, zeroq, deepinversion) rather than drawing or reading them.
+constexpr bool optimised(SynthMethod m) {
+  return m == SynthMethod::dsg || m == SynthMethod::zeroq || m == SynthMethod::deepinversion;
+}
 // [synth] preset: the papers' settings or the released code's (docs/method.md section 5).
 enum class Preset { paper, official };
 // [synth] stats: BN statistics per sample (the released code) or of the global batch (all-reduced over ranks).
@@ -34,10 +38,12 @@ struct ChoiceTable<Dataset> {
 };
 template <>
 struct ChoiceTable<SynthMethod> {
-  static constexpr std::array<std::pair<SynthMethod, const char*>, 4> rows{{{SynthMethod::dsg, "dsg"},
-                                                                            {SynthMethod::zeroq, "zeroq"},
-                                                                            {SynthMethod::gaussian, "gaussian"},
-                                                                            {SynthMethod::real, "real"}}};
+  static constexpr std::array<std::pair<SynthMethod, const char*>, 5> rows{
+      {{SynthMethod::dsg, "dsg"},
+       {SynthMethod::zeroq, "zeroq"},
+       {SynthMethod::gaussian, "gaussian"},
+       {SynthMethod::real, "real"},
+       {SynthMethod::deepinversion, "deepinversion"}}};
 };
 template <>
 struct ChoiceTable<Preset> {

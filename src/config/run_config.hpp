@@ -46,6 +46,15 @@ struct SynthConfig {
   int64_t margin_samples;
   double margin_scale;
   bool lse;
+  // deepinversion (docs/method.md section 7.1)
+  double ce_weight;
+  double bn_weight;
+  double first_bn_weight;
+  double tv_l2;
+  double tv_l1;
+  double l2;
+  int64_t jitter;
+  bool flip;
   int64_t seed;
   std::string out;
 };

@@ -91,7 +91,7 @@ std::string inspect_synth(const std::string& path) {
   // How far optimisation moved the images from their (reproducible) initialisation.
   const auto method = config::parse_choice<config::SynthMethod>(m.method);
   const auto preset = config::parse_choice<config::Preset>(m.preset);
-  if (method && preset && (*method == config::SynthMethod::dsg || *method == config::SynthMethod::zeroq)) {
+  if (method && preset && config::optimised(*method)) {
     config::SynthConfig y;
     y.method = *method;
     y.preset = *preset;

@@ -56,8 +56,8 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
   if (!cfg.quant.calib_data.empty()) {
     data = std::filesystem::path(cfg.quant.calib_data).stem().string();
   } else {
-    const bool optimised = y.method == SynthMethod::dsg || y.method == SynthMethod::zeroq;
-    if (y.preset != config::Preset::paper && optimised) extra.push_back(config::name(y.preset));
+    if (y.preset != config::Preset::paper && (y.method == SynthMethod::dsg || y.method == SynthMethod::zeroq))
+      extra.push_back(config::name(y.preset));
     if (y.method == SynthMethod::dsg) {
       if (!y.lse) extra.push_back("no LSE");
       if (y.margin_scale == 0 || y.slack_quantile == 0)

@@ -59,7 +59,7 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
     throw InputError(where +
                      "lse = 'true' needs stats = 'per_sample' (LSE weights each sample's own statistics); "
                      "set lse = false or stats = \"per_sample\"");
-  if (batch_stats && y.preset == config::Preset::official)
+  if (batch_stats && y.preset == config::Preset::official && y.method != config::SynthMethod::deepinversion)
     throw InputError(where +
                      "stats = 'batch' with preset = 'official': the released code uses per-sample "
                      "statistics; expected stats = \"per_sample\" or preset = \"paper\"");
@@ -127,8 +127,7 @@ io::SynthMeta SynthStage::synth_meta(const mpi::Comm& comm) const {
   meta.created = io::utc_timestamp();
   meta.seed = y.seed;
   meta.world_size = comm.size();
-  const bool optimised = y.method == config::SynthMethod::dsg || y.method == config::SynthMethod::zeroq;
-  meta.iterations = optimised ? y.iters : 0;
+  meta.iterations = config::optimised(y.method) ? y.iters : 0;
   meta.n_images = y.n_images;
   meta.batch = y.batch;
   meta.channels = s.net->input().channels;

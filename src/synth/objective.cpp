@@ -17,6 +17,8 @@ Objective::Objective(const models::Network& net, ObjectiveConfig cfg, const mpi:
         static_cast<int64_t>(cfg_.delta.size()) == n_layers_ && static_cast<int64_t>(cfg_.gamma.size()) == n_layers_,
         "one margin per BN layer");
   DSGQ_CHECK(!(cfg_.batch_stats && (cfg_.lse || cfg_.official)), "batch statistics exclude LSE and the official form");
+  DSGQ_CHECK(!(cfg_.deepinversion && (cfg_.sda || cfg_.lse || cfg_.official || cfg_.batch_stats)),
+             "deepinversion has its own terms only");
 }
 
 int64_t Objective::lse_layer(int64_t dataset_index, int64_t batch_position) const {
@@ -26,6 +28,7 @@ int64_t Objective::lse_layer(int64_t dataset_index, int64_t batch_position) cons
 }
 
 at::Tensor Objective::evaluate(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
+  if (cfg_.deepinversion) return deepinversion_loss(x, slice, value);
   return cfg_.batch_stats ? batch_loss(x, slice, value) : per_sample_loss(x, slice, value);
 }
 
@@ -54,6 +57,32 @@ at::Tensor tv_l2(const at::Tensor& xj, const mpi::Comm& comm, double& global) {
     if (norm > 0) surrogate = surrogate + sq_local[k] / (2.0 * norm);
   }
   return surrogate;
+}
+
+// Per-channel sums of F and F^2 (in double) over the global batch, for the input x itself (with_input) and every BN
+// input of x's forward pass, in that order, all-reduced in one call with an identity backward (collective). Entry k
+// spans global[off_k, off_k + 2 C_k): C_k sums of F, then C_k of F^2, over counts[k] = B*H_k*W_k elements.
+struct BatchSums {
+  at::Tensor global, logits;
+  std::vector<int64_t> counts, channels;
+};
+BatchSums batch_sums(const models::Network& net, const at::Tensor& x, int64_t global_batch, bool with_input,
+                     const mpi::Comm& comm) {
+  BatchSums out;
+  std::vector<at::Tensor> sums;
+  auto add = [&](const at::Tensor& f) {
+    const at::Tensor fd = f.to(at::kDouble);
+    sums.push_back(fd.sum({0, 2, 3}));
+    sums.push_back(fd.square().sum({0, 2, 3}));
+    out.counts.push_back(global_batch * f.size(2) * f.size(3));
+    out.channels.push_back(f.size(1));
+  };
+  models::ForwardHooks hooks;
+  hooks.bn_input = [&](int, const at::Tensor& f) { add(f); };
+  if (with_input) add(x);
+  out.logits = net.forward(x, &hooks);
+  out.global = mpi::allreduce_sum_autograd(torch::cat(sums), comm);
+  return out;
 }
 
 }  // namespace
@@ -114,22 +143,11 @@ at::Tensor Objective::per_sample_loss(const at::Tensor& x, const BatchSlice& sli
 }
 
 at::Tensor Objective::batch_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
-  // Per-channel sums and sums of squares (in double) of every BN input and of the input, all-reduced in one call
-  // with an identity backward; mean and unbiased variance are formed from the global sums.
-  std::vector<at::Tensor> sums;
-  std::vector<int64_t> counts, channels;
-  auto add = [&](const at::Tensor& f) {
-    const at::Tensor fd = f.to(at::kDouble);
-    sums.push_back(fd.sum({0, 2, 3}));
-    sums.push_back(fd.square().sum({0, 2, 3}));
-    counts.push_back(slice.global_batch * f.size(2) * f.size(3));
-    channels.push_back(f.size(1));
-  };
-  models::ForwardHooks hooks;
-  hooks.bn_input = [&](int, const at::Tensor& f) { add(f); };
-  add(x);  // the input statistics come first
-  net_.forward(x, &hooks);
-  const at::Tensor global = mpi::allreduce_sum_autograd(torch::cat(sums), comm_);
+  // Per-channel sums and sums of squares of the input and every BN input, over the global batch; mean and unbiased
+  // variance are formed from the global sums.
+  const BatchSums bs = batch_sums(net_, x, slice.global_batch, /*with_input=*/true, comm_);
+  const at::Tensor& global = bs.global;
+  const std::vector<int64_t>&counts = bs.counts, &channels = bs.channels;
 
   const std::vector<Target> targets = bn_targets(net_);
   at::Tensor bn_sum = torch::zeros({}, global.options()), input_term;
@@ -154,6 +172,54 @@ at::Tensor Objective::batch_loss(const at::Tensor& x, const BatchSlice& slice, L
   value->terms = {{"bn", bn_sum.item<double>()}, {"input", input_term.item<double>()}};
   value->total = value->terms[0].second + value->terms[1].second;
   return (bn_sum + input_term).to(x.scalar_type());
+}
+
+at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
+  const int64_t B = slice.global_batch, n = x.size(0);
+  at::Tensor xj = torch::roll(x, {slice.jitter_h, slice.jitter_w}, {2, 3});
+  if (slice.flip) xj = xj.flip({3});
+  const BatchSums bs = batch_sums(net_, xj, B, /*with_input=*/false, comm_);
+
+  // Batch statistics against the running ones: ||var - running_var||_2 + ||mean - running_mean||_2 per layer, the
+  // variance biased, the first layer weighted by first_bn_weight. Global (the same on every rank).
+  at::Tensor bn = torch::zeros({}, bs.global.options());
+  int64_t off = 0;
+  for (size_t l = 0; l < bs.counts.size(); ++l) {
+    const int64_t C = bs.channels[l];
+    const double N = static_cast<double>(bs.counts[l]);
+    const at::Tensor mean = bs.global.slice(0, off, off + C) / N;
+    const at::Tensor var = bs.global.slice(0, off + C, off + 2 * C) / N - mean.square();
+    off += 2 * C;
+    const std::string& name = net_.bns()[l].name;
+    const at::Tensor rm = net_.param(name + ".running_mean").to(at::kDouble);
+    const at::Tensor rv = net_.param(name + ".running_var").to(at::kDouble);
+    const at::Tensor r = (var - rv).norm() + (mean - rm).norm();
+    bn = bn + (l == 0 ? cfg_.first_bn_weight : 1.0) * r;
+  }
+
+  // This rank's shares of the other terms (sums over its images; the global means divide by B or the global count).
+  const at::Tensor ce = torch::nn::functional::cross_entropy(
+      bs.logits, slice.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  const int64_t H = xj.size(2), W = xj.size(3), C = xj.size(1);
+  const at::Tensor diffs[4] = {xj.slice(3, 0, W - 1) - xj.slice(3, 1, W), xj.slice(2, 0, H - 1) - xj.slice(2, 1, H),
+                               xj.slice(2, 1, H).slice(3, 0, W - 1) - xj.slice(2, 0, H - 1).slice(3, 1, W),
+                               xj.slice(2, 0, H - 1).slice(3, 0, W - 1) - xj.slice(2, 1, H).slice(3, 1, W)};
+  const double per_image[4] = {double(C * H * (W - 1)), double(C * (H - 1) * W), double(C * (H - 1) * (W - 1)),
+                               double(C * (H - 1) * (W - 1))};
+  at::Tensor tv_l1 = torch::zeros({}, x.options());
+  for (int k = 0; k < 4; ++k) tv_l1 = tv_l1 + diffs[k].abs().sum() / (per_image[k] * double(B) * 255.0);
+  double tv_l2_global = 0;
+  const at::Tensor tv_l2_surrogate = tv_l2(xj, comm_, tv_l2_global);
+  const at::Tensor l2 = xj.reshape({n, -1}).norm(2, 1).sum() / double(B);
+
+  std::vector<double> local = {ce.item<double>() / double(B), tv_l1.item<double>(), l2.item<double>()};
+  comm_.allreduce_sum(local);
+  const double bn_value = bn.item<double>();
+  value->terms = {{"ce", local[0]}, {"bn", bn_value}, {"tv_l2", tv_l2_global}, {"tv_l1", local[1]}, {"l2", local[2]}};
+  value->total = cfg_.ce_weight * local[0] + cfg_.bn_weight * bn_value + cfg_.tv_l2 * tv_l2_global +
+                 cfg_.tv_l1 * local[1] + cfg_.l2 * local[2];
+  return cfg_.ce_weight * ce / double(B) + cfg_.bn_weight * bn.to(x.scalar_type()) + cfg_.tv_l2 * tv_l2_surrogate +
+         cfg_.tv_l1 * tv_l1 + cfg_.l2 * l2;
 }
 
 }  // namespace dsgq::synth

@@ -22,19 +22,25 @@ struct ObjectiveConfig {
   bool official = false;     // released-code form: LSE factor 2 before squaring on the first 20 layers, CE x2, priors
   bool batch_stats = false;  // stats = "batch": batch statistics all-reduced over ranks (no LSE, not official)
   std::vector<double> delta, gamma;  // per BN layer margins (sda)
+  // method deepinversion (docs/method.md section 7.1; excludes everything above): its weights
+  bool deepinversion = false;
+  double ce_weight = 1, bn_weight = 100, first_bn_weight = 1, tv_l2 = 2.5e-5, tv_l1 = 0, l2 = 0;
 };
 
 struct BatchSlice {
-  int64_t global_batch = 0;  // B: images in the whole batch (all ranks)
-  int64_t batch_offset = 0;  // position of this rank's first image within the batch
-  int64_t first_global = 0;  // dataset index of this rank's first image (paper LSE: layer = index mod L)
-  at::Tensor labels;         // int64 [n] (official CE), on the device
-  int64_t roll = 0;          // official priors: cyclic shift in H and W
+  int64_t global_batch = 0;            // B: images in the whole batch (all ranks)
+  int64_t batch_offset = 0;            // position of this rank's first image within the batch
+  int64_t first_global = 0;            // dataset index of this rank's first image (paper LSE: layer = index mod L)
+  at::Tensor labels;                   // int64 [n] (official and deepinversion CE), on the device
+  int64_t roll = 0;                    // official priors: cyclic shift in H and W
+  int64_t jitter_h = 0, jitter_w = 0;  // deepinversion: this step's shift of the batch in H and W
+  bool flip = false;                   // deepinversion: this step's flip of the width axis (after the shift)
 };
 
 struct LossValue {
   double total = 0;
-  std::vector<std::pair<std::string, double>> terms;  // "bn", "input", and official "ce", "tv", "l2"
+  // "bn", "input", and official "ce", "tv", "l2"; deepinversion "ce", "bn", "tv_l2", "tv_l1", "l2"
+  std::vector<std::pair<std::string, double>> terms;
 };
 
 class Objective {
@@ -53,6 +59,7 @@ class Objective {
  private:
   at::Tensor per_sample_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const;
   at::Tensor batch_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const;
+  at::Tensor deepinversion_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const;
 
   const models::Network& net_;
   ObjectiveConfig cfg_;

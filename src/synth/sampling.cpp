@@ -53,4 +53,15 @@ int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration) {
   return static_cast<int64_t>(z % 60) - 30;
 }
 
+Jitter draw_jitter(uint64_t seed, int64_t batch, int64_t iteration, int64_t limit, bool flip) {
+  const uint64_t z =
+      mix_seed(seed, Stream::jitter, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration));
+  const uint64_t span = static_cast<uint64_t>(2 * limit + 1);
+  Jitter j;
+  j.h = static_cast<int64_t>((z & 0xFFFFFF) % span) - limit;
+  j.w = static_cast<int64_t>(((z >> 24) & 0xFFFFFF) % span) - limit;
+  j.flip = flip && ((z >> 63) & 1u);
+  return j;
+}
+
 }  // namespace dsgq::synth

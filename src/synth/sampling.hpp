@@ -7,7 +7,7 @@
 
 namespace dsgq::synth {
 
-enum class Stream : uint64_t { init = 1, margin = 2, label = 3, roll = 4 };
+enum class Stream : uint64_t { init = 1, margin = 2, label = 3, roll = 4, jitter = 5 };
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
 
@@ -23,5 +23,13 @@ at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes)
 
 // Official jitter offset for (batch, iteration): uniform on {-30..29}.
 int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration);
+
+// deepinversion's augmentation of one step, the same for the whole batch: shifts in H and W each uniform on
+// {-limit..limit}, and a flip with probability 1/2 when `flip` is allowed; from (seed, batch, iteration).
+struct Jitter {
+  int64_t h = 0, w = 0;
+  bool flip = false;
+};
+Jitter draw_jitter(uint64_t seed, int64_t batch, int64_t iteration, int64_t limit, bool flip);
 
 }  // namespace dsgq::synth

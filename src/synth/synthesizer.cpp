@@ -19,7 +19,8 @@ SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label
   s.cfg = cfg;
   s.label = std::move(label);
   const bool official_dsg = cfg.preset == config::Preset::official && cfg.method == config::SynthMethod::dsg;
-  s.lr = cfg.lr > 0 ? cfg.lr : (official_dsg ? 0.9 : 0.5);
+  const bool di = cfg.method == config::SynthMethod::deepinversion;
+  s.lr = cfg.lr > 0 ? cfg.lr : (official_dsg ? 0.9 : di ? 0.1 : 0.5);
   s.patience = cfg.patience > 0 ? cfg.patience : (official_dsg ? 260 : 100);
   switch (cfg.preset) {
     case config::Preset::paper:
@@ -29,6 +30,7 @@ SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label
       s.init = cfg.method == config::SynthMethod::dsg ? Init::uniform01 : Init::zeroq_official;
       break;
   }
+  if (di) s.init = Init::gaussian;  // DeepInversion starts from N(0, 1) whatever the preset
   return s;
 }
 
@@ -38,7 +40,17 @@ ObjectiveConfig objective_config(const SynthSettings& s, const Margins& margins)
   c.sda = dsg;
   c.lse = dsg && s.cfg.lse;
   c.official = dsg && s.cfg.preset == config::Preset::official;
-  c.batch_stats = s.batch_stats();
+  c.deepinversion = s.cfg.method == config::SynthMethod::deepinversion;
+  c.batch_stats = s.batch_stats() && !c.deepinversion;  // deepinversion has its own batch-statistics term
+  if (c.deepinversion) {
+    const config::SynthConfig& y = s.cfg;
+    c.ce_weight = y.ce_weight;
+    c.bn_weight = y.bn_weight;
+    c.first_bn_weight = y.first_bn_weight;
+    c.tv_l2 = y.tv_l2;
+    c.tv_l1 = y.tv_l1;
+    c.l2 = y.l2;
+  }
   if (c.sda) {
     c.delta = margins.delta;
     c.gamma = margins.gamma;
@@ -88,6 +100,7 @@ BatchResult Synthesizer::make_batch(int64_t b) {
       return r;
     case config::SynthMethod::dsg:
     case config::SynthMethod::zeroq:
+    case config::SynthMethod::deepinversion:
       break;
   }
   BatchSlice slice;
@@ -95,6 +108,8 @@ BatchResult Synthesizer::make_batch(int64_t b) {
   slice.batch_offset = share.begin;
   slice.first_global = r.first;
   if (objective_.config().official) r.labels = draw_labels(static_cast<uint64_t>(c.seed), r.first, n, in.num_classes);
+  if (objective_.config().deepinversion)  // the classes spread evenly over the set: image i gets class i mod K
+    r.labels = torch::arange(r.first, r.first + n, torch::kLong).remainder(in.num_classes);
   slice.labels = r.labels.to(net_.device());
   for (int64_t i = 0; i < n; ++i) r.lse_layer[i] = objective_.lse_layer(r.first + i, share.begin + i);
   optimise(b, draw(s_.init), slice, r);
@@ -111,15 +126,28 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
   Progress progress(s_.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s_.n_batches()), "iter",
                     c.iters);
   LossValue value;
+  const bool di = objective_.config().deepinversion;
+  at::Tensor best;  // deepinversion keeps the iterate with the lowest loss (taken before its step)
+  double best_loss = INFINITY;
   for (int64_t it = 0; it < c.iters; ++it) {
     opt.zero_grad();
     if (objective_.config().official) slice.roll = draw_roll(static_cast<uint64_t>(c.seed), b, it);
+    if (di) {
+      const Jitter j = draw_jitter(static_cast<uint64_t>(c.seed), b, it, c.jitter, c.flip);
+      slice.jitter_h = j.h;
+      slice.jitter_w = j.w;
+      slice.flip = j.flip;
+    }
     const at::Tensor loss = objective_.evaluate(x, slice, &value);
     check_finite(value, s_.label, b, it);
     r.loss_curve.push_back(static_cast<float>(value.total));
+    if (di && value.total < best_loss) {
+      best_loss = value.total;
+      best = x.detach().clone();
+    }
     loss.backward();
     opt.step();
-    const double lr = plateau.step(value.total);
+    const double lr = di ? s_.lr : plateau.step(value.total);  // deepinversion: constant lr
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
     char buf[64];
     std::snprintf(buf, sizeof buf, "loss %.6g (", value.total);
@@ -131,8 +159,8 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
     std::snprintf(buf, sizeof buf, ") lr %.3g", lr);
     progress.update(it + 1, line + buf);
   }
-  r.images = x.detach();
-  r.loss = value.total;
+  r.images = di ? best : x.detach();
+  r.loss = di ? best_loss : value.total;
 }
 
 }  // namespace dsgq::synth

@@ -170,3 +170,19 @@ TEST(SynthMpi, CollectiveFileWriteResumeAndRead) {
   }
   w.barrier();
 }
+
+// deepinversion (docs/method.md section 7.1): batch statistics, CE to i mod K, jitter and flip, every prior on; the
+// kept iterate is the lowest-loss one, so the loss values must agree too for the same images to be kept.
+TEST(SynthMpi, DeepInversionMatchesOneRankWithTheWholeBatch) {
+  const auto& w = test::world();
+  auto net = resnet20();
+  synth::SynthSettings s = settings(config::SynthMethod::deepinversion, false, 8);
+  s.cfg.flip = true;
+  s.cfg.tv_l1 = 0.2;
+  s.cfg.l2 = 0.05;
+  s = synth::resolve_settings(s.cfg, "test");
+  const double err = distributed_vs_single(s, synth::Margins());
+  if (w.rank() == 0)
+    std::printf("[ info     ] deepinversion, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", w.size(), err);
+  EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+}

@@ -5,7 +5,9 @@
 //                                                   BN taps 'bn.<i>' (input of BN i, layer order) and 'act.<i>'
 //   oracle_tool synth-margins ARCH WEIGHTS IN.pt OUT.pt   IN {x, q}: SDA margins of the images x -> {delta, gamma}
 //   oracle_tool synth-loss ARCH WEIGHTS IN.pt OUT.pt      IN {x, delta, gamma, labels, roll, method, preset, lse,
-//                                                   first_index}: synthesis loss and d loss/d x -> {loss, grad}
+//                                                   first_index; deepinversion also jitter [2], flip, weights [6]
+//                                                   (ce, bn, first_bn, tv_l2, tv_l1, l2)}: synthesis loss and
+//                                                   d loss/d x -> {loss, grad}
 //   (interface of tests/oracle/test_synth_oracle.py)
 //   oracle_tool fake-quant IN.pt OUT.pt             IN {x, scale, zero_point, qmin, qmax, axis} -> {y}
 #include <torch/torch.h>
@@ -196,6 +198,17 @@ int main(int argc, char** argv) {
         oc.delta = to_vec(need(in, "delta"));
         oc.gamma = to_vec(need(in, "gamma"));
       }
+      oc.deepinversion = method == "deepinversion";
+      if (oc.deepinversion) {
+        const std::vector<double> w = to_vec(need(in, "weights"));
+        if (w.size() != 6) throw InputError("oracle input 'weights': expected 6 values");
+        oc.ce_weight = w[0];
+        oc.bn_weight = w[1];
+        oc.first_bn_weight = w[2];
+        oc.tv_l2 = w[3];
+        oc.tv_l1 = w[4];
+        oc.l2 = w[5];
+      }
       const synth::Objective objective(*net, oc, mpi.world());
       at::Tensor x = need(in, "x").clone().requires_grad_(true);
       synth::BatchSlice slice;
@@ -204,6 +217,12 @@ int main(int argc, char** argv) {
       slice.first_global = need(in, "first_index").item<int64_t>();
       slice.labels = need(in, "labels");
       slice.roll = need(in, "roll").item<int64_t>();
+      if (oc.deepinversion) {
+        const at::Tensor j = need(in, "jitter");
+        slice.jitter_h = j[0].item<int64_t>();
+        slice.jitter_w = j[1].item<int64_t>();
+        slice.flip = need(in, "flip").item<int64_t>() != 0;
+      }
       synth::LossValue value;
       objective.evaluate(x, slice, &value).backward();
       models::write_checkpoint(argv[5], {{"loss", torch::tensor(value.total, torch::kDouble)}, {"grad", x.grad()}});

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Independent Python reference for dsgq's synthesis losses (ZeroQ, DSG), written from
-the papers' and the released code's description in docs/method.md sections 0-6 and 14 only (not from dsgq's C++).
+"""Independent Python reference for dsgq's synthesis losses (ZeroQ, DSG, DeepInversion), written from
+the papers' and the released code's description in docs/method.md sections 0-6, 7.1 and 14 only (not from dsgq's C++).
 
 Terms and where they are specified:
 - per-sample statistics of a BN input (docs/method.md section 0): m[n,c] = mean over HxW, s[n,c] = sqrt(unbiased var over HxW + 1e-6);
@@ -18,8 +18,17 @@ Terms and where they are specified:
   duplicated line, un-jittered x); plus 0.01 TV_l2 + 0.01 L2 on x_jit = roll(x, (o, o), dims (2, 3)) (section 4 image priors).
   SCI (section 4) is not included: in the released code it carries no gradient.
 - ZeroQ official preset: the same loss as ZeroQ paper (section 5: only the initialization and the optimizer settings differ).
+- DeepInversion (section 7.1; Yin et al. CVPR 2020, NVlabs/DeepInversion cifar10/deepinversion_cifar10.py and deepinversion.py),
+  method "deepinversion" (the preset does not apply), all on x_j = flip_W(roll(x, (dx, dy), dims (2, 3))) (flip only when asked):
+  R_l = ||var_l - running_var_l||_2 + ||mean_l - running_mean_l||_2 per BN layer l in forward order, with the BATCH statistics
+  of its input over (N, H, W) and the BIASED variance (mean of squares minus square of mean), plain (not squared) norms, no eps;
+  R = first_bn_weight * R_0 + sum_{l>=1} R_l (R_0: the first BN layer called, NOT the input image; there is no input term);
+  CE = mean_i -log softmax(z_i)[t_i]; TV_L2 = sum_k ||D_k||_F and TV_L1 = sum_k mean|D_k| / 255 over the 4 difference images
+  of the whole batch; L2 = mean_i ||x_j,i||_2;
+  loss = ce_weight CE + bn_weight R + tv_l2 TV_L2 + tv_l1 TV_L1 + l2 L2, the weights given in DI_WEIGHT_NAMES order.
 
-Normalization: every "/B" uses spec["global_batch"] (the whole synthetic batch), and so do the batch means of CE and L2
+Normalization: every "/B" (except in deepinversion, whose batch statistics and TV norms need the whole batch in x, so its
+global_batch must equal x.shape[0]) uses spec["global_batch"] (the whole synthetic batch), and so do the batch means of CE and L2
 (sum over the local rows / B), so that per-rank pieces add up to the global loss. The test uses one rank (B = x.shape[0]).
 
 Run `/usr/bin/python3 synth_ref.py --selfcheck` for hand-computed cases and float64 gradchecks.
@@ -35,6 +44,8 @@ OFFICIAL_LSE_LAYERS = 20   # docs/method.md section 3: layer_num = 20 hard-coded
 OFFICIAL_CE_WEIGHT = 2.0   # docs/method.md section 4: CE added twice
 OFFICIAL_TV_WEIGHT = 0.01  # docs/method.md section 4
 OFFICIAL_L2_WEIGHT = 0.01  # docs/method.md section 4
+DI_WEIGHT_NAMES = ("ce_weight", "bn_weight", "first_bn_weight", "tv_l2", "tv_l1", "l2")  # docs/method.md section 7.1
+DI_DEFAULT_WEIGHTS = (1.0, 100.0, 1.0, 2.5e-5, 0.0, 0.0)  # section 7.1: the CIFAR-10 script's defaults, first_bn_weight 1
 
 
 # ----------------------------------------------------------------------------------------------------------- statistics
@@ -162,12 +173,96 @@ def image_priors(x, roll, B):
     return tv, l2
 
 
+# ------------------------------------------------------------------------------------------------------- deepinversion
+def di_jitter(x, jitter, flip):
+    """docs/method.md section 7.1: x_j = roll(x, shifts=(dx, dy), dims=(2, 3)) (dx along H, dy along W, torch.roll's
+    direction: out[h] = in[h - dx]), then, if flip, torch.flip(x_j, dims=(3,)) (the width axis). Roll first, flip second."""
+    dx, dy = (int(v) for v in jitter)
+    xj = torch.roll(x, shifts=(dx, dy), dims=(2, 3))
+    if flip:
+        xj = torch.flip(xj, dims=(3,))
+    return xj
+
+
+def batch_stats_biased(f):
+    """docs/method.md section 7.1: per channel over (N, H, W): mean = S1/N, var = S2/N - mean^2 (BIASED, no eps). f: [N,C,H,W]."""
+    c = f.shape[1]
+    flat = f.transpose(0, 1).reshape(c, -1)
+    n = flat.shape[1]
+    mean = flat.sum(dim=1) / n
+    var = (flat * flat).sum(dim=1) / n - mean * mean
+    return mean, var
+
+
+def di_bn_term(f, bn):
+    """docs/method.md section 7.1: R_l = ||var_l - running_var||_2 + ||mean_l - running_mean||_2 (plain Euclidean norms over
+    the channels, not squared; the running statistics as they are, no eps)."""
+    mean, var = batch_stats_biased(f)
+    dv = var - bn.running_var
+    dm = mean - bn.running_mean
+    return torch.sqrt((dv * dv).sum()) + torch.sqrt((dm * dm).sum())
+
+
+def _tv_diffs(xj):
+    """The four difference images of docs/method.md sections 4 and 7.1: right, down and the two diagonals."""
+    return (xj[:, :, :, :-1] - xj[:, :, :, 1:],
+            xj[:, :, :-1, :] - xj[:, :, 1:, :],
+            xj[:, :, 1:, :-1] - xj[:, :, :-1, 1:],
+            xj[:, :, :-1, :-1] - xj[:, :, 1:, 1:])
+
+
+def di_priors(xj):
+    """docs/method.md section 7.1 on the jittered batch: TV_L2 = sum_k ||D_k||_F (whole batch, not squared),
+    TV_L1 = sum_k mean(|D_k|) / 255 (mean over every element of the batch), L2 = mean_i ||x_j,i||_2 (per image over C,H,W)."""
+    diffs = _tv_diffs(xj)
+    tv_l2 = sum(torch.sqrt((d * d).sum()) for d in diffs)
+    tv_l1 = sum(d.abs().sum() / d.numel() / 255.0 for d in diffs)
+    flat = xj.reshape(xj.shape[0], -1)
+    l2 = torch.sqrt((flat * flat).sum(dim=1)).sum() / xj.shape[0]
+    return tv_l2, tv_l1, l2
+
+
+def di_weights(spec):
+    """spec["weights"]: 6 numbers in DI_WEIGHT_NAMES order (a tensor, list or tuple), DI_DEFAULT_WEIGHTS when absent."""
+    w = spec.get("weights", DI_DEFAULT_WEIGHTS)
+    w = [float(v) for v in (w.tolist() if torch.is_tensor(w) else w)]
+    if len(w) != len(DI_WEIGHT_NAMES):
+        raise ValueError(f"deepinversion needs {len(DI_WEIGHT_NAMES)} weights {DI_WEIGHT_NAMES}, got {len(w)}")
+    return dict(zip(DI_WEIGHT_NAMES, w))
+
+
+def deepinversion_loss(model, x, spec):
+    """docs/method.md section 7.1. spec keys: labels (int64 [B], the targets t), jitter ((dx, dy)), flip (bool or 0/1),
+    weights (6 numbers, DI_WEIGHT_NAMES order). x must be the whole batch (batch statistics, TV norms over the batch).
+    Returns (total, terms): "bn0".."bn{L-1}" (R_l, unweighted), "bn" (R, first_bn_weight applied), "ce", "tv_l2", "tv_l1",
+    "l2" (unweighted)."""
+    B = x.shape[0]
+    if int(spec.get("global_batch", B)) != B:
+        raise ValueError("deepinversion: the reference needs the whole batch in x (global_batch == x.shape[0])")
+    w = di_weights(spec)
+    flip = spec.get("flip", 0)
+    xj = di_jitter(x, spec.get("jitter", (0, 0)), bool(int(flip.item() if torch.is_tensor(flip) else flip)))
+    logits, taps = forward_with_bn_inputs(model, xj)
+    terms = {}
+    for l, (bn, f) in enumerate(taps):
+        terms[f"bn{l}"] = di_bn_term(f, bn)
+    terms["bn"] = sum((w["first_bn_weight"] if l == 0 else 1.0) * terms[f"bn{l}"] for l in range(len(taps)))
+    terms["ce"] = F.cross_entropy(logits, spec["labels"], reduction="sum") / B
+    terms["tv_l2"], terms["tv_l1"], terms["l2"] = di_priors(xj)
+    total = w["ce_weight"] * terms["ce"] + w["bn_weight"] * terms["bn"] + w["tv_l2"] * terms["tv_l2"] \
+        + w["tv_l1"] * terms["tv_l1"] + w["l2"] * terms["l2"]
+    return total, terms
+
+
 # ----------------------------------------------------------------------------------------------------------------- loss
 def loss(model, x, spec):
     """Total synthesis loss and a dict of its named terms ("input", "bn0".."bn{L-1}", and for DSG official "ce", "tv",
     "l2"). spec keys: method ("zeroq"|"dsg"), preset ("paper"|"official"), lse (bool), delta, gamma ([L]; DSG only),
-    labels (int64 [B]; DSG official), roll (int; DSG official), global_batch (B), first_index (global index of x[0])."""
+    labels (int64 [B]; DSG official), roll (int; DSG official), global_batch (B), first_index (global index of x[0]).
+    method "deepinversion" goes to deepinversion_loss (its own spec keys and terms; the preset is ignored)."""
     method = spec["method"]
+    if method == "deepinversion":
+        return deepinversion_loss(model, x, spec)
     preset = spec.get("preset", "paper")
     if method not in ("zeroq", "dsg") or preset not in ("paper", "official"):
         raise ValueError(f"unknown method/preset {method}/{preset}")
@@ -241,6 +336,14 @@ class _TwoBN(torch.nn.Module):
 
     def forward(self, x):
         return (self.bn_a(x) + self.bn_b(x)).mean(dim=(2, 3))
+
+
+class _TwoBNRev(_TwoBN):
+    """_TwoBN with the forward calling bn_b first: forward order differs from registration order."""
+
+    def forward(self, x):
+        b = self.bn_b(x)
+        return (self.bn_a(x) + b).mean(dim=(2, 3))
 
 
 class _Tiny(torch.nn.Module):
@@ -434,6 +537,151 @@ def selfcheck():
     fd = (loss(tiny, xt + e, base_spec)[0].item() - loss(tiny, xt - e, base_spec)[0].item()) / (2 * h)
     chk(abs(fd - g[2, 1, 3, 4].item()) < 1e-6 * max(1, abs(fd)),
         f"loss_and_grad: loss {val:.9g}, dL/dx[2,1,3,4] {g[2, 1, 3, 4].item():.9g} == central difference {fd:.9g}")
+
+    # ---------------------------------------------------------------------------------- deepinversion (section 7.1)
+    # roll then flip, by hand on a 3x3 image: roll (dx=1 along H): rows [7,1,2],[1,2,4],[0,3,3]; roll (dy=-1 along W):
+    # [1,2,7],[2,4,1],[3,3,0]; flip W: [7,2,1],[1,4,2],[0,3,3]. (Flip first then roll would give [1,7,2],[2,1,4],[3,0,3];
+    # dx/dy swapped [3,0,3],[1,7,2],[2,1,4].)
+    img3t = torch.tensor([[[[1., 2., 4.], [0., 3., 3.], [7., 1., 2.]]]])
+    chk(torch.equal(di_jitter(img3t, (1, -1), True)[0, 0], torch.tensor([[7., 2., 1.], [1., 4., 2.], [0., 3., 3.]]))
+        and torch.equal(di_jitter(img3t, (1, -1), False)[0, 0], torch.tensor([[1., 2., 7.], [2., 4., 1.], [3., 3., 0.]])),
+        "di_jitter by hand on a 3x3 image: roll (dx along H, dy along W, torch.roll direction) THEN flip of the width axis")
+
+    def jit_py(img, dx, dy, flip):
+        """Nested lists [C][H][W], index by index: flip is applied last, so it picks column W-1-w of the rolled image;
+        the rolled image at (h, w) is x[(h - dx) mod H][(w - dy) mod W]."""
+        hh, ww = len(img[0]), len(img[0][0])
+        return [[[ch[(h - dx) % hh][(((ww - 1 - w) if flip else w) - dy) % ww] for w in range(ww)] for h in range(hh)]
+                for ch in img]
+
+    chk(jit_py([[[1., 2., 4.], [0., 3., 3.], [7., 1., 2.]]], 1, -1, True)[0] == [[7., 2., 1.], [1., 4., 2.], [0., 3., 3.]],
+        "index formula of the hand computations below agrees with the hand-rolled 3x3 image")
+
+    # biased batch statistics by hand on the 2x2x2x2 x above: channel 0 {1,2,3,4,0,0,0,4}: mean 1.75, E[x^2] 46/8 = 5.75,
+    # var 5.75 - 1.75^2 = 2.6875; channel 1 {5,5,5,5,-1,1,-1,1}: mean 2.5, E[x^2] 104/8 = 13, var 6.75
+    bm, bv = batch_stats_biased(x)
+    chk(close(bm[0], 1.75) and close(bm[1], 2.5) and close(bv[0], 2.6875) and close(bv[1], 6.75),
+        f"batch_stats_biased by hand (over N,H,W; biased): mean {bm.tolist()} == [1.75, 2.5], var {bv.tolist()} == [2.6875, 6.75]")
+    torch.manual_seed(3)
+    fr = torch.randn(4, 3, 5, 7) * 2 + 1
+    vv, mm = torch.var_mean(fr, dim=(0, 2, 3), unbiased=False)
+    bm, bv = batch_stats_biased(fr)
+    chk(torch.allclose(bm, mm, rtol=1e-12, atol=1e-12) and torch.allclose(bv, vv, rtol=1e-12, atol=1e-12),
+        "batch_stats_biased == torch.var_mean(dims (0,2,3), unbiased=False) on a random [4,3,5,7]")
+
+    # BN term by hand on _TwoBN (both BNs see x_j; batch statistics are those of x for any roll/flip, a permutation of pixels)
+    # A: running mean (2, 5), var (1, 4) - 1e-6; B: running mean (0, 1), var (4, 1) - 1e-6. Plain norms, no eps added.
+    R_A = math.hypot(2.6875 - (1 - 1e-6), 6.75 - (4 - 1e-6)) + math.hypot(1.75 - 2, 2.5 - 5)
+    R_B = math.hypot(2.6875 - (4 - 1e-6), 6.75 - (1 - 1e-6)) + math.hypot(1.75 - 0, 2.5 - 1)
+    lab2 = torch.tensor([1, 0])
+    di = dict(method="deepinversion", labels=lab2, jitter=(1, 0), flip=1)
+    total, terms = loss(model, x, dict(di, weights=(0, 1, 1, 0, 0, 0)))
+    chk(close(terms["bn0"], R_A) and close(terms["bn1"], R_B) and close(total, R_A + R_B),
+        f"deepinversion BN term by hand: R_A {terms['bn0'].item():.12g} == {R_A:.12g}, R_B {terms['bn1'].item():.12g} == "
+        f"{R_B:.12g} (biased var, ||.||_2 not squared, no input term)")
+    total, _ = loss(model, x, dict(di, weights=(0, 3, 10, 0, 0, 0)))
+    chk(close(total, 3 * (10 * R_A + R_B)), f"bn_weight 3, first_bn_weight 10 on the first BN only: {total.item():.12g} == "
+                                             f"3 (10 R_A + R_B) = {3 * (10 * R_A + R_B):.12g}")
+    rev = _TwoBNRev().eval()
+    rev.load_state_dict(model.state_dict())
+    total, terms = loss(rev, x, dict(di, weights=(0, 1, 10, 0, 0, 0)))
+    chk(close(terms["bn0"], R_B) and close(total, 10 * R_B + R_A),
+        f"first_bn_weight goes to the first BN CALLED (forward order), not the first registered: {total.item():.12g} == "
+        f"10 R_B + R_A = {10 * R_B + R_A:.12g}")
+    total, terms = loss(model, x, dict(di, weights=(0, 0, 0, 0, 0, 0)))
+    chk(float(total) == 0.0, "deepinversion with every weight 0 is exactly 0 (no input-statistics or other hidden term)")
+
+    # TV_L1 / TV_L2 / L2 by hand on [[1,2],[3,5]]: |D| right (1,2) mean 1.5, down (2,3) mean 2.5, diag 1, diag 4:
+    # TV_L1 = (1.5 + 2.5 + 1 + 4) / 255; TV_L2 = sqrt5 + sqrt13 + 1 + 4; L2 = sqrt39
+    tv2, tv1, l2v = di_priors(img)
+    chk(close(tv1, 9 / 255) and close(tv2, math.sqrt(5) + math.sqrt(13) + 5) and close(l2v, math.sqrt(39)),
+        f"di_priors by hand on [[1,2],[3,5]]: TV_L1 {tv1.item():.12g} == 9/255, TV_L2 == sqrt5+sqrt13+5, L2 == sqrt39")
+
+    # full loss by hand on a [2,2,3,3] batch through _TwoBN, jitter (1,-1) + flip, every weight on and distinct
+    xs = [[[[1., 2., 4.], [0., 3., 3.], [7., 1., 2.]], [[0., -1., 2.], [1., 1., 0.], [3., -2., 5.]]],
+          [[[2., 0., 1.], [4., -3., 1.], [0., 2., 6.]], [[1., 1., 1.], [2., 0., -1.], [5., 4., 3.]]]]
+    wts = (0.5, 3.0, 10.0, 1e-3, 0.2, 0.05)
+    lab = [1, 0]
+    xjs = [jit_py(im, 1, -1, True) for im in xs]
+    vals = [[v for im in xs for v in sum(im[c], [])] for c in range(2)]  # per channel, all (n, h, w)
+    mean_h = [sum(v) / len(v) for v in vals]
+    var_h = [sum(u * u for u in v) / len(v) - (sum(v) / len(v)) ** 2 for v in vals]
+    rm = {"A": ([2., 5.], [1 - 1e-6, 4 - 1e-6]), "B": ([0., 1.], [4 - 1e-6, 1 - 1e-6])}
+    r_h = {k: math.hypot(var_h[0] - rv[0], var_h[1] - rv[1]) + math.hypot(mean_h[0] - mu[0], mean_h[1] - mu[1])
+           for k, (mu, rv) in rm.items()}
+    ce_h = 0.0
+    for n in range(2):
+        z = [sum((sum(sum(r) for r in xjs[n][c]) / 9 - rm[k][0][c]) / math.sqrt(rm[k][1][c] + 1e-5) for k in "AB")
+             for c in range(2)]  # eval BN (weight 1, bias 0, eps 1e-5), spatial mean, summed over the two BNs
+        ce_h += math.log(sum(math.exp(v) for v in z)) - z[lab[n]]
+    ce_h /= 2
+
+    def tv_py(batch):  # (TV_L2, TV_L1) of nested lists [N][C][H][W], index by index
+        diffs = [[], [], [], []]
+        for im in batch:
+            for ch in im:
+                hh, ww = len(ch), len(ch[0])
+                for i in range(hh):
+                    for j in range(ww):
+                        if j < ww - 1:
+                            diffs[0].append(ch[i][j] - ch[i][j + 1])
+                        if i < hh - 1:
+                            diffs[1].append(ch[i][j] - ch[i + 1][j])
+                        if i < hh - 1 and j < ww - 1:
+                            diffs[2].append(ch[i + 1][j] - ch[i][j + 1])
+                            diffs[3].append(ch[i][j] - ch[i + 1][j + 1])
+        return (sum(math.sqrt(sum(d * d for d in ds)) for ds in diffs),
+                sum(sum(abs(d) for d in ds) / len(ds) / 255 for ds in diffs))
+
+    tvl2_h, tvl1_h = tv_py(xjs)
+    l2_h = sum(math.sqrt(sum(v * v for ch in im for r in ch for v in r)) for im in xjs) / 2
+    exp = (wts[0] * ce_h + wts[1] * (wts[2] * r_h["A"] + r_h["B"]) + wts[3] * tvl2_h + wts[4] * tvl1_h + wts[5] * l2_h)
+    xt3 = torch.tensor(xs)
+    total, terms = loss(model, xt3, dict(method="deepinversion", labels=torch.tensor(lab), jitter=(1, -1), flip=1,
+                                         weights=torch.tensor(wts)))
+    chk(all(close(terms[k], v) for k, v in (("ce", ce_h), ("tv_l2", tvl2_h), ("tv_l1", tvl1_h), ("l2", l2_h),
+                                            ("bn0", r_h["A"]), ("bn1", r_h["B"]))),
+        f"deepinversion terms by hand on [2,2,3,3], jitter (1,-1) + flip: CE {ce_h:.10g} TV_L2 {tvl2_h:.10g} "
+        f"TV_L1 {tvl1_h:.10g} L2 {l2_h:.10g} R_A {r_h['A']:.10g} R_B {r_h['B']:.10g}")
+    chk(close(total, exp), f"deepinversion total by hand, weights {wts}: {total.item():.12g} == {exp:.12g}")
+    total_nf, terms_nf = loss(model, xt3, dict(method="deepinversion", labels=torch.tensor(lab), jitter=(1, -1), flip=0,
+                                               weights=wts))
+    chk(close(terms_nf["tv_l2"], tvl2_h) and close(terms_nf["tv_l1"], tvl1_h) and close(terms_nf["l2"], l2_h)
+        and close(terms_nf["bn0"], r_h["A"]),
+        "priors and batch BN statistics are flip-invariant (the two diagonals swap under a width flip)")
+    _, terms_sw = loss(model, xt3, dict(method="deepinversion", labels=torch.tensor(lab), jitter=(-1, 1), flip=1,
+                                        weights=wts))
+    tv_sw = tv_py([jit_py(im, -1, 1, True) for im in xs])[0]
+    chk(close(terms_sw["tv_l2"], tv_sw) and abs(tv_sw - tvl2_h) > 1e-3,
+        f"TV_L2 depends on the roll direction (the wrap seam moves): jitter (-1,1) {terms_sw['tv_l2'].item():.10g} == hand "
+        f"{tv_sw:.10g}, vs (1,-1) {tvl2_h:.10g}")
+
+    # gradchecks of deepinversion (w.r.t. the ORIGINAL x, before roll and flip) on the conv+BN model
+    for name, spec in [
+        ("deepinversion jitter (1,-2) flip, every weight nonzero", dict(method="deepinversion", labels=torch.tensor([0, 3, 4, 1, 2]),
+                                                                  jitter=(1, -2), flip=1, weights=(0.5, 3, 10, 1e-3, 0.2, 0.05))),
+        ("deepinversion jitter (-2,3) no flip, defaults", dict(method="deepinversion", labels=torch.tensor([4, 0, 1, 2, 3]),
+                                                               jitter=(-2, 3), flip=0, weights=DI_DEFAULT_WEIGHTS)),
+    ]:
+        xv = xt.clone().requires_grad_(True)
+        ok = torch.autograd.gradcheck(lambda inp: loss(tiny, inp, spec)[0], (xv,), eps=1e-6, atol=1e-7, rtol=1e-5,
+                                      raise_exception=False)
+        chk(ok, f"gradcheck float64 of {name} on conv+BN model (3 BN layers, x [5,2,6,6])")
+    di_spec = dict(method="deepinversion", labels=torch.tensor([0, 3, 4, 1, 2]), jitter=(1, -2), flip=1,
+                   weights=(0.5, 3, 10, 1e-3, 0.2, 0.05))
+    _, terms = loss(tiny, xt, di_spec)
+    lt = di_spec["labels"]
+    ce_j = F.cross_entropy(tiny(di_jitter(xt, (1, -2), True)), lt).item()
+    ce_0 = F.cross_entropy(tiny(xt), lt).item()
+    chk(close(terms["ce"], ce_j) and abs(ce_j - ce_0) > 1e-3,
+        f"the network sees x_j: CE {terms['ce'].item():.10g} == CE(model(x_j)) {ce_j:.10g} != CE(model(x)) {ce_0:.10g}")
+    val, g = loss_and_grad(tiny, xt, di_spec)
+    e = torch.zeros_like(xt)
+    e[1, 0, 0, 5] = h  # a corner pixel: moved by the roll and the flip
+    fd = (loss(tiny, xt + e, di_spec)[0].item() - loss(tiny, xt - e, di_spec)[0].item()) / (2 * h)
+    chk(abs(fd - g[1, 0, 0, 5].item()) < 1e-6 * max(1, abs(fd)),
+        f"deepinversion loss_and_grad: loss {val:.9g}, dL/dx[1,0,0,5] (original x) {g[1, 0, 0, 5].item():.9g} == "
+        f"central difference {fd:.9g}")
 
     if fails:
         print(f"{len(fails)} self-check(s) failed")

@@ -8,10 +8,21 @@ reference written from docs/method.md (sections 0-6), on CIFAR-10 ResNet-20 with
    dsg/official with LSE on U[0,1) images (roll 5, random labels). Tolerances: relative 1e-4 on the loss;
    max|g_cpp - g_py| <= 1e-4 * max|g_py| on the gradient. The Python side runs in float64.
 3. The reference itself tells the cases apart (so a C++ that ignored LSE or first_index would fail).
+4. DeepInversion (docs/method.md section 7.1), loss and d loss / d x on N(0,1) images, batch 13, same tolerances:
+   (a) the CIFAR-10 script's defaults, weights (1, 100, 1, 2.5e-5, 0, 0), jitter (1, -2), no flip, targets t_i = i mod 10;
+   (b) every term on, weights (0.5, 0.05, 10, 5e-3, 300, 0.07) chosen so that each weighted term is >= 7 % of the loss,
+       jitter (-2, 2), flip, targets from two seeded permutations of 0..9;
+   (c) the reference separates (b) from (b) with each weight switched off (first_bn_weight 1 instead of 10), with no flip,
+       with jitter (2, -2) (dx/dy swapped or roll direction reversed), with jitter (-2, -2) (= flip before roll), with the
+       labels of (a); and (a) from (a) with jitter (0, 0) and with flip; by > 10x the tolerances on loss and gradient.
 Interface of the C++ helper:
   oracle_tool synth-margins ARCH WEIGHTS IN.pt OUT.pt   IN {"x" f32 [N,C,H,W], "q" f64 scalar}; OUT {"delta","gamma" f32 [L]}
   oracle_tool synth-loss ARCH WEIGHTS IN.pt OUT.pt      IN {"x" f32 [B,C,H,W], "delta","gamma" f32 [L], "labels" i64 [B],
       "roll" i64, "method","preset" u8 ASCII, "lse" i64 0/1, "first_index" i64}; OUT {"loss" f64 scalar, "grad" f32 [B,C,H,W]}
+      method "deepinversion" (section 7.1) adds to IN: "jitter" i64 [2] = (dx, dy) (torch.roll shifts along H, W),
+      "flip" i64 scalar 0/1 (flip of the width axis after the roll), "weights" f64 [6] = (ce_weight, bn_weight,
+      first_bn_weight, tv_l2, tv_l1, l2); "labels" are the targets t; "preset" is "paper"; "delta","gamma" (any f32 [L]),
+      "roll" 0, "lse" 0, "first_index" 0 are sent and unused. Same OUT; the gradient is w.r.t. x before roll and flip.
 usage: test_synth_oracle.py --tool build/tests/oracle_tool [--data DIR]  (default $DSGQ_DATA, else ../shared/data)
 """
 import argparse
@@ -34,6 +45,11 @@ TOL_GRAD = 1e-4     # max abs error relative to max |g_py|
 MIN_ACTIVE = 0.10   # the scaled-margin case must have > 10 % of its hinge entries active
 ARCH, WEIGHTS = "resnet20", "cifar10_resnet20.pt"
 B, Q, N_GAUSS, ROLL = 13, 0.9, 64, 5
+DI_SEED = 20240612
+DI_WEIGHTS_A = (1.0, 100.0, 1.0, 2.5e-5, 0.0, 0.0)     # docs/method.md section 7.1: the CIFAR-10 script's defaults
+DI_JITTER_A = (1, -2)
+DI_WEIGHTS_B = (0.5, 0.05, 10.0, 5e-3, 300.0, 0.07)   # every weighted term >= 7 % of the loss on N(0,1) images
+DI_JITTER_B = (-2, 2)
 
 
 
@@ -125,6 +141,78 @@ def distinct(name_a, a, name_b, b):
           f"reference separates {name_a} from {name_b}: loss rel diff {dl:.3g}, grad rel diff {dg:.3g} (> {10 * TOL_LOSS})")
 
 
+def di_ref(model64, x, spec):
+    """synth_ref's DeepInversion loss and gradient (float64) for x [B,C,H,W] (float32 values)."""
+    return synth_ref.loss_and_grad(model64, x.double(), dict(spec, method="deepinversion"))
+
+
+def test_di_loss(tool, weights, tmp, model64, name, x, spec, delta, gamma):
+    """docs/method.md section 7.1: compare C++ and reference loss and gradient for one DeepInversion case; returns (py loss,
+    py grad). spec: labels, jitter (dx, dy), flip (0/1), weights (6, synth_ref.DI_WEIGHT_NAMES order)."""
+    val_py, g_py = di_ref(model64, x, spec)
+    _, terms = synth_ref.loss(model64, x.double(), dict(spec, method="deepinversion"))
+    w = dict(zip(synth_ref.DI_WEIGHT_NAMES, spec["weights"]))
+    info = (f"; CE {terms['ce'].item():.4g}, R {terms['bn'].item():.4g} (R_0 {terms['bn0'].item():.4g}), "
+            f"TV_L2 {terms['tv_l2'].item():.4g}, TV_L1 {terms['tv_l1'].item():.4g}, L2 {terms['l2'].item():.4g}; weighted shares "
+            + ", ".join(f"{k} {100 * w[wk] * terms[k].item() / val_py:.1f}%" for k, wk in
+                        (("ce", "ce_weight"), ("bn", "bn_weight"), ("tv_l2", "tv_l2"), ("tv_l1", "tv_l1"), ("l2", "l2"))))
+    payload = {
+        "x": x.float().contiguous(),
+        "method": ascii_u8("deepinversion"), "preset": ascii_u8("paper"),
+        "labels": spec["labels"].to(torch.int64),
+        "jitter": torch.tensor(spec["jitter"], dtype=torch.int64),
+        "flip": torch.tensor(int(spec["flip"]), dtype=torch.int64),
+        "weights": torch.tensor(spec["weights"], dtype=torch.float64),
+        "delta": delta.float(), "gamma": gamma.float(),
+        "roll": torch.tensor(0, dtype=torch.int64),
+        "lse": torch.tensor(0, dtype=torch.int64),
+        "first_index": torch.tensor(0, dtype=torch.int64),
+    }
+    got = call_tool(tool, "synth-loss", weights, payload, tmp, "loss_" + re.sub(r"[^A-Za-z0-9.-]+", "_", name))
+    if got is None:
+        return val_py, g_py
+    if tuple(got["grad"].shape) != tuple(x.shape):
+        check(False, f"synth-loss {name}: grad shape {tuple(got['grad'].shape)}, expected {tuple(x.shape)}")
+        return val_py, g_py
+    val_cpp = float(got["loss"].double().item())
+    g_cpp = got["grad"].double()
+    el = rel(val_cpp, val_py)
+    gmax = g_py.abs().max().item()
+    eg = (g_cpp - g_py).abs().max().item()
+    check(el <= TOL_LOSS and eg <= TOL_GRAD * gmax,
+          f"synth-loss {name}: loss cpp {val_cpp:.9g} py {val_py:.9g} rel {el:.3g} (<= {TOL_LOSS}); grad max err {eg:.3g}"
+          f" vs max|g| {gmax:.3g} (rel {eg / max(gmax, 1e-30):.3g} <= {TOL_GRAD}){info}")
+    return val_py, g_py
+
+
+def test_deepinversion(tool, weights, tmp, model64, delta, gamma):
+    """docs/method.md section 7.1: cases (a) and (b) against the C++ helper, and (c) the reference's separations."""
+    gen = torch.Generator().manual_seed(DI_SEED)
+    x = torch.randn(B, 3, 32, 32, generator=gen)
+    labels_b = torch.cat([torch.randperm(10, generator=gen), torch.randperm(10, generator=gen)])[:B]
+    spec_a = {"labels": torch.arange(B) % 10, "jitter": DI_JITTER_A, "flip": 0, "weights": DI_WEIGHTS_A}
+    spec_b = {"labels": labels_b, "jitter": DI_JITTER_B, "flip": 1, "weights": DI_WEIGHTS_B}
+    name_a = f"deepinversion (a) defaults {DI_WEIGHTS_A} jitter {DI_JITTER_A} no flip"
+    name_b = f"deepinversion (b) {DI_WEIGHTS_B} jitter {DI_JITTER_B} flip"
+    ra = test_di_loss(tool, weights, tmp, model64, name_a, x, spec_a, delta, gamma)
+    rb = test_di_loss(tool, weights, tmp, model64, name_b, x, spec_b, delta, gamma)
+
+    # (c) a C++ that dropped a term, ignored first_bn_weight, the flip, the jitter's axes or direction, the roll/flip order
+    # or the labels would compute one of these variants, which the reference puts far outside the tolerances
+    for i, wname in enumerate(synth_ref.DI_WEIGHT_NAMES):
+        w = list(DI_WEIGHTS_B)
+        w[i] = 1.0 if wname == "first_bn_weight" else 0.0
+        distinct("deepinversion (b)", rb, f"(b) with {wname} = {w[i]:g}", di_ref(model64, x, dict(spec_b, weights=w)))
+    distinct("deepinversion (b)", rb, "(b) without flip", di_ref(model64, x, dict(spec_b, flip=0)))
+    distinct("deepinversion (b)", rb, "(b) with jitter (2, -2) (dx/dy swapped or reversed)",
+             di_ref(model64, x, dict(spec_b, jitter=(2, -2))))
+    distinct("deepinversion (b)", rb, "(b) with jitter (-2, -2) (flip before roll)",
+             di_ref(model64, x, dict(spec_b, jitter=(-2, -2))))
+    distinct("deepinversion (b)", rb, "(b) with the labels i mod 10", di_ref(model64, x, dict(spec_b, labels=spec_a["labels"])))
+    distinct("deepinversion (a)", ra, "(a) with jitter (0, 0)", di_ref(model64, x, dict(spec_a, jitter=(0, 0))))
+    distinct("deepinversion (a)", ra, "(a) with flip", di_ref(model64, x, dict(spec_a, flip=1)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True)
@@ -166,6 +254,7 @@ def main():
         distinct("dsg/paper lse", r["lse"], "dsg/paper no-lse", r["nolse"])
         distinct("dsg/paper lse first_index=7", r["fi7"], "first_index=0", r["lse"])
         distinct("dsg/paper lse", r["lse"], "zeroq/paper", r["zeroq"])
+        test_deepinversion(a.tool, weights, tmp, model64, delta, gamma)
     if failures:
         print(f"{len(failures)} synthesis oracle check(s) failed", flush=True)
         sys.exit(1)

@@ -73,7 +73,7 @@ TYPED_TEST(Choices, UnknownNameIsNullopt) {
 TEST(ChoiceNames, AsWrittenInConfigFiles) {
   using V = std::vector<std::string>;
   EXPECT_EQ(choice_names<Dataset>(), (V{"", "cifar10", "imagenet"}));
-  EXPECT_EQ(choice_names<SynthMethod>(), (V{"dsg", "zeroq", "gaussian", "real"}));
+  EXPECT_EQ(choice_names<SynthMethod>(), (V{"dsg", "zeroq", "gaussian", "real", "deepinversion"}));
   EXPECT_EQ(choice_names<Preset>(), (V{"paper", "official"}));
   EXPECT_EQ(choice_names<BnStats>(), (V{"per_sample", "batch"}));
   EXPECT_EQ(choice_names<Protocol>(), (V{"zeroq", "adaround", "qdrop"}));

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
+
 #include "synth/sampling.hpp"
 
 using namespace dsgq::synth;
@@ -29,4 +31,33 @@ TEST(Sampling, DrawsDependOnlyOnSeedAndGlobalIndex) {
     EXPECT_GE(r, -30);
     EXPECT_LE(r, 29);
   }
+}
+
+// deepinversion's per-step augmentation covers {-limit..limit} in both axes evenly, flips about half the steps only
+// when allowed, and depends on (seed, batch, iteration) only.
+TEST(Sampling, JitterCoversItsRangeAndFlipsOnlyWhenAllowed) {
+  const int64_t limit = 2, steps = 5000;
+  std::map<int64_t, int64_t> h, w;
+  int64_t flips = 0;
+  for (int64_t it = 0; it < steps; ++it) {
+    const Jitter j = draw_jitter(7, 3, it, limit, true);
+    ++h[j.h];
+    ++w[j.w];
+    flips += j.flip;
+    EXPECT_FALSE(draw_jitter(7, 3, it, limit, false).flip);
+    const Jitter again = draw_jitter(7, 3, it, limit, true);
+    EXPECT_EQ(again.h, j.h);
+    EXPECT_EQ(again.w, j.w);
+    EXPECT_EQ(again.flip, j.flip);
+  }
+  ASSERT_EQ(h.size(), 5u);
+  ASSERT_EQ(w.size(), 5u);
+  for (int64_t v = -limit; v <= limit; ++v) {  // 1000 expected per value; 5 sigma is about 140
+    EXPECT_NEAR(double(h[v]), steps / 5.0, 150.0) << "h = " << v;
+    EXPECT_NEAR(double(w[v]), steps / 5.0, 150.0) << "w = " << v;
+  }
+  EXPECT_NEAR(double(flips), steps / 2.0, 180.0);
+  const Jitter none = draw_jitter(7, 3, 0, 0, false);
+  EXPECT_EQ(none.h, 0);
+  EXPECT_EQ(none.w, 0);
 }
