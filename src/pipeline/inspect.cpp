@@ -8,6 +8,8 @@
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/paths.hpp"
+#include "io/cifar10.hpp"
 #include "core/sha256.hpp"
 #include "io/json_record.hpp"
 #include "models/checkpoint.hpp"
@@ -109,11 +111,33 @@ std::string inspect_synth(const std::string& path) {
     auto net = models::build_network(m.model, path + ": model");
     net->load(models::read_checkpoint(m.weights));
     const synth::Homogeneity h = synth::homogeneity(*net, set.images);
-    char line[160];
-    std::snprintf(line, sizeof line,
-                  "homogeneity on %s: spread %.4f, dev %.4f (real CIFAR-10 on resnet20: ~0.3, ~0.09)\n",
-                  m.model.c_str(), h.spread, h.dev);
+    // Real data's signature on the same network and image count, when it is a CIFAR-10 network and the training
+    // batch is at hand (docs/method.md section 14).
+    synth::Homogeneity real;
+    const std::string real_path = data_dir().empty() ? "" : data_dir() + "/cifar10/data_batch_1.bin";
+    const bool with_real = net->input().num_classes == 10 && net->input().height == 32 && file_exists(real_path);
+    if (with_real)
+      real = synth::homogeneity(
+          *net, net->normalize(io::read_cifar10(real_path, 0, std::min<int64_t>(m.n_images, 10000)).images, at::kCPU));
+    char line[200];
+    std::snprintf(line, sizeof line, "homogeneity on %s: spread %.4f, dev %.4f", m.model.c_str(), h.spread, h.dev);
     os << line;
+    if (with_real) {
+      std::snprintf(line, sizeof line, " (the first %lld real CIFAR-10 training images: %.4f, %.4f)",
+                    static_cast<long long>(std::min<int64_t>(m.n_images, 10000)), real.spread, real.dev);
+      os << line;
+    }
+    os << "\nper BN layer:          spread    dev" << (with_real ? "   real spread  real dev" : "") << "\n";
+    for (size_t l = 0; l < h.layer_spread.size(); ++l) {
+      std::snprintf(line, sizeof line, "  %-20s %7.4f %7.4f", net->bns()[l].name.c_str(), h.layer_spread[l],
+                    h.layer_dev[l]);
+      os << line;
+      if (with_real) {
+        std::snprintf(line, sizeof line, "   %7.4f     %7.4f", real.layer_spread[l], real.layer_dev[l]);
+        os << line;
+      }
+      os << "\n";
+    }
   } else {
     os << "homogeneity: weights " << m.weights << " not found or changed; not computed\n";
   }

@@ -89,8 +89,10 @@ Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, in
     const at::Tensor mu = net.param(bn.name + ".running_mean").to(at::kDouble);
     const at::Tensor mean = sum[l] / double(n);
     const at::Tensor var = ((sumsq[l] - double(n) * mean.square()) / double(n - 1)).clamp_min(0);
-    h.spread += (var.sqrt() / sd).mean().item<double>();
-    h.dev += ((mean - mu).abs() / sd).mean().item<double>();
+    h.layer_spread.push_back((var.sqrt() / sd).mean().item<double>());
+    h.layer_dev.push_back(((mean - mu).abs() / sd).mean().item<double>());
+    h.spread += h.layer_spread.back();
+    h.dev += h.layer_dev.back();
   }
   h.spread /= static_cast<double>(L);
   h.dev /= static_cast<double>(L);

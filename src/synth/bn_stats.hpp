@@ -54,7 +54,8 @@ namespace dsgq::synth {
 // |mean over samples - running_mean| / sqrt(running_var); both averaged over layers. Real CIFAR-10 on ResNet-20:
 // spread ~0.3, dev ~0.09; ZeroQ images: spread ~0.02. Local; images in chunks of `chunk`.
 struct Homogeneity {
-  double spread = 0, dev = 0;
+  double spread = 0, dev = 0;                   // averaged over the BN layers
+  std::vector<double> layer_spread, layer_dev;  // per BN layer, in the network's order
 };
 Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, int64_t chunk = 256);
 

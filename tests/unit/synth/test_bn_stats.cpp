@@ -81,4 +81,14 @@ TEST(Homogeneity, IdenticalImagesHaveNoSpread) {
   EXPECT_LT(h.spread, kNoSpread);
   const Homogeneity g = homogeneity(*net, torch::randn({5, 3, 32, 32}));
   EXPECT_GT(g.spread, kSomeSpread);
+  // The overall figures are the means of the per-layer ones.
+  ASSERT_EQ(g.layer_spread.size(), net->bns().size());
+  ASSERT_EQ(g.layer_dev.size(), net->bns().size());
+  double spread = 0, dev = 0;
+  for (size_t l = 0; l < g.layer_spread.size(); ++l) {
+    spread += g.layer_spread[l] / double(g.layer_spread.size());
+    dev += g.layer_dev[l] / double(g.layer_dev.size());
+  }
+  EXPECT_NEAR(spread, g.spread, 1e-12);
+  EXPECT_NEAR(dev, g.dev, 1e-12);
 }
