@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "core/error.hpp"
@@ -185,4 +186,26 @@ TEST(SynthMpi, DeepInversionMatchesOneRankWithTheWholeBatch) {
   if (w.rank() == 0)
     std::printf("[ info     ] deepinversion, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", w.size(), err);
   EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+}
+
+// deepinversion's settings and bookkeeping: lr 0.1 and N(0,1) starts whatever the preset, targets i mod K stored as
+// labels, and the kept images are the lowest-loss iterate (the file's loss is the curve's minimum).
+TEST(SynthMpi, DeepInversionKeepsTheLowestLossIterate) {
+  const auto& w = test::world();
+  at::set_num_threads(1);
+  auto net = resnet20();
+  config::SynthConfig c = settings(config::SynthMethod::deepinversion, false, 12).cfg;
+  c.preset = config::Preset::official;
+  c.iters = 30;
+  c.lr = 0;
+  c.seed = 3;
+  const synth::SynthSettings s = synth::resolve_settings(c, "test");
+  EXPECT_EQ(s.lr, 0.1);
+  EXPECT_EQ(s.init, synth::Init::gaussian);
+  synth::Synthesizer synth(*net, s, synth::Margins(), w);
+  const synth::BatchResult r = synth.make_batch(0);
+  const at::Tensor expected = torch::arange(r.first, r.first + r.images.size(0), torch::kLong).remainder(10);
+  EXPECT_TRUE(torch::equal(r.labels, expected)) << r.labels;
+  ASSERT_EQ(r.loss_curve.size(), 30u);
+  EXPECT_EQ(static_cast<float>(r.loss), *std::min_element(r.loss_curve.begin(), r.loss_curve.end()));
 }
