@@ -64,6 +64,10 @@ const Table<SynthConfig>& synth_table() {
       float_field<S>("margin_scale", &S::margin_scale, 1.0, 0.0, 1e6,
                      "dsg: the SDA margins are multiplied by this (1 = the paper's recipe, 0 = no slack)", id),
       bool_field<S>("lse", &S::lse, true, "dsg: layerwise sample enhancement", id),
+      float_field<S>("sci_weight", &S::sci_weight, 0.0, 0.0, 1e9,
+                     "dsg: weight of the journal version's sample-correlation term SCI (differentiable; 1 = the "
+                     "journal's); 0 = off",
+                     id | kOnlyIfSet),
       // deepinversion: added after sets existed, so at their defaults they stay out of a set's identity.
       float_field<S>("ce_weight", &S::ce_weight, 1.0, 0.0, 1e6,
                      "deepinversion: weight of the cross-entropy to the target classes (image i: class i mod K)",

@@ -46,6 +46,7 @@ struct SynthConfig {
   int64_t margin_samples;
   double margin_scale;
   bool lse;
+  double sci_weight;  // dsg: the journal's sample-correlation term (docs/method.md section 4.1)
   // deepinversion (docs/method.md section 7.1)
   double ce_weight;
   double bn_weight;

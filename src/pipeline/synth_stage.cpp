@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
-#include <filesystem>
 #include <torch/torch.h>
+
+#include <filesystem>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -63,6 +65,12 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
     throw InputError(where +
                      "stats = 'batch' with preset = 'official': the released code uses per-sample "
                      "statistics; expected stats = \"per_sample\" or preset = \"paper\"");
+  if (y.sci_weight > 0 && y.method != config::SynthMethod::dsg) {
+    std::ostringstream w;
+    w << y.sci_weight;
+    throw InputError(where + "sci_weight = '" + w.str() + "' applies to method dsg only; expected 0 for method " +
+                     config::name(y.method));
+  }
   if (y.method == config::SynthMethod::real)
     check_image_count(y.real_data, where + "real_data", *s.net, y.n_images, where + "n_images");
 

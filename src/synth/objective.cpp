@@ -27,9 +27,49 @@ int64_t Objective::lse_layer(int64_t dataset_index, int64_t batch_position) cons
   return dataset_index % n_layers_;
 }
 
+namespace {
+
+// SCI of docs/method.md section 4.1 over the global batch: every rank gathers the batch's normalised rows, keeps the
+// gradient of its own (rows batch_offset..), and computes the same value. Collective.
+at::Tensor sci_term(const at::Tensor& x, const BatchSlice& slice, const mpi::Comm& comm, double* value) {
+  const int64_t n = x.size(0), B = slice.global_batch;
+  const at::Tensor local = x.reshape({n, -1}) / x.reshape({n, -1}).norm(2, 1, true);
+  at::Tensor rows = local;
+  if (comm.size() > 1) {
+    const at::Tensor flat = local.detach().to(at::kCPU).contiguous().reshape({-1});
+    std::vector<float> all =
+        comm.allgatherv(std::vector<float>(flat.data_ptr<float>(), flat.data_ptr<float>() + flat.numel()));
+    const at::Tensor every = torch::from_blob(all.data(), {B, local.size(1)}, torch::kFloat).clone().to(x.device());
+    rows = torch::cat({every.slice(0, 0, slice.batch_offset), local, every.slice(0, slice.batch_offset + n, B)});
+  }
+  const at::Tensor phi = rows.to(at::kDouble);
+  const auto [lam_s, vec_s] = at::linalg_eigh(phi.matmul(phi.t()));
+  at::Tensor lam_g, vec_g;
+  {
+    const at::Tensor g = slice.sci_gauss.reshape({B, -1}).to(at::kDouble);
+    const at::Tensor pg = g / g.norm(2, 1, true);
+    std::tie(lam_g, vec_g) = at::linalg_eigh(pg.matmul(pg.t()));
+  }
+  const at::Tensor lam_hat = (lam_g - lam_g.min()) / (lam_g.max() - lam_g.min());
+  const at::Tensor sci = 1e-4 * (lam_s - lam_g).square().mean() + (lam_hat * (vec_s * vec_g).sum(0).abs()).sum();
+  *value = sci.item<double>();
+  return sci;
+}
+
+}  // namespace
+
 at::Tensor Objective::evaluate(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
   if (cfg_.deepinversion) return deepinversion_loss(x, slice, value);
-  return cfg_.batch_stats ? batch_loss(x, slice, value) : per_sample_loss(x, slice, value);
+  at::Tensor loss = cfg_.batch_stats ? batch_loss(x, slice, value) : per_sample_loss(x, slice, value);
+  if (cfg_.sci_weight > 0) {
+    double sci = 0;
+    const at::Tensor term = sci_term(x, slice, comm_, &sci);
+    const double scale = cfg_.sci_weight / static_cast<double>(n_layers_);
+    value->terms.push_back({"sci", sci});
+    value->total += scale * sci;
+    loss = loss + (scale * term).to(loss.scalar_type());
+  }
+  return loss;
 }
 
 namespace {

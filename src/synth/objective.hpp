@@ -22,6 +22,7 @@ struct ObjectiveConfig {
   bool official = false;     // released-code form: LSE factor 2 before squaring on the first 20 layers, CE x2, priors
   bool batch_stats = false;  // stats = "batch": batch statistics all-reduced over ranks (no LSE, not official)
   std::vector<double> delta, gamma;  // per BN layer margins (sda)
+  double sci_weight = 0;             // dsg: weight of SCI / L (docs/method.md section 4.1); 0 = off
   // method deepinversion (docs/method.md section 7.1; excludes everything above): its weights
   bool deepinversion = false;
   double ce_weight = 1, bn_weight = 100, first_bn_weight = 1, tv_l2 = 2.5e-5, tv_l1 = 0, l2 = 0;
@@ -35,11 +36,12 @@ struct BatchSlice {
   int64_t roll = 0;                    // official priors: cyclic shift in H and W
   int64_t jitter_h = 0, jitter_w = 0;  // deepinversion: this step's shift of the batch in H and W
   bool flip = false;                   // deepinversion: this step's flip of the width axis (after the shift)
+  at::Tensor sci_gauss;                // SCI: this step's N(0,1) batch [B, C, H, W] (the whole batch, every rank)
 };
 
 struct LossValue {
   double total = 0;
-  // "bn", "input", and official "ce", "tv", "l2"; deepinversion "ce", "bn", "tv_l2", "tv_l1", "l2"
+  // "bn", "input", official "ce", "tv", "l2", and "sci" when on; deepinversion "ce", "bn", "tv_l2", "tv_l1", "l2"
   std::vector<std::pair<std::string, double>> terms;
 };
 

@@ -53,6 +53,12 @@ int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration) {
   return static_cast<int64_t>(z % 60) - 30;
 }
 
+at::Tensor draw_sci_gauss(uint64_t seed, int64_t batch, int64_t iteration, int64_t B, int64_t C, int64_t H, int64_t W) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(
+      mix_seed(seed, Stream::sci, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration)));
+  return at::randn({B, C, H, W}, gen);
+}
+
 Jitter draw_jitter(uint64_t seed, int64_t batch, int64_t iteration, int64_t limit, bool flip) {
   const uint64_t z =
       mix_seed(seed, Stream::jitter, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration));

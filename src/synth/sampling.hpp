@@ -7,7 +7,7 @@
 
 namespace dsgq::synth {
 
-enum class Stream : uint64_t { init = 1, margin = 2, label = 3, roll = 4, jitter = 5 };
+enum class Stream : uint64_t { init = 1, margin = 2, label = 3, roll = 4, jitter = 5, sci = 6 };
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
 
@@ -31,5 +31,8 @@ struct Jitter {
   bool flip = false;
 };
 Jitter draw_jitter(uint64_t seed, int64_t batch, int64_t iteration, int64_t limit, bool flip);
+
+// SCI's Gaussian reference of one step: [B, C, H, W] N(0,1) from (seed, batch, iteration), the same on every rank.
+at::Tensor draw_sci_gauss(uint64_t seed, int64_t batch, int64_t iteration, int64_t B, int64_t C, int64_t H, int64_t W);
 
 }  // namespace dsgq::synth

@@ -38,6 +38,7 @@ ObjectiveConfig objective_config(const SynthSettings& s, const Margins& margins)
   ObjectiveConfig c;
   const bool dsg = s.cfg.method == config::SynthMethod::dsg;
   c.sda = dsg;
+  c.sci_weight = dsg ? s.cfg.sci_weight : 0.0;
   c.lse = dsg && s.cfg.lse;
   c.official = dsg && s.cfg.preset == config::Preset::official;
   c.deepinversion = s.cfg.method == config::SynthMethod::deepinversion;
@@ -132,6 +133,10 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
   for (int64_t it = 0; it < c.iters; ++it) {
     opt.zero_grad();
     if (objective_.config().official) slice.roll = draw_roll(static_cast<uint64_t>(c.seed), b, it);
+    if (objective_.config().sci_weight > 0)
+      slice.sci_gauss =
+          draw_sci_gauss(static_cast<uint64_t>(c.seed), b, it, slice.global_batch, x.size(1), x.size(2), x.size(3))
+              .to(x.device());
     if (di) {
       const Jitter j = draw_jitter(static_cast<uint64_t>(c.seed), b, it, c.jitter, c.flip);
       slice.jitter_h = j.h;

@@ -35,6 +35,9 @@ TEST(SynthCli, BadInputExitsTwoAndOverwritesNothing) {
   // iters = 0
   expect_exit2(test::run_command(synth_cmd(tmp / "a.h5", "--set synth.iters=0")),
                "--set synth.iters=0: iters = '0' is out of range; expected 1..1000000");
+  // the sample-correlation term belongs to dsg
+  expect_exit2(test::run_command(synth_cmd(tmp / "a.h5", "--set synth.method=zeroq --set synth.sci_weight=1")),
+               "sci_weight = '1' applies to method dsg only; expected 0 for method zeroq");
   // batch smaller than the ranks
   expect_exit2(test::run_command(mpiexec() + " -n 3 " + synth_cmd(tmp / "a.h5", "--set synth.batch=2")),
                "batch = '2' is smaller than the 3 ranks; expected batch >= ranks");

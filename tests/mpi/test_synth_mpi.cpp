@@ -209,3 +209,18 @@ TEST(SynthMpi, DeepInversionKeepsTheLowestLossIterate) {
   ASSERT_EQ(r.loss_curve.size(), 30u);
   EXPECT_EQ(static_cast<float>(r.loss), *std::min_element(r.loss_curve.begin(), r.loss_curve.end()));
 }
+
+// dsg with the sample-correlation term (docs/method.md section 4.1): the ranks gather the batch's rows for SCI, so
+// the images must still be those of one rank with the whole batch.
+TEST(SynthMpi, SampleCorrelationTermMatchesOneRankWithTheWholeBatch) {
+  const auto& w = test::world();
+  auto net = resnet20();
+  const synth::Margins m = synth::gaussian_margins(*net, 128, 0.9, 11, false, 64, w);
+  synth::SynthSettings s = settings(config::SynthMethod::dsg, false, 7);
+  s.cfg.sci_weight = 200;
+  s = synth::resolve_settings(s.cfg, "test");
+  const double err = distributed_vs_single(s, m);
+  if (w.rank() == 0)
+    std::printf("[ info     ] dsg + SCI, world %d: max abs image diff vs 1 rank %.3g\n", w.size(), err);
+  EXPECT_LE(err, 1e-5) << "world " << w.size() << " (7 images, 20 iterations)";
+}

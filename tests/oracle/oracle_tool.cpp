@@ -6,7 +6,8 @@
 //   oracle_tool synth-margins ARCH WEIGHTS IN.pt OUT.pt   IN {x, q}: SDA margins of the images x -> {delta, gamma}
 //   oracle_tool synth-loss ARCH WEIGHTS IN.pt OUT.pt      IN {x, delta, gamma, labels, roll, method, preset, lse,
 //                                                   first_index; deepinversion also jitter [2], flip, weights [6]
-//                                                   (ce, bn, first_bn, tv_l2, tv_l1, l2)}: synthesis loss and
+//                                                   (ce, bn, first_bn, tv_l2, tv_l1, l2); dsg optionally sci_weight,
+//                                                   sci_gauss [B,C,H,W]}: synthesis loss and
 //                                                   d loss/d x -> {loss, grad}
 //   (interface of tests/oracle/test_synth_oracle.py)
 //   oracle_tool fake-quant IN.pt OUT.pt             IN {x, scale, zero_point, qmin, qmax, axis} -> {y}
@@ -198,6 +199,7 @@ int main(int argc, char** argv) {
         oc.delta = to_vec(need(in, "delta"));
         oc.gamma = to_vec(need(in, "gamma"));
       }
+      if (oc.sda && in.count("sci_weight")) oc.sci_weight = need(in, "sci_weight").item<double>();
       oc.deepinversion = method == "deepinversion";
       if (oc.deepinversion) {
         const std::vector<double> w = to_vec(need(in, "weights"));
@@ -217,6 +219,7 @@ int main(int argc, char** argv) {
       slice.first_global = need(in, "first_index").item<int64_t>();
       slice.labels = need(in, "labels");
       slice.roll = need(in, "roll").item<int64_t>();
+      if (oc.sci_weight > 0) slice.sci_gauss = need(in, "sci_gauss");
       if (oc.deepinversion) {
         const at::Tensor j = need(in, "jitter");
         slice.jitter_h = j[0].item<int64_t>();
