@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent Python reference for dsgq's synthesis losses (ZeroQ, DSG, DeepInversion), written from
-the papers' and the released code's description in docs/method.md sections 0-6, 7.1 and 14 only (not from dsgq's C++).
+the papers' and the released code's description in docs/method.md sections 0-6 (4.1 included), 7.1 and 14 only (not from dsgq's C++).
 
 Terms and where they are specified:
 - per-sample statistics of a BN input (docs/method.md section 0): m[n,c] = mean over HxW, s[n,c] = sqrt(unbiased var over HxW + 1e-6);
@@ -16,7 +16,17 @@ Terms and where they are specified:
 - DSG official preset (section 3 code form, section 4, section 5): same hinge, row n == l of D_m and D_s multiplied by 2 BEFORE squaring
   (effective 4) for l < 20 and l < B only; term_l = ||D_m||_F^2/B + ||D_s||_F^2/B; plus 2 x CE(model(x), labels) (section 4, the
   duplicated line, un-jittered x); plus 0.01 TV_l2 + 0.01 L2 on x_jit = roll(x, (o, o), dims (2, 3)) (section 4 image priors).
-  SCI (section 4) is not included: in the released code it carries no gradient.
+  (The released code's detached SCI is not part of the official preset; dsgq's differentiable SCI is the option below.)
+- SCI, option sci_weight w of method "dsg" in either preset (section 4.1, section 15 item 8): the dsg loss above plus w * SCI / L,
+  L = the number of BN layers. On the images x themselves (for the official preset not the rolled copy; a common cyclic roll
+  permutes the coordinates of every row alike, so it would not change the Gram matrix anyway) and a Gaussian tensor g of x's shape
+  (spec["sci_gauss"], a constant): Phi = rows of x.reshape(B, -1) divided by their Euclidean norms, S = Phi Phi^T (B x B);
+  S_s = V_s diag(lam_s) V_s^T, S_g = V_g diag(lam_g) V_g^T with eigenvalues ascending (torch.linalg.eigh), v_k the k-th
+  column; lam_hat_g = (lam_g - min lam_g) / (max lam_g - min lam_g);
+  SCI = 1e-4 * mean_k (lam_s[k] - lam_g[k])^2 + sum_k lam_hat_g[k] * |<v_s_k, v_g_k>|,
+  differentiated through the normalisation and both outputs of eigh (eigenvalues and eigenvectors) into x. It needs the whole
+  batch in x (global_batch == x.shape[0]) and a spectrum of S_s without repeated eigenvalues (else the eigenvectors, and the
+  second part, are not defined).
 - ZeroQ official preset: the same loss as ZeroQ paper (section 5: only the initialization and the optimizer settings differ).
 - DeepInversion (section 7.1; Yin et al. CVPR 2020, NVlabs/DeepInversion cifar10/deepinversion_cifar10.py and deepinversion.py),
   method "deepinversion" (the preset does not apply), all on x_j = flip_W(roll(x, (dx, dy), dims (2, 3))) (flip only when asked):
@@ -44,6 +54,7 @@ OFFICIAL_LSE_LAYERS = 20   # docs/method.md section 3: layer_num = 20 hard-coded
 OFFICIAL_CE_WEIGHT = 2.0   # docs/method.md section 4: CE added twice
 OFFICIAL_TV_WEIGHT = 0.01  # docs/method.md section 4
 OFFICIAL_L2_WEIGHT = 0.01  # docs/method.md section 4
+SCI_EIG_WEIGHT = 1e-4    # docs/method.md section 4.1: weight of the eigenvalue part of SCI
 DI_WEIGHT_NAMES = ("ce_weight", "bn_weight", "first_bn_weight", "tv_l2", "tv_l1", "l2")  # docs/method.md section 7.1
 DI_DEFAULT_WEIGHTS = (1.0, 100.0, 1.0, 2.5e-5, 0.0, 0.0)  # section 7.1: the CIFAR-10 script's defaults, first_bn_weight 1
 
@@ -254,11 +265,44 @@ def deepinversion_loss(model, x, spec):
     return total, terms
 
 
+# ------------------------------------------------------------------------------------------------------------------ SCI
+def row_gram(t):
+    """docs/method.md section 4.1: Phi = t.reshape(B, -1) with every row divided by its Euclidean norm; returns S = Phi Phi^T
+    (B x B, the cosine similarities of the rows)."""
+    phi = t.reshape(t.shape[0], -1)
+    phi = phi / torch.sqrt((phi * phi).sum(dim=1, keepdim=True))
+    return phi @ phi.transpose(0, 1)
+
+
+def sci_from_eig(lam_s, v_s, lam_g, v_g):
+    """docs/method.md section 4.1 from the two eigendecompositions (eigenvalues ascending, eigenvectors as columns):
+    1e-4 * mean_k (lam_s[k] - lam_g[k])^2 + sum_k lam_hat_g[k] * |<v_s[:, k], v_g[:, k]>|,
+    lam_hat_g = (lam_g - min lam_g) / (max lam_g - min lam_g). The |.| makes it independent of each eigenvector's sign."""
+    d = lam_s - lam_g
+    eig_part = SCI_EIG_WEIGHT * (d * d).sum() / lam_s.shape[0]
+    lam_hat = (lam_g - lam_g.min()) / (lam_g.max() - lam_g.min())
+    vec_part = (lam_hat * (v_s * v_g).sum(dim=0).abs()).sum()
+    return eig_part + vec_part
+
+
+def sci_term(x, g):
+    """docs/method.md section 4.1: SCI of the batch x [B,C,H,W] against the Gaussian tensor g (same shape, a constant).
+    The gradient flows through the row normalisation and torch.linalg.eigh (eigenvalues and eigenvectors) of S_s into x."""
+    if tuple(g.shape) != tuple(x.shape):
+        raise ValueError(f"sci: the Gaussian tensor has shape {tuple(g.shape)}, expected x's {tuple(x.shape)}")
+    lam_s, v_s = torch.linalg.eigh(row_gram(x))
+    with torch.no_grad():
+        lam_g, v_g = torch.linalg.eigh(row_gram(g.to(x.dtype)))
+    return sci_from_eig(lam_s, v_s, lam_g, v_g)
+
+
 # ----------------------------------------------------------------------------------------------------------------- loss
 def loss(model, x, spec):
-    """Total synthesis loss and a dict of its named terms ("input", "bn0".."bn{L-1}", and for DSG official "ce", "tv",
-    "l2"). spec keys: method ("zeroq"|"dsg"), preset ("paper"|"official"), lse (bool), delta, gamma ([L]; DSG only),
-    labels (int64 [B]; DSG official), roll (int; DSG official), global_batch (B), first_index (global index of x[0]).
+    """Total synthesis loss and a dict of its named terms ("input", "bn0".."bn{L-1}", for DSG official "ce", "tv", "l2", and
+    with a nonzero sci_weight "sci", unweighted). spec keys: method ("zeroq"|"dsg"), preset ("paper"|"official"), lse (bool),
+    delta, gamma ([L]; DSG only), labels (int64 [B]; DSG official), roll (int; DSG official), global_batch (B), first_index
+    (global index of x[0]), sci_weight (float, default 0; DSG only: adds sci_weight * SCI / L, section 4.1) and sci_gauss
+    (the Gaussian tensor of x's shape that SCI compares against; needed when sci_weight != 0).
     method "deepinversion" goes to deepinversion_loss (its own spec keys and terms; the preset is ignored)."""
     method = spec["method"]
     if method == "deepinversion":
@@ -296,10 +340,20 @@ def loss(model, x, spec):
         terms["ce"] = F.cross_entropy(logits, spec["labels"], reduction="sum") / B
         terms["tv"], terms["l2"] = image_priors(x, int(spec.get("roll", 0)), B)
 
-    total = sum(v for k, v in terms.items() if k not in ("ce", "tv", "l2"))
+    sci_weight = float(spec.get("sci_weight", 0.0))
+    if sci_weight != 0.0:
+        if method != "dsg":
+            raise ValueError(f"sci_weight is an option of method dsg (docs/method.md section 4.1), not of {method}")
+        if n_local != B:
+            raise ValueError("sci: the reference needs the whole batch in x (global_batch == x.shape[0])")
+        terms["sci"] = sci_term(x, spec["sci_gauss"])
+
+    total = sum(v for k, v in terms.items() if k not in ("ce", "tv", "l2", "sci"))
     if "ce" in terms:
         total = total + OFFICIAL_CE_WEIGHT * terms["ce"] + OFFICIAL_TV_WEIGHT * terms["tv"] \
             + OFFICIAL_L2_WEIGHT * terms["l2"]
+    if "sci" in terms:
+        total = total + sci_weight * terms["sci"] / L
     return total, terms
 
 
@@ -682,6 +736,149 @@ def selfcheck():
     chk(abs(fd - g[1, 0, 0, 5].item()) < 1e-6 * max(1, abs(fd)),
         f"deepinversion loss_and_grad: loss {val:.9g}, dL/dx[1,0,0,5] (original x) {g[1, 0, 0, 5].item():.9g} == "
         f"central difference {fd:.9g}")
+
+    # ----------------------------------------------------------------------------- SCI (section 4.1, option of dsg)
+    def rows_with_cos(c, scale=(1.0, 1.0)):  # [2,1,1,2]: two rows of R^2 with cosine c, scaled by positive factors
+        return torch.tensor([[[[scale[0], 0.0]]], [[[scale[1] * c, scale[1] * math.sqrt(1 - c * c)]]]])
+
+    cs, cg = 0.6, 0.2
+    S = row_gram(rows_with_cos(cs, (3.0, 0.5)))
+    chk(torch.allclose(S, torch.tensor([[1.0, cs], [cs, 1.0]]), rtol=0, atol=1e-15),
+        f"row_gram by hand: rows (3, 0) and 0.5 (0.6, 0.8) -> cosine matrix [[1, .6], [.6, 1]]: {S.flatten().tolist()}")
+    # B = 2, cosines c_s = .6 and c_g = .2: both spectra (1 - c, 1 + c) with eigenvectors (1,-1)/sqrt2, (1,1)/sqrt2, so the
+    # pairs k match; lam_hat_g = (0, 1); SCI = 1e-4 * ((c_g - c_s)^2 + (c_s - c_g)^2) / 2 + 0 * 1 + 1 * 1
+    v = sci_term(rows_with_cos(cs, (3.0, 0.5)), rows_with_cos(cg, (2.0, 7.0)))
+    exp = 1e-4 * (cs - cg) ** 2 + 1.0
+    chk(close(v, exp, 1e-13), f"SCI by hand, B=2, cos .6 vs .2 (same eigenvectors): {v.item():.15g} == 1e-4 (.4)^2 + 1 = {exp:.15g}")
+    # c_g = -.2: S_g's ascending spectrum is (1 + c_g, 1 - c_g) = (.8, 1.2) with eigenvectors (1,1)/sqrt2, (1,-1)/sqrt2, while
+    # S_s has (.4, 1.6) with (1,-1)/sqrt2, (1,1)/sqrt2: every pair is orthogonal, only the eigenvalue part remains,
+    # 1e-4 * ((.4 - .8)^2 + (1.6 - 1.2)^2) / 2 = 1e-4 (c_s + c_g)^2
+    v = sci_term(rows_with_cos(cs), rows_with_cos(-cg))
+    exp = 1e-4 * (cs - cg) ** 2
+    chk(abs(v.item() - exp) <= 1e-16, f"SCI by hand, B=2, cos .6 vs -.2 (eigenvectors swapped by the ascending order, "
+                                      f"orthogonal pairs): {v.item():.12g} == 1e-4 (.6 - .2)^2 = {exp:.12g}")
+    # B = 3: x rows e0, (a, sqrt(1-a^2), 0), e2 -> S_s = [[1,a,0],[a,1,0],[0,0,1]], spectrum (1-a, 1, 1+a), eigenvectors
+    # (1,-1,0)/sqrt2, e2, (1,1,0)/sqrt2; g rows e0, e1, (0, b, sqrt(1-b^2)) -> S_g = [[1,0,0],[0,1,b],[0,b,1]], spectrum
+    # (1-b, 1, 1+b), eigenvectors (0,1,-1)/sqrt2, e0, (0,1,1)/sqrt2, lam_hat_g = (0, .5, 1); |<v_s_k, v_g_k>| = (.5, 0, .5):
+    # SCI = 1e-4 * ((b-a)^2 + 0 + (a-b)^2) / 3 + 0 * .5 + .5 * 0 + 1 * .5. Rows scaled, padded to [3,1,2,2] with zeros.
+    a_, b_ = 0.6, 0.2
+    x3 = torch.tensor([[1.0, 0, 0, 0], [a_, math.sqrt(1 - a_ * a_), 0, 0], [0, 0, 1.0, 0]]) * torch.tensor([[2.0], [0.3], [5.0]])
+    g3 = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, b_, math.sqrt(1 - b_ * b_), 0]]) * torch.tensor([[1.5], [4.0], [0.1]])
+    v = sci_term(x3.reshape(3, 1, 2, 2), g3.reshape(3, 1, 2, 2))
+    exp = 1e-4 * 2 * (a_ - b_) ** 2 / 3 + 0.5
+    chk(close(v, exp, 1e-13), f"SCI by hand, B=3 (lam_hat_g = (0, .5, 1), |<v_s, v_g>| = (.5, 0, .5)): {v.item():.15g} == "
+                              f"1e-4 * 2 (.4)^2 / 3 + .5 = {exp:.15g}")
+    chk(close(sci_term(x3.reshape(3, 1, 2, 2), x3.reshape(3, 1, 2, 2)), 1.0 + 0.5, 1e-13),
+        "SCI of a batch against itself: eigenvalue part 0, sum_k lam_hat_k * 1 = 0 + (1 - .4)/(1.6 - .4) + 1 = 1.5")
+
+    # random, non-degenerate cases (B = 5, 18 values per row: the spectrum of S is spread, gaps >> 1e-6)
+    torch.manual_seed(11)
+    xs5 = torch.randn(5, 2, 3, 3)
+    gs5 = torch.randn(5, 2, 3, 3)
+    lam_s, v_s = torch.linalg.eigh(row_gram(xs5))
+    lam_g, v_g = torch.linalg.eigh(row_gram(gs5))
+    gap = min((lam_s[1:] - lam_s[:-1]).min().item(), (lam_g[1:] - lam_g[:-1]).min().item())
+    base_sci = sci_from_eig(lam_s, v_s, lam_g, v_g)
+    chk(gap > 1e-2 and close(sci_term(xs5, gs5), base_sci, 1e-14),
+        f"random B=5 case is non-degenerate (smallest eigenvalue gap {gap:.3g}); SCI {base_sci.item():.12g}")
+    eig_part = 1e-4 * ((lam_s - lam_g) ** 2).mean()
+    vec_part = sum((lam_g[k] - lam_g[0]) / (lam_g[-1] - lam_g[0]) * abs(float(v_s[:, k] @ v_g[:, k])) for k in range(5))
+    chk(close(base_sci, eig_part + vec_part, 1e-14), "sci_from_eig == the formula written out term by term (loop over k)")
+    flips = [(torch.tensor([-1.0, 1, 1, -1, 1]), torch.tensor([1.0, 1, 1, 1, 1])),
+             (torch.tensor([1.0, 1, 1, 1, 1]), torch.tensor([1.0, -1, -1, 1, -1])),
+             (torch.tensor([-1.0, -1, -1, -1, -1]), torch.tensor([-1.0, 1, -1, 1, 1]))]
+    chk(all(close(sci_from_eig(lam_s, v_s * fs, lam_g, v_g * fg), base_sci, 1e-14) for fs, fg in flips),
+        "SCI invariant under flipping the sign of any eigenvector of S_s or S_g (the |.|)")
+    nosign = sci_from_eig(lam_s, v_s, lam_g, v_g) - 1e-4 * ((lam_s - lam_g) ** 2).mean()
+    signed = ((lam_g - lam_g.min()) / (lam_g.max() - lam_g.min()) * (v_s * v_g).sum(dim=0)).sum().abs()
+    signed_f = ((lam_g - lam_g.min()) / (lam_g.max() - lam_g.min()) * (v_s * flips[0][0] * v_g).sum(dim=0)).sum().abs()
+    chk(abs(float(signed - signed_f)) > 1e-3 and float(nosign) >= float(signed) - 1e-15,
+        f"without the per-k |.| (the released code's |sum_k ...|) a sign flip changes the term: {float(signed):.6g} vs "
+        f"{float(signed_f):.6g}; dsgq's per-k form {float(nosign):.6g} bounds both")
+    # a general (non-symmetric) solver gives unsorted, arbitrarily signed eigenpairs: sorted ascending they give the same SCI
+    ev, evec = torch.linalg.eig(row_gram(xs5))
+    order = torch.argsort(ev.real)
+    chk(close(sci_from_eig(ev.real[order], evec.real[:, order], lam_g, v_g), base_sci, 1e-12),
+        "SCI from torch.linalg.eig (unsorted, arbitrary signs), sorted ascending == SCI from eigh")
+    scales = torch.tensor([0.01, 3.0, 100.0, 0.5, 7.0]).view(5, 1, 1, 1)
+    chk(close(sci_term(xs5 * scales, gs5 * scales.flip(0)), base_sci, 1e-12),
+        "SCI invariant under positive scaling of the rows of x and of g (factors 0.01 .. 100)")
+    neg = torch.tensor([1.0, -1.0, 1.0, 1.0, 1.0]).view(5, 1, 1, 1)
+    chk(abs(float(sci_term(xs5 * neg, gs5)) - float(base_sci)) > 1e-3,
+        f"but not under a sign change of one row (cosines change sign): {float(sci_term(xs5 * neg, gs5)):.9g} vs "
+        f"{float(base_sci):.9g}")
+    perm = torch.randperm(18)
+    chk(close(sci_term(xs5.reshape(5, -1)[:, perm].reshape(5, 2, 3, 3), gs5), base_sci, 1e-12)
+        and close(sci_term(torch.roll(xs5, shifts=(1, 2), dims=(2, 3)), gs5), base_sci, 1e-12),
+        "SCI unchanged by one permutation of the coordinates common to all rows (so also by the official preset's roll)")
+    chk(abs(float(sci_term(xs5, torch.randn(5, 2, 3, 3))) - float(base_sci)) > 1e-3,
+        "SCI depends on the Gaussian tensor (another draw gives another value)")
+
+    xv = xs5.clone().requires_grad_(True)
+    ok = torch.autograd.gradcheck(lambda inp: sci_term(inp, gs5), (xv,), eps=1e-6, atol=1e-7, rtol=1e-5,
+                                  raise_exception=False)
+    chk(ok, "gradcheck float64 of sci_term (x [5,2,3,3], through the row normalisation and eigh's eigenvalues and vectors)")
+    xv = xs5.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(sci_term(xv, gs5), xv)
+    xr, gr = xs5.reshape(5, -1), gx.reshape(5, -1)
+    radial = ((xr * gr).sum(dim=1).abs() / (xr.norm(dim=1) * gr.norm(dim=1))).max().item()
+    chk(radial < 1e-12 and gr.abs().max().item() > 1e-3,
+        f"gradient of SCI is orthogonal to each row of x (scale invariance): max |cos(x_n, g_n)| {radial:.2g}")
+    gsv = gs5.clone().requires_grad_(True)
+    xv = xs5.clone().requires_grad_(True)
+    (gg,) = torch.autograd.grad(sci_term(xv, gsv), gsv, allow_unused=True)
+    chk(gg is None or float(gg.abs().max()) == 0.0, "the Gaussian tensor is a constant (no gradient flows into it)")
+    # each part on its own (the eigenvalue part's 1e-4 would let an error in its gradient hide under the eigenvector part's)
+    lam_hat_g = (lam_g - lam_g.min()) / (lam_g.max() - lam_g.min())
+    parts = {
+        "eigenvalue part / 1e-4, mean_k (lam_s - lam_g)^2":
+            lambda inp: ((torch.linalg.eigh(row_gram(inp))[0] - lam_g) ** 2).mean(),
+        "eigenvector part, sum_k lam_hat_g |<v_s, v_g>|":
+            lambda inp: (lam_hat_g * (torch.linalg.eigh(row_gram(inp))[1] * v_g).sum(dim=0).abs()).sum(),
+    }
+    for pname, fn in parts.items():
+        ok = torch.autograd.gradcheck(fn, (xs5.clone().requires_grad_(True),), eps=1e-6, atol=1e-8, rtol=1e-6,
+                                      raise_exception=False)
+        chk(ok and close(SCI_EIG_WEIGHT * parts["eigenvalue part / 1e-4, mean_k (lam_s - lam_g)^2"](xs5)
+                         + parts["eigenvector part, sum_k lam_hat_g |<v_s, v_g>|"](xs5), base_sci, 1e-14),
+            f"gradcheck float64 of the SCI {pname} alone; the parts add up to SCI")
+
+    # dispatch: loss = dsg loss + w * SCI / L (L = 2 BN layers in _TwoBN); x there has cosine 16/sqrt(130*20) != 0
+    gtwo = torch.randn(2, 2, 2, 2)
+    sci_x = sci_term(x, gtwo)
+    for pre, extra_spec in (("paper", dict(lse=True)), ("official", dict(lse=True, labels=labels, roll=1))):
+        plain, _ = loss(model, x, dict(base, preset=pre, **extra_spec))
+        with_sci, terms = loss(model, x, dict(base, preset=pre, sci_weight=3.0, sci_gauss=gtwo, **extra_spec))
+        zero_w, terms0 = loss(model, x, dict(base, preset=pre, sci_weight=0.0, sci_gauss=gtwo, **extra_spec))
+        chk(close(with_sci, plain + 3.0 * sci_x / 2, 1e-13) and close(terms["sci"], sci_x, 1e-14)
+            and float(zero_w) == float(plain) and "sci" not in terms0,
+            f"dsg {pre} with sci_weight 3: {with_sci.item():.12g} == dsg loss {plain.item():.12g} + 3 * SCI {sci_x.item():.9g} / L=2;"
+            f" sci_weight 0 leaves the loss exactly as it was")
+    w_t, _ = loss(model, x, dict(base, lse=True, sci_weight=torch.tensor(3.0), sci_gauss=gtwo.float()))
+    chk(close(w_t, loss(model, x, dict(base, lse=True))[0] + 1.5 * sci_x, 1e-7),
+        "sci_weight as a 0-d tensor and sci_gauss in float32 (as in the oracle payload) are accepted")
+    for bad in (dict(method="zeroq"), dict(global_batch=6)):
+        try:
+            loss(model, x, dict(base, lse=True, sci_weight=1.0, sci_gauss=gtwo, **bad))
+            raised = False
+        except ValueError:
+            raised = True
+        chk(raised, f"sci_weight refused with {bad} (an option of dsg; needs the whole batch in x)")
+
+    for name, spec in [
+        ("dsg paper lse + sci_weight 40", dict(method="dsg", preset="paper", lse=True, delta=dl, gamma=gl,
+                                               sci_weight=40.0, sci_gauss=torch.randn(5, 2, 6, 6))),
+        ("dsg official lse roll 2 + sci_weight 40", dict(method="dsg", preset="official", lse=True, delta=dl, gamma=gl,
+                                                         labels=torch.tensor([0, 3, 4, 1, 2]), roll=2, sci_weight=40.0,
+                                                         sci_gauss=torch.randn(5, 2, 6, 6))),
+    ]:
+        tot, terms = loss(tiny, xt, spec)
+        share = 40.0 * terms["sci"].item() / 3 / tot.item()
+        xv = xt.clone().requires_grad_(True)
+        ok = torch.autograd.gradcheck(lambda inp: loss(tiny, inp, spec)[0], (xv,), eps=1e-6, atol=1e-7, rtol=1e-5,
+                                      raise_exception=False)
+        chk(ok and share > 0.1, f"gradcheck float64 of {name} on conv+BN model (3 BN layers, x [5,2,6,6]); SCI's weighted "
+                                f"share of the loss {100 * share:.0f}%")
 
     if fails:
         print(f"{len(fails)} self-check(s) failed")

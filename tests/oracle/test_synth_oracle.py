@@ -15,6 +15,22 @@ reference written from docs/method.md (sections 0-6), on CIFAR-10 ResNet-20 with
    (c) the reference separates (b) from (b) with each weight switched off (first_bn_weight 1 instead of 10), with no flip,
        with jitter (2, -2) (dx/dy swapped or roll direction reversed), with jitter (-2, -2) (= flip before roll), with the
        labels of (a); and (a) from (a) with jitter (0, 0) and with flip; by > 10x the tolerances on loss and gradient.
+5. SCI, the option sci_weight w of method dsg (docs/method.md section 4.1: the dsg loss + w * SCI / L, L = 19 BN layers here),
+   loss and d loss / d x, batch 13, dsg/paper with LSE and the margins of 1., same tolerances; the Gaussian tensor of SCI
+   (sci_gauss) is N(0,1) from its own seed and sent to the helper:
+   (a) the N(0,1) images of 2., w = 1 (the journal's weight; SCI changes the gradient by ~10 %);
+   (b) the same images, w = 500 (SCI >= 10 % of the loss, and most of the gradient);
+   (b2) w = 500 on 13 correlated images (mixtures x = (I + 0.5 R / sqrt(13)) Z of 13 N(0,1) images, rows rescaled to unit
+       RMS), whose cosine matrix has a well-separated spectrum. The eigenvector gradient scales with 1 / (eigenvalue gap):
+       13 N(0,1) images of 3072 values have all eigenvalues in ~[0.9, 1.1] (smallest gap 0.0027 here), where float32
+       arithmetic alone can move SCI's gradient by ~1e-4 relative: synth_ref run in float32 misses its own float64
+       gradient of (b) by 1.1e-4 (printed as the "float32 floor" of each SCI case; 1.8e-5 for (b2)). A float32 helper
+       therefore has little margin on (b) (the helper measured 2.9e-5 when this was written); (b2) is the
+       well-conditioned comparison;
+   (c) the reference separates (a), (b) and (b2) from the same cases with w = 0, and (b) from (b) with another sci_gauss
+       draw and from (b) without the division by L.
+   SCI's eigenvalue part (1e-4 * mean_k (lam_s - lam_g)^2) is ~1e-7 of the loss in these cases, below what a loss-level
+   comparison can see; it is covered by synth_ref.py --selfcheck only.
 Interface of the C++ helper:
   oracle_tool synth-margins ARCH WEIGHTS IN.pt OUT.pt   IN {"x" f32 [N,C,H,W], "q" f64 scalar}; OUT {"delta","gamma" f32 [L]}
   oracle_tool synth-loss ARCH WEIGHTS IN.pt OUT.pt      IN {"x" f32 [B,C,H,W], "delta","gamma" f32 [L], "labels" i64 [B],
@@ -23,6 +39,9 @@ Interface of the C++ helper:
       "flip" i64 scalar 0/1 (flip of the width axis after the roll), "weights" f64 [6] = (ce_weight, bn_weight,
       first_bn_weight, tv_l2, tv_l1, l2); "labels" are the targets t; "preset" is "paper"; "delta","gamma" (any f32 [L]),
       "roll" 0, "lse" 0, "first_index" 0 are sent and unused. Same OUT; the gradient is w.r.t. x before roll and flip.
+      SCI cases (method "dsg", section 4.1) add to IN: "sci_weight" f64 scalar (w; the loss gains w * SCI / L) and
+      "sci_gauss" f32 [B,C,H,W] (the N(0,1) tensor that SCI compares x against, in place of the stream `sci` draw); the
+      other cases send neither key (w = 0). Same OUT; SCI is computed on x itself (not the rolled copy).
 usage: test_synth_oracle.py --tool build/tests/oracle_tool [--data DIR]  (default $DSGQ_DATA, else ../shared/data)
 """
 import argparse
@@ -50,6 +69,11 @@ DI_WEIGHTS_A = (1.0, 100.0, 1.0, 2.5e-5, 0.0, 0.0)     # docs/method.md section 
 DI_JITTER_A = (1, -2)
 DI_WEIGHTS_B = (0.5, 0.05, 10.0, 5e-3, 300.0, 0.07)   # every weighted term >= 7 % of the loss on N(0,1) images
 DI_JITTER_B = (-2, 2)
+SCI_GAUSS_SEED = 20240613                              # sci_gauss ~ N(0,1), its own generator
+SCI_CORR_SEED = 20240709                               # the correlated batch of case (b2)
+SCI_W_A, SCI_W_B = 1.0, 500.0                          # docs/method.md section 4.1: w = 1 is the journal's weight
+MIN_SCI_SHARE = 0.10                                   # (b), (b2): w * SCI / L is >= 10 % of the loss
+MIN_SCI_GAP = 0.02                                     # (b2): smallest eigenvalue gap of its cosine matrix
 
 
 
@@ -95,10 +119,13 @@ def test_margins(tool, weights, tmp, model64, xg):
     return delta, gamma
 
 
-def test_loss(tool, weights, tmp, model64, name, x, spec, require_active=None):
-    """Compare loss and gradient for one case; returns (py loss, py grad)."""
+def test_loss(tool, weights, tmp, model64, name, x, spec, require_active=None, note=""):
+    """Compare loss and gradient for one case; returns (py loss, py grad). A spec with "sci_weight" (and "sci_gauss") sends
+    both to the helper (docs/method.md section 4.1); note is appended to the check's line."""
     d32, g32 = spec["delta"].float(), spec["gamma"].float()
     ref_spec = dict(spec, delta=d32.double(), gamma=g32.double(), global_batch=x.shape[0])
+    if "sci_weight" in spec:
+        ref_spec["sci_gauss"] = spec["sci_gauss"].float().double()  # the float32 values the helper gets
     val_py, g_py = synth_ref.loss_and_grad(model64, x.double(), ref_spec)
     info = ""
     if spec["method"] == "dsg":
@@ -116,6 +143,9 @@ def test_loss(tool, weights, tmp, model64, name, x, spec, require_active=None):
         "lse": torch.tensor(1 if spec["lse"] else 0, dtype=torch.int64),
         "first_index": torch.tensor(spec["first_index"], dtype=torch.int64),
     }
+    if "sci_weight" in spec:
+        payload["sci_weight"] = torch.tensor(float(spec["sci_weight"]), dtype=torch.float64)
+        payload["sci_gauss"] = spec["sci_gauss"].float().contiguous()
     got = call_tool(tool, "synth-loss", weights, payload, tmp, "loss_" + re.sub(r"[^A-Za-z0-9.-]+", "_", name))
     if got is None:
         return val_py, g_py
@@ -129,8 +159,75 @@ def test_loss(tool, weights, tmp, model64, name, x, spec, require_active=None):
     eg = (g_cpp - g_py).abs().max().item()
     check(el <= TOL_LOSS and eg <= TOL_GRAD * gmax,
           f"synth-loss {name}: loss cpp {val_cpp:.9g} py {val_py:.9g} rel {el:.3g} (<= {TOL_LOSS}); grad max err {eg:.3g}"
-          f" vs max|g| {gmax:.3g} (rel {eg / max(gmax, 1e-30):.3g} <= {TOL_GRAD}){info}")
+          f" vs max|g| {gmax:.3g} (rel {eg / max(gmax, 1e-30):.3g} <= {TOL_GRAD}){info}{note}")
     return val_py, g_py
+
+
+def sci_min_gap(t):
+    """Smallest gap between consecutive eigenvalues of the cosine matrix of t's rows (docs/method.md section 4.1)."""
+    lam = torch.linalg.eigvalsh(synth_ref.row_gram(t.double()))
+    return (lam[1:] - lam[:-1]).min().item()
+
+
+def test_sci(tool, weights, tmp, model, model64, x, base):
+    """docs/method.md section 4.1: cases (a), (b), (b2) against the C++ helper and (c) the reference's separations."""
+    gen = torch.Generator().manual_seed(SCI_GAUSS_SEED)
+    gauss = torch.randn(x.shape, generator=gen)
+    gauss_other = torch.randn(x.shape, generator=gen)
+    gen = torch.Generator().manual_seed(SCI_CORR_SEED)
+    z = torch.randn(B, x[0].numel(), generator=gen)
+    mix = torch.eye(B) + 0.5 * torch.randn(B, B, generator=gen) / B ** 0.5
+    xc = mix @ z
+    xc = (xc / xc.pow(2).mean(dim=1, keepdim=True).sqrt()).reshape(x.shape)
+    dsg = dict(base, method="dsg", preset="paper")
+    L = base["delta"].numel()
+
+    def ref(xx, spec):  # the float64 reference exactly as test_loss computes it (float32 margins and sci_gauss values)
+        s = dict(spec, delta=spec["delta"].float().double(), gamma=spec["gamma"].float().double(), global_batch=B)
+        if "sci_weight" in s:
+            s["sci_gauss"] = s["sci_gauss"].float().double()
+        return synth_ref.loss_and_grad(model64, xx.double(), s)
+
+    def note(xx, spec, val64, g64):
+        """SCI's weighted share of the loss, the eigenvalue gaps, and the float32 floor: synth_ref run in float32 against
+        its own float64 result (what float32 arithmetic alone costs for this spectrum)."""
+        s64 = dict(spec, delta=spec["delta"].float().double(), gamma=spec["gamma"].float().double(), global_batch=B,
+                   sci_gauss=spec["sci_gauss"].float().double())
+        _, terms = synth_ref.loss(model64, xx.double(), s64)
+        share = spec["sci_weight"] * terms["sci"].item() / L / val64
+        s32 = dict(spec, delta=spec["delta"].float(), gamma=spec["gamma"].float(), sci_gauss=spec["sci_gauss"].float(),
+                   global_batch=B)
+        v32, g32 = synth_ref.loss_and_grad(model, xx.float(), s32)
+        e32 = (g32.double() - g64).abs().max().item() / g64.abs().max().item()
+        return share, (f"; SCI {terms['sci'].item():.6g}, weighted share {100 * share:.1f}% of the loss; smallest eigenvalue "
+                       f"gap of S_s {sci_min_gap(xx):.2g}, of S_g {sci_min_gap(spec['sci_gauss']):.2g}; float32 floor "
+                       f"(synth_ref in float32 vs float64): loss rel {rel(v32, val64):.2g}, grad rel {e32:.2g}")
+
+    cases = {
+        "a": (f"dsg/paper lse + sci_weight {SCI_W_A:g} (a), N(0,1)", x, dict(dsg, sci_weight=SCI_W_A, sci_gauss=gauss)),
+        "b": (f"dsg/paper lse + sci_weight {SCI_W_B:g} (b), N(0,1)", x, dict(dsg, sci_weight=SCI_W_B, sci_gauss=gauss)),
+        "b2": (f"dsg/paper lse + sci_weight {SCI_W_B:g} (b2), correlated images", xc,
+               dict(dsg, sci_weight=SCI_W_B, sci_gauss=gauss)),
+    }
+    r = {}
+    for k, (name, xx, spec) in cases.items():
+        val64, g64 = ref(xx, spec)
+        share, info = note(xx, spec, val64, g64)
+        if k in ("b", "b2"):
+            check(share >= MIN_SCI_SHARE, f"{name}: SCI's weighted share of the loss {100 * share:.1f}% "
+                                          f"(>= {100 * MIN_SCI_SHARE:.0f}%, the case is not vacuous)")
+        if k == "b2":
+            gap = sci_min_gap(xx)
+            check(gap >= MIN_SCI_GAP, f"{name}: smallest eigenvalue gap of the cosine matrix {gap:.3g} (>= {MIN_SCI_GAP}, "
+                                      f"a well-conditioned eigenvector gradient)")
+        r[k] = test_loss(tool, weights, tmp, model64, name, xx, spec, note=info)
+
+    # (c) a C++ that ignored sci_weight, drew its own Gaussian tensor instead of reading sci_gauss, or left out the / L
+    for k, (name, xx, spec) in cases.items():
+        distinct(name, r[k], "the same with sci_weight 0", ref(xx, dict(spec, sci_weight=0.0)))
+    name_b, _, spec_b = cases["b"]
+    distinct(name_b, r["b"], "(b) with another sci_gauss draw", ref(x, dict(spec_b, sci_gauss=gauss_other)))
+    distinct(name_b, r["b"], "(b) without the division by L", ref(x, dict(spec_b, sci_weight=SCI_W_B * L)))
 
 
 def distinct(name_a, a, name_b, b):
@@ -254,6 +351,7 @@ def main():
         distinct("dsg/paper lse", r["lse"], "dsg/paper no-lse", r["nolse"])
         distinct("dsg/paper lse first_index=7", r["fi7"], "first_index=0", r["lse"])
         distinct("dsg/paper lse", r["lse"], "zeroq/paper", r["zeroq"])
+        test_sci(a.tool, weights, tmp, model, model64, x, base)
         test_deepinversion(a.tool, weights, tmp, model64, delta, gamma)
     if failures:
         print(f"{len(failures)} synthesis oracle check(s) failed", flush=True)
