@@ -4,9 +4,12 @@
                                       per quantization method (mean +/- std over seeds)
   report/loss_curves.png              synthesis loss per iteration (mean over batches) of every dsg/zeroq set
   report/samples.png                  the first 8 images of one set per data source (seed 0)
-  report/bn_spread.png                per-layer spread of the per-sample BN-input means (std over samples of each
-                                      channel's spatial mean / sqrt(running_var), averaged over channels): the
-                                      homogenization picture of the DSG paper (docs/method.md section 14)
+  report/bn_spread.png                per BN layer, spread (std over samples of each channel's spatial mean of the
+                                      BN input / sqrt(running_var)) and dev (|their mean - running_mean| /
+                                      sqrt(running_var)), averaged over channels, of every seed-0 set, beside real
+                                      CIFAR-10 data (a real set of the folder, else the first images of
+                                      $DSGQ_DATA/cifar10/data_batch_1.bin): the homogenization picture of the DSG
+                                      paper (docs/method.md section 14)
 Needs Debian's python3-matplotlib and python3-h5py; bn_spread also python3-torch (it uses the independent model
 definitions of tests/oracle/models_ref.py).
 usage: analysis/figures.py RUNS_DIR"""
@@ -153,6 +156,40 @@ def samples(sets, outdir):
     return [path]
 
 
+def _layer_homogeneity(model, images):
+    """Per BN layer: spread (std over samples of each channel's spatial mean of the BN input / sqrt(running_var),
+    averaged over channels) and dev (|mean over samples - running_mean| / sqrt(running_var), averaged), as dsgq
+    inspect computes them (docs/method.md section 14)."""
+    import torch
+    spreads, devs, hooks = [], [], []
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            def pre(m, inp):
+                mu = inp[0].double().mean((2, 3))  # [n, C]
+                sd = m.running_var.double().sqrt()
+                spreads.append((mu.std(0) / sd).mean().item())
+                devs.append(((mu.mean(0) - m.running_mean.double()).abs() / sd).mean().item())
+            hooks.append(mod.register_forward_pre_hook(pre))
+    with torch.no_grad():
+        model(images)
+    for h in hooks:
+        h.remove()
+    return spreads, devs
+
+
+def _real_cifar10(n, data_dir):
+    """The first n images of data_batch_1, normalized as the CIFAR-10 networks expect, or None."""
+    import torch
+    path = os.path.join(data_dir, "cifar10", "data_batch_1.bin")
+    if not data_dir or not os.path.exists(path):
+        return None
+    raw = np.fromfile(path, dtype=np.uint8, count=n * 3073).reshape(-1, 3073)[:, 1:].reshape(-1, 3, 32, 32)
+    x = torch.from_numpy(raw.astype(np.float32) / 255.0)
+    mean = torch.tensor(MEAN["cifar10"]).view(1, 3, 1, 1)
+    std = torch.tensor(STD["cifar10"]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def bn_spread(sets, outdir):
     try:
         import torch
@@ -160,8 +197,10 @@ def bn_spread(sets, outdir):
         return []
     sys.path.insert(0, os.path.join(HERE, "..", "tests", "oracle"))
     import models_ref
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, (ax_s, ax_d) = plt.subplots(1, 2, figsize=(13, 4.5))
     n = 0
+    real_drawn = set()
+    data_dir = os.environ.get("DSGQ_DATA") or os.path.join(HERE, "..", "..", "shared", "data")
     for label, a, f in sets:
         if not label.endswith(" s0") or not os.path.exists(a["weights"]):
             continue
@@ -169,27 +208,30 @@ def bn_spread(sets, outdir):
         sd = torch.load(a["weights"], map_location="cpu")
         sd = sd.get("state_dict", sd)
         model.load_state_dict({k[7:] if k.startswith("module.") else k: v for k, v in sd.items()})
-        spreads = []
-        hooks = []
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                def pre(m, inp):
-                    mu = inp[0].mean((2, 3))  # [n, C]
-                    spreads.append((mu.std(0) / m.running_var.sqrt()).mean().item())
-                hooks.append(mod.register_forward_pre_hook(pre))
-        with torch.no_grad():
-            model(torch.from_numpy(f["images"][:256]))
-        for h in hooks:
-            h.remove()
-        ax.plot(np.arange(1, len(spreads) + 1), spreads, marker=".", label=f"{a['model']} {label[:-3]}")
+        images = torch.from_numpy(f["images"][:256])
+        spreads, devs = _layer_homogeneity(model, images)
+        x = np.arange(1, len(spreads) + 1)
+        ax_s.plot(x, spreads, marker=".", label=f"{a['model']} {label[:-3]}")
+        ax_d.plot(x, devs, marker=".", label=f"{a['model']} {label[:-3]}")
         n += 1
+        # Real data's signature on the same network, when the runs folder has no real set of it.
+        has_real = any(l.startswith("real") and b["model"] == a["model"] for l, b, _ in sets)
+        if not has_real and a["model"] not in real_drawn and images.shape[1:] == (3, 32, 32):
+            real = _real_cifar10(images.shape[0], data_dir)
+            if real is not None:
+                rs, rd = _layer_homogeneity(model, real)
+                ax_s.plot(x, rs, "k--", label=f"{a['model']} real (data_batch_1)")
+                ax_d.plot(x, rd, "k--", label=f"{a['model']} real (data_batch_1)")
+                real_drawn.add(a["model"])
     if n == 0:
         plt.close(fig)
         return []
-    ax.set_xlabel("BN layer")
-    ax.set_ylabel("spread of per-sample means / sqrt(running var)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for ax, what in ((ax_s, "spread: std over samples of the per-sample means / sqrt(running var)"),
+                     (ax_d, "dev: |mean of the per-sample means - running mean| / sqrt(running var)")):
+        ax.set_xlabel("BN layer")
+        ax.set_ylabel(what, fontsize=8)
+        ax.grid(alpha=0.3)
+    ax_d.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = os.path.join(outdir, "bn_spread.png")
     fig.savefig(path, dpi=120)
