@@ -38,6 +38,18 @@ AdaRoundQuantizer::AdaRoundQuantizer(const models::Network& fp, const config::Qu
   hooks_.activation = [this](int site, const at::Tensor& x) { return acts_(site, x); };
 }
 
+namespace {
+// Thrown by a capture hook once the layer it waits for has run: the rest of the forward pass is not needed.
+struct StopForward {};
+
+void forward_until_stopped(const models::Network& net, const at::Tensor& x, const models::ForwardHooks& hooks) {
+  try {
+    net.forward(x, &hooks);
+  } catch (const StopForward&) {
+  }
+}
+}  // namespace
+
 std::pair<RowCache, RowCache> AdaRoundQuantizer::capture(int layer, const at::Tensor& calib, int64_t chunk,
                                                          LayerReport& rep) const {
   torch::NoGradGuard no_grad;
@@ -46,16 +58,20 @@ std::pair<RowCache, RowCache> AdaRoundQuantizer::capture(int layer, const at::Te
   models::ForwardHooks quantized, fp;
   quantized.weight = [this](int l, const at::Tensor&) { return weights_[static_cast<size_t>(l)]; };
   quantized.layer_io = [&](int l, const at::Tensor& in, const at::Tensor&) {
-    if (l == layer) in_q = in.clone();
+    if (l != layer) return;
+    in_q = in.clone();
+    throw StopForward{};
   };
   fp.layer_io = [&](int l, const at::Tensor&, const at::Tensor& out) {
-    if (l == layer) out_fp = out.clone();
+    if (l != layer) return;
+    out_fp = out.clone();
+    throw StopForward{};
   };
   std::unique_ptr<RowCache> x, y;
   for (int64_t b = 0; b < n; b += chunk) {
     const at::Tensor part = calib.slice(0, b, std::min(n, b + chunk));
-    folded_->forward(part, &quantized);
-    folded_->forward(part, &fp);
+    forward_until_stopped(*folded_, part, quantized);  // up to the layer only
+    forward_until_stopped(*folded_, part, fp);
     if (!x) {  // the first chunk tells the row shapes, and so whether the layer's caches fit the budget
       const std::vector<int64_t> xs(in_q.sizes().begin() + 1, in_q.sizes().end()),
           ys(out_fp.sizes().begin() + 1, out_fp.sizes().end());
