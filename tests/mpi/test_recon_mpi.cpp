@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "io/cifar10.hpp"
 #include "models/checkpoint.hpp"
@@ -29,15 +31,27 @@ std::unique_ptr<models::Network> resnet20() {
   return net;
 }
 
-// Fraction of weights whose rounding differs between two sets of per-layer weights.
-double differing_fraction(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b, int64_t* differ) {
-  int64_t total = 0;
-  *differ = 0;
-  for (size_t l = 0; l < a.size(); ++l) {
-    *differ += a[l].ne(b[l]).sum().item<int64_t>();
-    total += a[l].numel();
+// The first 96 training images, normalized: the calibration set of both cases.
+at::Tensor calibration_images(const models::Network& net) {
+  return net.normalize(io::read_cifar10(test::data_path("cifar10/data_batch_1.bin"), 0, 96).images, at::kCPU);
+}
+
+// Prints `summary` and the rounding comparison on rank 0, and checks that at most kMaxFlippedFraction of the weights
+// round differently from one rank alone, and none on one rank (the same computation).
+void expect_rounding_agrees(const std::string& summary, const std::vector<at::Tensor>& coop,
+                            const std::vector<at::Tensor>& alone) {
+  const auto& w = test::world();
+  int64_t differ = 0, total = 0;
+  for (size_t l = 0; l < coop.size(); ++l) {
+    differ += coop[l].ne(alone[l]).sum().item<int64_t>();
+    total += coop[l].numel();
   }
-  return double(*differ) / double(total);
+  const double frac = double(differ) / double(total);
+  if (w.is_root())
+    std::printf("%s, rounding differs for %lld weights (%.3f%%)\n", summary.c_str(), static_cast<long long>(differ),
+                100 * frac);
+  EXPECT_LE(frac, kMaxFlippedFraction) << differ << " weights, world " << w.size();
+  if (w.size() == 1) EXPECT_EQ(differ, 0) << "one rank: the same computation";
 }
 }  // namespace
 
@@ -45,8 +59,7 @@ TEST(AdaRoundMpi, CooperativePointMatchesOneRank) {
   const auto& w = test::world();
   at::set_num_threads(1);
   auto net = resnet20();
-  const at::Tensor calib =
-      net->normalize(io::read_cifar10(test::data_path("cifar10/data_batch_1.bin"), 0, 96).images, at::kCPU);
+  const at::Tensor calib = calibration_images(*net);
   config::QuantConfig qc;
   qc.act_observer = config::Observer::mse;
   qc.adaround.iters = 40;
@@ -68,23 +81,18 @@ TEST(AdaRoundMpi, CooperativePointMatchesOneRank) {
     EXPECT_NEAR(a.a, b.a, kStepRelTol * std::max(1e-6, std::abs(b.a))) << "site " << k;
     worst_range = std::max(worst_range, std::abs(a.b - b.b) / b.b);
   }
-  int64_t differ = 0;
-  const double frac = differing_fraction(coop.weights(), alone.weights(), &differ);
-  if (w.is_root())
-    std::printf(
-        "adaround world %d: first layer error %.9g vs %.9g alone, worst range difference %.2e, rounding "
-        "differs for %lld weights (%.3f%%)\n",
-        w.size(), e_coop, e_alone, worst_range, static_cast<long long>(differ), 100 * frac);
-  EXPECT_LE(frac, kMaxFlippedFraction) << differ << " weights, world " << w.size();
-  if (w.size() == 1) EXPECT_EQ(differ, 0) << "one rank: the same computation";
+  char summary[160];
+  std::snprintf(summary, sizeof summary,
+                "adaround world %d: first layer error %.9g vs %.9g alone, worst range difference %.2e", w.size(),
+                e_coop, e_alone, worst_range);
+  expect_rounding_agrees(summary, coop.weights(), alone.weights());
 }
 
 TEST(ReconMpi, CooperativePointMatchesOneRank) {
   const auto& w = test::world();
   at::set_num_threads(1);
   auto net = resnet20();
-  const at::Tensor calib =
-      net->normalize(io::read_cifar10(test::data_path("cifar10/data_batch_1.bin"), 0, 96).images, at::kCPU);
+  const at::Tensor calib = calibration_images(*net);
   config::QuantConfig qc;
   qc.protocol = config::Protocol::qdrop;
   qc.act_observer = config::Observer::mse;
@@ -102,13 +110,8 @@ TEST(ReconMpi, CooperativePointMatchesOneRank) {
     EXPECT_NEAR(a, b, kStepRelTol * b) << "site " << k << ", world " << w.size();
     worst_step = std::max(worst_step, std::abs(a - b) / b);
   }
-  int64_t differ = 0;
-  const double frac = differing_fraction(coop.weights(), alone.weights(), &differ);
-  if (w.is_root())
-    std::printf(
-        "qdrop world %d: stem error %.9g vs %.9g alone, worst step difference %.2e, rounding differs for %lld "
-        "weights (%.3f%%)\n",
-        w.size(), e_coop, e_alone, worst_step, static_cast<long long>(differ), 100 * frac);
-  EXPECT_LE(frac, kMaxFlippedFraction) << differ << " weights, world " << w.size();
-  if (w.size() == 1) EXPECT_EQ(differ, 0) << "one rank: the same computation";
+  char summary[160];
+  std::snprintf(summary, sizeof summary, "qdrop world %d: stem error %.9g vs %.9g alone, worst step difference %.2e",
+                w.size(), e_coop, e_alone, worst_step);
+  expect_rounding_agrees(summary, coop.weights(), alone.weights());
 }

@@ -119,6 +119,25 @@ def test_margins(tool, weights, tmp, model64, xg):
     return delta, gamma
 
 
+def compare_with_tool(tool, weights, tmp, name, payload, x, val_py, g_py, info):
+    """Run `oracle_tool synth-loss` on payload and check its loss and gradient against (val_py, g_py); info is appended
+    to the check's line."""
+    got = call_tool(tool, "synth-loss", weights, payload, tmp, "loss_" + re.sub(r"[^A-Za-z0-9.-]+", "_", name))
+    if got is None:
+        return
+    if tuple(got["grad"].shape) != tuple(x.shape):
+        check(False, f"synth-loss {name}: grad shape {tuple(got['grad'].shape)}, expected {tuple(x.shape)}")
+        return
+    val_cpp = float(got["loss"].double().item())
+    g_cpp = got["grad"].double()
+    el = rel(val_cpp, val_py)
+    gmax = g_py.abs().max().item()
+    eg = (g_cpp - g_py).abs().max().item()
+    check(el <= TOL_LOSS and eg <= TOL_GRAD * gmax,
+          f"synth-loss {name}: loss cpp {val_cpp:.9g} py {val_py:.9g} rel {el:.3g} (<= {TOL_LOSS}); grad max err {eg:.3g}"
+          f" vs max|g| {gmax:.3g} (rel {eg / max(gmax, 1e-30):.3g} <= {TOL_GRAD}){info}")
+
+
 def test_loss(tool, weights, tmp, model64, name, x, spec, require_active=None, note=""):
     """Compare loss and gradient for one case; returns (py loss, py grad). A spec with "sci_weight" (and "sci_gauss") sends
     both to the helper (docs/method.md section 4.1); note is appended to the check's line."""
@@ -146,20 +165,7 @@ def test_loss(tool, weights, tmp, model64, name, x, spec, require_active=None, n
     if "sci_weight" in spec:
         payload["sci_weight"] = torch.tensor(float(spec["sci_weight"]), dtype=torch.float64)
         payload["sci_gauss"] = spec["sci_gauss"].float().contiguous()
-    got = call_tool(tool, "synth-loss", weights, payload, tmp, "loss_" + re.sub(r"[^A-Za-z0-9.-]+", "_", name))
-    if got is None:
-        return val_py, g_py
-    if tuple(got["grad"].shape) != tuple(x.shape):
-        check(False, f"synth-loss {name}: grad shape {tuple(got['grad'].shape)}, expected {tuple(x.shape)}")
-        return val_py, g_py
-    val_cpp = float(got["loss"].double().item())
-    g_cpp = got["grad"].double()
-    el = rel(val_cpp, val_py)
-    gmax = g_py.abs().max().item()
-    eg = (g_cpp - g_py).abs().max().item()
-    check(el <= TOL_LOSS and eg <= TOL_GRAD * gmax,
-          f"synth-loss {name}: loss cpp {val_cpp:.9g} py {val_py:.9g} rel {el:.3g} (<= {TOL_LOSS}); grad max err {eg:.3g}"
-          f" vs max|g| {gmax:.3g} (rel {eg / max(gmax, 1e-30):.3g} <= {TOL_GRAD}){info}{note}")
+    compare_with_tool(tool, weights, tmp, name, payload, x, val_py, g_py, info + note)
     return val_py, g_py
 
 
@@ -265,20 +271,7 @@ def test_di_loss(tool, weights, tmp, model64, name, x, spec, delta, gamma):
         "lse": torch.tensor(0, dtype=torch.int64),
         "first_index": torch.tensor(0, dtype=torch.int64),
     }
-    got = call_tool(tool, "synth-loss", weights, payload, tmp, "loss_" + re.sub(r"[^A-Za-z0-9.-]+", "_", name))
-    if got is None:
-        return val_py, g_py
-    if tuple(got["grad"].shape) != tuple(x.shape):
-        check(False, f"synth-loss {name}: grad shape {tuple(got['grad'].shape)}, expected {tuple(x.shape)}")
-        return val_py, g_py
-    val_cpp = float(got["loss"].double().item())
-    g_cpp = got["grad"].double()
-    el = rel(val_cpp, val_py)
-    gmax = g_py.abs().max().item()
-    eg = (g_cpp - g_py).abs().max().item()
-    check(el <= TOL_LOSS and eg <= TOL_GRAD * gmax,
-          f"synth-loss {name}: loss cpp {val_cpp:.9g} py {val_py:.9g} rel {el:.3g} (<= {TOL_LOSS}); grad max err {eg:.3g}"
-          f" vs max|g| {gmax:.3g} (rel {eg / max(gmax, 1e-30):.3g} <= {TOL_GRAD}){info}")
+    compare_with_tool(tool, weights, tmp, name, payload, x, val_py, g_py, info)
     return val_py, g_py
 
 
