@@ -140,6 +140,19 @@ std::vector<float> Comm::allgatherv(const std::vector<float>& values) const {
   return all;
 }
 
+at::Tensor Comm::allgatherv(const at::Tensor& local) const {
+  DSGQ_CHECK(local.scalar_type() == at::kFloat && local.dim() >= 1, "allgatherv: expected float32 rows");
+  const at::Tensor host = local.detach().to(at::kCPU).contiguous();
+  const std::vector<float> all =
+      allgatherv(std::vector<float>(host.data_ptr<float>(), host.data_ptr<float>() + host.numel()));
+  std::vector<int64_t> shape(local.sizes().begin(), local.sizes().end());
+  shape[0] = -1;
+  return torch::from_blob(const_cast<float*>(all.data()), {static_cast<int64_t>(all.size())}, torch::kFloat)
+      .clone()
+      .view(shape)
+      .to(local.device());
+}
+
 namespace {
 class AllreduceSumFn : public torch::autograd::Function<AllreduceSumFn> {
  public:

@@ -39,6 +39,9 @@ class Comm {
   void allreduce_sum(at::Tensor& tensor) const;
   // Every rank's values concatenated in rank order (shares may differ in length).
   std::vector<float> allgatherv(const std::vector<float>& values) const;
+  // Every rank's float32 rows [n_r, ...] concatenated along dim 0 in rank order (n_r may differ; the other dims must
+  // not), on `local`'s device; detached.
+  at::Tensor allgatherv(const at::Tensor& local) const;
   // Every rank's string, in rank order.
   std::vector<std::string> allgather(const std::string& value) const;
   // Rank 0's value on every rank.

@@ -114,17 +114,17 @@ std::string inspect_synth(const std::string& path) {
     // Real data's signature on the same network and image count, when it is a CIFAR-10 network and the training
     // batch is at hand (docs/method.md section 14).
     synth::Homogeneity real;
+    const int64_t n_real = std::min<int64_t>(m.n_images, 10000);  // data_batch_1 holds 10,000 images
     const std::string real_path = data_dir().empty() ? "" : data_dir() + "/cifar10/data_batch_1.bin";
     const bool with_real = net->input().num_classes == 10 && net->input().height == 32 && file_exists(real_path);
     if (with_real)
-      real = synth::homogeneity(
-          *net, net->normalize(io::read_cifar10(real_path, 0, std::min<int64_t>(m.n_images, 10000)).images, at::kCPU));
+      real = synth::homogeneity(*net, net->normalize(io::read_cifar10(real_path, 0, n_real).images, at::kCPU));
     char line[200];
     std::snprintf(line, sizeof line, "homogeneity on %s: spread %.4f, dev %.4f", m.model.c_str(), h.spread, h.dev);
     os << line;
     if (with_real) {
       std::snprintf(line, sizeof line, " (the first %lld real CIFAR-10 training images: %.4f, %.4f)",
-                    static_cast<long long>(std::min<int64_t>(m.n_images, 10000)), real.spread, real.dev);
+                    static_cast<long long>(n_real), real.spread, real.dev);
       os << line;
     }
     os << "\nper BN layer:          spread    dev" << (with_real ? "   real spread  real dev" : "") << "\n";

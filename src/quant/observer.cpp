@@ -103,10 +103,7 @@ Range observe_impl(config::Observer observer, const at::Tensor& x, int bits, con
       break;
     case config::Observer::percentile:
       if (comm) {
-        const at::Tensor local = flat.reshape({-1}).to(at::kFloat).contiguous();
-        const std::vector<float> mine(local.data_ptr<float>(), local.data_ptr<float>() + local.numel());
-        const std::vector<float> all = comm->allgatherv(mine);
-        const at::Tensor every = torch::from_blob(const_cast<float*>(all.data()), {int64_t(all.size())}, at::kFloat);
+        const at::Tensor every = comm->allgatherv(flat.reshape({-1}).to(at::kFloat));
         r = {quantile_linear(every, 0.00001), quantile_linear(every, 0.99999)};
       } else {
         r = {quantile_linear(flat, 0.00001), quantile_linear(flat, 0.99999)};

@@ -33,13 +33,11 @@ namespace {
 // gradient of its own (rows batch_offset..), and computes the same value. Collective.
 at::Tensor sci_term(const at::Tensor& x, const BatchSlice& slice, const mpi::Comm& comm, double* value) {
   const int64_t n = x.size(0), B = slice.global_batch;
-  const at::Tensor local = x.reshape({n, -1}) / x.reshape({n, -1}).norm(2, 1, true);
+  const at::Tensor flat = x.reshape({n, -1});
+  const at::Tensor local = flat / flat.norm(2, 1, true);
   at::Tensor rows = local;
-  if (comm.size() > 1) {
-    const at::Tensor flat = local.detach().to(at::kCPU).contiguous().reshape({-1});
-    std::vector<float> all =
-        comm.allgatherv(std::vector<float>(flat.data_ptr<float>(), flat.data_ptr<float>() + flat.numel()));
-    const at::Tensor every = torch::from_blob(all.data(), {B, local.size(1)}, torch::kFloat).clone().to(x.device());
+  if (comm.size() > 1) {  // the others' rows as constants, this rank's own with their gradient
+    const at::Tensor every = comm.allgatherv(local);
     rows = torch::cat({every.slice(0, 0, slice.batch_offset), local, every.slice(0, slice.batch_offset + n, B)});
   }
   const at::Tensor phi = rows.to(at::kDouble);
