@@ -14,15 +14,18 @@ namespace dsgq::config {
 // [model] dataset: "" takes the architecture's own dataset.
 enum class Dataset { from_arch, cifar10, imagenet };
 // [synth] method.
-enum class SynthMethod { dsg, zeroq, gaussian, real, deepinversion };
-// Whether the method optimises its images (dsg, zeroq, deepinversion) rather than drawing or reading them.
+enum class SynthMethod { dsg, zeroq, gaussian, real, deepinversion, genie };
+// Whether the method optimises its images (dsg, zeroq, deepinversion, genie) rather than drawing or reading them.
 constexpr bool optimised(SynthMethod m) {
-  return m == SynthMethod::dsg || m == SynthMethod::zeroq || m == SynthMethod::deepinversion;
+  return m == SynthMethod::dsg || m == SynthMethod::zeroq || m == SynthMethod::deepinversion ||
+         m == SynthMethod::genie;
 }
 // [synth] preset: the papers' settings or the released code's (docs/method.md section 5).
 enum class Preset { paper, official };
 // [synth] stats: BN statistics per sample (the released code) or of the global batch (all-reduced over ranks).
 enum class BnStats { per_sample, batch };
+// [synth] init: the starting images; `automatic` ("preset") takes the method's and preset's (docs/method.md section 7.2).
+enum class SynthInit { automatic, gaussian, diverse };
 // [quant] protocol.
 enum class Protocol { zeroq, adaround, qdrop };
 // [quant] act_observer; `automatic` is resolved when the config is read (zeroq: ema, adaround: mse).
@@ -38,12 +41,13 @@ struct ChoiceTable<Dataset> {
 };
 template <>
 struct ChoiceTable<SynthMethod> {
-  static constexpr std::array<std::pair<SynthMethod, const char*>, 5> rows{
+  static constexpr std::array<std::pair<SynthMethod, const char*>, 6> rows{
       {{SynthMethod::dsg, "dsg"},
        {SynthMethod::zeroq, "zeroq"},
        {SynthMethod::gaussian, "gaussian"},
        {SynthMethod::real, "real"},
-       {SynthMethod::deepinversion, "deepinversion"}}};
+       {SynthMethod::deepinversion, "deepinversion"},
+       {SynthMethod::genie, "genie"}}};
 };
 template <>
 struct ChoiceTable<Preset> {
@@ -54,6 +58,11 @@ template <>
 struct ChoiceTable<BnStats> {
   static constexpr std::array<std::pair<BnStats, const char*>, 2> rows{
       {{BnStats::per_sample, "per_sample"}, {BnStats::batch, "batch"}}};
+};
+template <>
+struct ChoiceTable<SynthInit> {
+  static constexpr std::array<std::pair<SynthInit, const char*>, 3> rows{
+      {{SynthInit::automatic, "preset"}, {SynthInit::gaussian, "gaussian"}, {SynthInit::diverse, "diverse"}}};
 };
 template <>
 struct ChoiceTable<Protocol> {

@@ -36,8 +36,9 @@ const Table<SynthConfig>& synth_table() {
   const unsigned id = kSynthIdentity;
   static const Table<S> t = {
       choice_field<S>("method", &S::method, SynthMethod::dsg,
-                      "dsg | zeroq | deepinversion (batch statistics, class targets, jitter, priors) | gaussian "
-                      "(N(0,1), no optimisation) | real (the first n_images of real_data)",
+                      "dsg | zeroq | deepinversion (batch statistics, class targets, jitter, priors) | genie (a "
+                      "generator and latents per batch, batch statistics) | gaussian (N(0,1), no optimisation) | "
+                      "real (the first n_images of real_data)",
                       id | kQuantPoint),
       choice_field<S>("preset", &S::preset, Preset::paper,
                       "the papers' settings, or the released code's bug for bug (docs/method.md section 5)",
@@ -49,7 +50,7 @@ const Table<SynthConfig>& synth_table() {
       int_field<S>("iters", &S::iters, 500, 1, 1000000, "Adam steps per batch", id),
       float_field<S>("lr", &S::lr, 0.0, 0.0, 1e3,
                      "Adam learning rate; 0 = the method's and preset's (paper 0.5; official dsg 0.9, "
-                     "zeroq 0.5; deepinversion 0.1)",
+                     "zeroq 0.5; deepinversion 0.1; genie: the latents' 0.1)",
                      id),
       int_field<S>("patience", &S::patience, 0, 0, 1000000,
                    "ReduceLROnPlateau patience; 0 = the preset's (paper 100; official dsg 260, zeroq 100); "
@@ -89,6 +90,17 @@ const Table<SynthConfig>& synth_table() {
       bool_field<S>("flip", &S::flip, false,
                     "deepinversion: random horizontal flip of the whole batch per step (ImageNet code: true)",
                     id | kOnlyIfSet),
+      choice_field<S>("init", &S::init, SynthInit::automatic,
+                      "starting images of a pixel-optimising method: preset (the method's and preset's) | gaussian (N(0,1)) | "
+                      "diverse (per image and channel a random mean and scale, then a 5x5 smoothing; Sony MCT's "
+                      "DataInitType.Diverse)",
+                      id | kOnlyIfSet),
+      float_field<S>("generator_lr", &S::generator_lr, 0.01, 0.0, 1e3,
+                     "genie: Adam learning rate of the generator (x0.95 every 100 iterations)", id | kOnlyIfSet),
+      int_field<S>("swing", &S::swing, 1, 0, 64,
+                   "genie: swing convolution, the input of every strided conv padded by this many pixels (reflect) "
+                   "and cut at a random offset per step; 0 = off",
+                   id | kOnlyIfSet),
       int_field<S>("seed", &S::seed, 0, 0, int64_t(1) << 62,
                    "every random draw derives from (seed, global sample index)", id | kQuantPoint),
       text_field<S>("out", &S::out, "", true, "\"\" = <output.dir>/synth/<key>.h5"),

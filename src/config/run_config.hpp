@@ -56,6 +56,10 @@ struct SynthConfig {
   double l2;
   int64_t jitter;
   bool flip;
+  SynthInit init;  // the starting images (docs/method.md section 7.2)
+  // genie (docs/method.md section 7.3)
+  double generator_lr;
+  int64_t swing;
   int64_t seed;
   std::string out;
 };

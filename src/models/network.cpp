@@ -36,8 +36,9 @@ bool tolerated(const std::string& key) {
 at::Tensor Ops::conv(int layer, const at::Tensor& x) const {
   const auto& p = net_.layer_params_[layer];
   const at::Tensor w = hooks_ && hooks_->weight ? hooks_->weight(layer, p[0]) : p[0];
-  at::Tensor y = net_.layer_forward(layer, x, w, p[1]);
-  if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, x, y);
+  const at::Tensor in = hooks_ && hooks_->conv_input ? hooks_->conv_input(layer, x) : x;
+  at::Tensor y = net_.layer_forward(layer, in, w, p[1]);
+  if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, in, y);
   return y;
 }
 
@@ -69,8 +70,9 @@ at::Tensor Network::layer_forward(int layer, const at::Tensor& x, const at::Tens
 at::Tensor Ops::linear(int layer, const at::Tensor& x) const {
   const auto& p = net_.layer_params_[layer];
   const at::Tensor w = hooks_ && hooks_->weight ? hooks_->weight(layer, p[0]) : p[0];
-  at::Tensor y = net_.layer_forward(layer, x, w, p[1]);
-  if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, x, y);
+  const at::Tensor in = hooks_ && hooks_->conv_input ? hooks_->conv_input(layer, x) : x;
+  at::Tensor y = net_.layer_forward(layer, in, w, p[1]);
+  if (hooks_ && hooks_->layer_io) hooks_->layer_io(layer, in, y);
   return y;
 }
 

@@ -54,6 +54,7 @@ struct ForwardHooks {
   std::function<at::Tensor(int act, const at::Tensor& x)> activation;     // after ReLU/ReLU6
   std::function<at::Tensor(int layer, const at::Tensor& weight)> weight;  // effective weight
   std::function<void(int layer, const at::Tensor& in, const at::Tensor& out)> layer_io;
+  std::function<at::Tensor(int layer, const at::Tensor& x)> conv_input;  // replaces a conv's input (Genie's swing)
 };
 
 class Network;

@@ -166,7 +166,28 @@ class AllreduceSumFn : public torch::autograd::Function<AllreduceSumFn> {
     return {grad[0], at::Tensor()};
   }
 };
+
+class AllreduceSumSummedFn : public torch::autograd::Function<AllreduceSumSummedFn> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& local, int64_t comm_ptr) {
+    ctx->saved_data["comm"] = comm_ptr;
+    at::Tensor global = local.detach().clone().contiguous();
+    reinterpret_cast<const Comm*>(comm_ptr)->allreduce_sum(global);
+    return global;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    at::Tensor summed = grad[0].detach().clone().contiguous();
+    reinterpret_cast<const Comm*>(ctx->saved_data["comm"].toInt())->allreduce_sum(summed);
+    return {summed, at::Tensor()};
+  }
+};
 }  // namespace
+
+at::Tensor allreduce_sum_autograd_summed(const at::Tensor& local, const Comm& comm) {
+  if (comm.size() == 1) return local;
+  return AllreduceSumSummedFn::apply(local, static_cast<int64_t>(reinterpret_cast<intptr_t>(&comm)));
+}
 
 at::Tensor allreduce_sum_autograd(const at::Tensor& local, const Comm& comm) {
   if (comm.size() == 1) return local;

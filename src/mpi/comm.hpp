@@ -68,6 +68,12 @@ class Comm {
 // stats = "batch"). float/double tensors; with one rank it is the identity.
 at::Tensor allreduce_sum_autograd(const at::Tensor& local, const Comm& comm);
 
+// The same forward, for a sum that each rank then feeds into a loss of its own (Genie's generator BatchNorm, whose
+// statistics come from every rank's rows but whose outputs feed each rank's share of the loss): the backward pass
+// all-reduces the incoming gradient, so each rank receives d(sum of the ranks' losses)/d(its share). Collective in
+// both directions.
+at::Tensor allreduce_sum_autograd_summed(const at::Tensor& local, const Comm& comm);
+
 // Initializes MPI (asking for MPI_THREAD_MULTIPLE: the sweep queue serves requests from a thread) and finalizes it on
 // normal destruction. Construct once, in main.
 class MpiEnv {

@@ -93,10 +93,14 @@ std::string inspect_synth(const std::string& path) {
   // How far optimisation moved the images from their (reproducible) initialisation.
   const auto method = config::parse_choice<config::SynthMethod>(m.method);
   const auto preset = config::parse_choice<config::Preset>(m.preset);
-  if (method && preset && config::optimised(*method)) {
+  if (method && preset && config::optimised(*method) && *method != config::SynthMethod::genie) {
     config::SynthConfig y;
     y.method = *method;
     y.preset = *preset;
+    try {  // the set's own [synth] (its init key), when its stored configuration still parses
+      y = config::parse_run_config(m.config_toml, path + ": config_toml", {}).synth;
+    } catch (const InputError&) {
+    }
     const synth::Init init = synth::resolve_settings(y, "").init;
     const at::Tensor x0 = synth::draw_images(init, static_cast<uint64_t>(m.seed), synth::Stream::init, 0, m.n_images,
                                              m.channels, m.height, m.width);

@@ -61,7 +61,8 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
     throw InputError(where +
                      "lse = 'true' needs stats = 'per_sample' (LSE weights each sample's own statistics); "
                      "set lse = false or stats = \"per_sample\"");
-  if (batch_stats && y.preset == config::Preset::official && y.method != config::SynthMethod::deepinversion)
+  const bool own_batch_stats = y.method == config::SynthMethod::deepinversion || y.method == config::SynthMethod::genie;
+  if (batch_stats && y.preset == config::Preset::official && !own_batch_stats)
     throw InputError(where +
                      "stats = 'batch' with preset = 'official': the released code uses per-sample "
                      "statistics; expected stats = \"per_sample\" or preset = \"paper\"");
@@ -71,6 +72,13 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
     throw InputError(where + "sci_weight = '" + w.str() + "' applies to method dsg only; expected 0 for method " +
                      config::name(y.method));
   }
+  if (y.init != config::SynthInit::automatic && (!config::optimised(y.method) || y.method == config::SynthMethod::genie))
+    throw InputError(where + "init = '" + config::name(y.init) + "' applies to the methods that optimise pixels (dsg, " +
+                     "zeroq, deepinversion); expected \"preset\" for method " + config::name(y.method));
+  if (y.method == config::SynthMethod::genie && (s.net->input().height % 4 != 0 || s.net->input().width % 4 != 0))
+    throw InputError(where + "method = 'genie' needs an input size divisible by 4 (the generator upsamples twice); " +
+                     s.cfg.model.arch + " takes " + std::to_string(s.net->input().height) + "x" +
+                     std::to_string(s.net->input().width));
   if (y.method == config::SynthMethod::real)
     check_image_count(y.real_data, where + "real_data", *s.net, y.n_images, where + "n_images");
 

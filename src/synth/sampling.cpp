@@ -3,6 +3,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 namespace dsgq::synth {
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index) {
@@ -32,6 +34,16 @@ at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, i
       case Init::zeroq_official:
         out[i] = (at::randint(0, 255, {C, H, W}, gen).to(at::kFloat) - 127.5f) / 5418.75f;
         break;
+      case Init::diverse: {
+        const at::Tensor scale = at::randn({C, 1, 1}, gen);
+        const at::Tensor mean = at::randn({C, 1, 1}, gen);
+        const at::Tensor raw = (scale * at::randn({C, H, W}, gen) + mean).unsqueeze(0);
+        const int64_t pad = std::min<int64_t>(2, std::min(H, W) - 1);  // reflection needs pad < size
+        const at::Tensor padded = pad > 0 ? at::reflection_pad2d(raw, {pad, pad, pad, pad}) : raw;
+        const at::Tensor box = torch::full({C, 1, 2 * pad + 1, 2 * pad + 1}, 1.0f / 16.0f);
+        out[i] = at::conv2d(padded, box, at::Tensor(), at::IntArrayRef{1}, at::IntArrayRef{0}, at::IntArrayRef{1}, C)[0];
+        break;
+      }
     }
   }
   return out;

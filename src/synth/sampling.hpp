@@ -7,11 +7,21 @@
 
 namespace dsgq::synth {
 
-enum class Stream : uint64_t { init = 1, margin = 2, label = 3, roll = 4, jitter = 5, sci = 6 };
+enum class Stream : uint64_t {
+  init = 1,
+  margin = 2,
+  label = 3,
+  roll = 4,
+  jitter = 5,
+  sci = 6,
+  latent = 7,     // genie: each image's latent vector
+  generator = 8,  // genie: each batch's generator initialisation
+  swing = 9,      // genie: each step's swing-convolution shifts
+};
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
 
-enum class Init { gaussian, uniform01, zeroq_official };
+enum class Init { gaussian, uniform01, zeroq_official, diverse };
 
 // [n, C, H, W] images for global indices first..first+n-1. gaussian: N(0,1); uniform01: U[0,1) (the released DSG
 // code); zeroq_official: (k - 127.5) / 5418.75 with k uniform on {0..254} (the released ZeroQ code).

@@ -10,6 +10,7 @@
 #include "core/timer.hpp"
 #include "io/image_set.hpp"
 #include "models/network.hpp"
+#include "synth/genie.hpp"
 #include "synth/plateau.hpp"
 
 namespace dsgq::synth {
@@ -20,7 +21,8 @@ SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label
   s.label = std::move(label);
   const bool official_dsg = cfg.preset == config::Preset::official && cfg.method == config::SynthMethod::dsg;
   const bool di = cfg.method == config::SynthMethod::deepinversion;
-  s.lr = cfg.lr > 0 ? cfg.lr : (official_dsg ? 0.9 : di ? 0.1 : 0.5);
+  const bool genie = cfg.method == config::SynthMethod::genie;
+  s.lr = cfg.lr > 0 ? cfg.lr : (official_dsg ? 0.9 : di || genie ? 0.1 : 0.5);
   s.patience = cfg.patience > 0 ? cfg.patience : (official_dsg ? 260 : 100);
   switch (cfg.preset) {
     case config::Preset::paper:
@@ -31,6 +33,16 @@ SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label
       break;
   }
   if (di) s.init = Init::gaussian;  // DeepInversion starts from N(0, 1) whatever the preset
+  switch (cfg.init) {
+    case config::SynthInit::automatic:
+      break;
+    case config::SynthInit::gaussian:
+      s.init = Init::gaussian;
+      break;
+    case config::SynthInit::diverse:
+      s.init = Init::diverse;
+      break;
+  }
   return s;
 }
 
@@ -99,6 +111,22 @@ BatchResult Synthesizer::make_batch(int64_t b) {
     case config::SynthMethod::gaussian:
       r.images = draw(Init::gaussian);
       return r;
+    case config::SynthMethod::genie: {
+      GenieSettings g;
+      g.seed = static_cast<uint64_t>(c.seed);
+      g.iters = c.iters;
+      g.latent_lr = s_.lr;
+      g.patience = s_.patience;
+      g.generator_lr = c.generator_lr;
+      g.swing = c.swing;
+      g.label = s_.label;
+      g.n_batches = s_.n_batches();
+      GenieBatch gb = genie_batch(net_, g, b, batch_first, B, share.begin, n, comm_);
+      r.images = gb.images;
+      r.loss = gb.loss;
+      r.loss_curve = std::move(gb.loss_curve);
+      return r;
+    }
     case config::SynthMethod::dsg:
     case config::SynthMethod::zeroq:
     case config::SynthMethod::deepinversion:

@@ -11,6 +11,10 @@
 //                                                   d loss/d x -> {loss, grad}
 //   (interface of tests/oracle/test_synth_oracle.py)
 //   oracle_tool fake-quant IN.pt OUT.pt             IN {x, scale, zero_point, qmin, qmax, axis} -> {y}
+//   oracle_tool genie-step ARCH WEIGHTS IN.pt OUT.pt IN {z [B,256], p0..p9 (generator parameters), swing i64
+//                                                   [layers,2] (dy,dx; -1 = none), jitter}: G(z), Genie's loss
+//                                                   and its gradients -> {x, loss, grad_z, grad_p0..grad_p9}
+//   oracle_tool genie-init SEED BATCH C H W OUT.pt  the generator's initial parameters -> {p0..p9}
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -26,6 +30,7 @@
 #include "quant/quantizer.hpp"
 #include "quant/recon_protocol.hpp"
 #include "synth/margins.hpp"
+#include "synth/genie.hpp"
 #include "synth/objective.hpp"
 
 using namespace dsgq;
@@ -229,6 +234,39 @@ int main(int argc, char** argv) {
       synth::LossValue value;
       objective.evaluate(x, slice, &value).backward();
       models::write_checkpoint(argv[5], {{"loss", torch::tensor(value.total, torch::kDouble)}, {"grad", x.grad()}});
+      return 0;
+    }
+    if (cmd == "genie-step" && argc == 6) {  // method genie (docs/method.md section 7.3): G(z), loss, gradients
+      auto net = models::build_network(argv[2], "arch");
+      net->load(models::read_checkpoint(argv[3]));
+      const auto in = read_dict(argv[4]);
+      std::vector<at::Tensor> params;
+      for (int k = 0; k < 10; ++k) params.push_back(need(in, "p" + std::to_string(k)).clone().requires_grad_(true));
+      const at::Tensor z = need(in, "z").clone().requires_grad_(true);
+      const at::Tensor sw = need(in, "swing");  // int64 [layers, 2]: (dy, dx), -1 for an unchanged layer
+      std::vector<std::pair<int64_t, int64_t>> swing;
+      for (int64_t l = 0; l < sw.size(0); ++l) swing.push_back({sw[l][0].item<int64_t>(), sw[l][1].item<int64_t>()});
+      if (swing.size() != net->layers().size())
+        throw InputError("oracle input 'swing': expected one row per layer (" + std::to_string(net->layers().size()) +
+                         ")");
+      const int64_t jitter = need(in, "jitter").item<int64_t>();
+      const auto& shape = net->input();
+      const at::Tensor x = synth::genie_generate(params, z, shape.height, shape.width, mpi.world());
+      const synth::GenieLoss loss = synth::genie_loss(*net, x, x.size(0), swing, jitter, mpi.world());
+      loss.surrogate.backward();
+      std::vector<models::NamedTensor> out = {{"x", x.detach()},
+                                              {"loss", torch::tensor(loss.total, torch::kDouble)},
+                                              {"grad_z", z.grad()}};
+      for (int k = 0; k < 10; ++k) out.push_back({"grad_p" + std::to_string(k), params[k].grad()});
+      models::write_checkpoint(argv[5], out);
+      return 0;
+    }
+    if (cmd == "genie-init" && argc == 8) {  // genie_init(seed, batch, C, H, W) -> p0..p9
+      const auto p = synth::genie_init(std::stoull(argv[2]), std::stoll(argv[3]), std::stoll(argv[4]),
+                                       std::stoll(argv[5]), std::stoll(argv[6]));
+      std::vector<models::NamedTensor> out;
+      for (size_t k = 0; k < p.size(); ++k) out.push_back({"p" + std::to_string(k), p[k]});
+      models::write_checkpoint(argv[7], out);
       return 0;
     }
     if (cmd == "recon-case" && argc == 4) return recon_case(argv[2], argv[3]);

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent Python reference for dsgq's synthesis losses (ZeroQ, DSG, DeepInversion), written from
-the papers' and the released code's description in docs/method.md sections 0-6 (4.1 included), 7.1 and 14 only (not from dsgq's C++).
+the papers' and the released code's description in docs/method.md sections 0-6 (4.1 included), 7.1, 7.3 and 14 only (not from dsgq's C++).
 
 Terms and where they are specified:
 - per-sample statistics of a BN input (docs/method.md section 0): m[n,c] = mean over HxW, s[n,c] = sqrt(unbiased var over HxW + 1e-6);
@@ -36,6 +36,20 @@ Terms and where they are specified:
   CE = mean_i -log softmax(z_i)[t_i]; TV_L2 = sum_k ||D_k||_F and TV_L1 = sum_k mean|D_k| / 255 over the 4 difference images
   of the whole batch; L2 = mean_i ||x_j,i||_2;
   loss = ce_weight CE + bn_weight R + tv_l2 TV_L2 + tv_l1 TV_L1 + l2 L2, the weights given in DI_WEIGHT_NAMES order.
+- Genie (section 7.3; Jeon, Lee, Kim, CVPR 2023, SamsungLabs/Genie distill.py), method "genie": images x = G(z) from a
+  generator with 10 parameter tensors p0..p9 = (linear weight [128 h w, 256], linear bias, bn1 weight, bn1 bias [128],
+  conv1 weight [64,128,3,3], conv1 bias, bn2 weight, bn2 bias [64], conv2 weight [C,64,3,3], conv2 bias [C]), h = H/4, w = W/4:
+  linear -> view [B,128,h,w] -> BN(128) -> nearest x2 -> conv1 (pad 1) -> BN(64) -> LeakyReLU(0.2) -> nearest x2 -> conv2
+  (pad 1) -> tanh -> BN(C) without affine; every BN normalises with the batch mean and BIASED variance over (N,H,W), eps 1e-5
+  (genie_generator; the widths 256/128/64 are read off the parameter shapes, so the self-check can use a small G).
+  Swing convolution: the network's conv and linear layers are numbered 0.. in FORWARD CALL order; layer k with swing[k] =
+  (dy, dx) != (-1, -1) (allowed only on a Conv2d with stride > 1, 0 <= dy, dx <= 2 jitter) gets the input
+  F.pad(in, (j, j, j, j), mode="reflect")[:, :, dy:dy+H_in, dx:dx+W_in], j = jitter; the other layers are unchanged.
+  Loss (genie_loss): per image and channel m, s = mean and UNBIASED std over (H, W) of x (no eps); per BN layer l the batch
+  mean_l and UNBIASED std_l of its input over (N, H, W) (no eps) against mu_l = running_mean, sigma_l = sqrt(running_var +
+  1e-6); L_mean = sum_{i,c} m^2 / B + sum_l ||mean_l - mu_l||^2 / C_l, L_std = sum_{i,c} (s - 1)^2 / B
+  + sum_l ||std_l - sigma_l||^2 / C_l (Genie's l2_loss(A, B) = ||A - B||^2 / B.size(0)); L = L_mean + L_std. x is the whole
+  batch (batch statistics).
 
 Normalization: every "/B" (except in deepinversion, whose batch statistics and TV norms need the whole batch in x, so its
 global_batch must equal x.shape[0]) uses spec["global_batch"] (the whole synthetic batch), and so do the batch means of CE and L2
@@ -294,6 +308,208 @@ def sci_term(x, g):
     with torch.no_grad():
         lam_g, v_g = torch.linalg.eigh(row_gram(g.to(x.dtype)))
     return sci_from_eig(lam_s, v_s, lam_g, v_g)
+
+
+# ---------------------------------------------------------------------------------------------------------------- genie
+GENIE_LATENT = 256     # docs/method.md section 7.3: z_i in R^256
+GENIE_C1, GENIE_C2 = 128, 64   # section 7.3: the generator's widths after the linear layer and after the first conv
+GENIE_BN_EPS = 1e-5    # section 7.3: the generator's BatchNorms (training mode), BN's own eps
+GENIE_SLOPE = 0.2      # section 7.3: LeakyReLU slope
+GENIE_PARAM_NAMES = ("linear.weight", "linear.bias", "bn1.weight", "bn1.bias", "conv1.weight", "conv1.bias",
+                     "bn2.weight", "bn2.bias", "conv2.weight", "conv2.bias")  # p0..p9, section 7.3's order
+
+
+def genie_param_shapes(C, H, W, latent=GENIE_LATENT, c1=GENIE_C1, c2=GENIE_C2):
+    """docs/method.md section 7.3: the shapes of p0..p9 for C channels and an HxW image (H, W divisible by 4)."""
+    if H % 4 or W % 4:
+        raise ValueError(f"genie: H and W must be divisible by 4, got {H}x{W}")
+    hw = (H // 4) * (W // 4)
+    return [(c1 * hw, latent), (c1 * hw,), (c1,), (c1,), (c2, c1, 3, 3), (c2,), (c2,), (c2,), (C, c2, 3, 3), (C,)]
+
+
+def genie_fan_in(k, params_or_shapes):
+    """fan_in of p_k for PyTorch's default init (section 7.3): the linear layer's input width for p0, p1; in_channels * 9
+    for the convs' weights and biases; None for the BatchNorm tensors."""
+    shp = [tuple(p.shape) if torch.is_tensor(p) else tuple(p) for p in params_or_shapes]
+    if k in (0, 1):
+        return shp[0][1]
+    if k in (4, 5):
+        return shp[4][1] * shp[4][2] * shp[4][3]
+    if k in (8, 9):
+        return shp[8][1] * shp[8][2] * shp[8][3]
+    return None
+
+
+def train_bn(h, weight=None, bias=None, eps=GENIE_BN_EPS):
+    """docs/method.md section 7.3: BatchNorm in training mode, written out: per channel over (N, H, W) the batch mean and the
+    BIASED variance, y = (h - mean) / sqrt(var + eps) * weight + bias (no affine when weight and bias are None)."""
+    dims = (0, 2, 3) if h.dim() == 4 else (0,)
+    n = 1
+    for d in dims:
+        n *= h.shape[d]
+    shape = [1, h.shape[1]] + [1] * (h.dim() - 2)
+    mean = h.sum(dim=dims, keepdim=True) / n
+    cen = h - mean
+    var = (cen * cen).sum(dim=dims, keepdim=True) / n
+    y = cen / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight.view(shape) + bias.view(shape)
+    return y
+
+
+def genie_generator(params, z, H, W, taps=None):
+    """docs/method.md section 7.3: G(z) for z [B, latent], params p0..p9 (GENIE_PARAM_NAMES order), output [B, C, H, W].
+    The BatchNorms use the whole batch (training mode, biased variance, eps 1e-5; the last one without affine parameters).
+    taps, if a dict, receives the intermediate tensors "linear", "conv1", "conv2" (the outputs of those layers, before
+    their BatchNorm / tanh) for gradient diagnostics."""
+    if len(params) != 10:
+        raise ValueError(f"genie: 10 generator parameter tensors expected, got {len(params)}")
+    p = list(params)
+    c1 = p[2].numel()
+    h, w = H // 4, W // 4
+    if H % 4 or W % 4 or p[0].shape[0] != c1 * h * w:
+        raise ValueError(f"genie: linear output {p[0].shape[0]} != {c1} * ({H}/4) * ({W}/4)")
+    t = F.linear(z, p[0], p[1])
+    if taps is not None:
+        taps["linear"] = t
+    t = t.view(z.shape[0], c1, h, w)
+    t = F.batch_norm(t, None, None, p[2], p[3], training=True, momentum=0.0, eps=GENIE_BN_EPS)
+    t = F.interpolate(t, scale_factor=2, mode="nearest")
+    t = F.conv2d(t, p[4], p[5], stride=1, padding=1)
+    if taps is not None:
+        taps["conv1"] = t
+    t = F.batch_norm(t, None, None, p[6], p[7], training=True, momentum=0.0, eps=GENIE_BN_EPS)
+    t = F.leaky_relu(t, GENIE_SLOPE)
+    t = F.interpolate(t, scale_factor=2, mode="nearest")
+    t = F.conv2d(t, p[8], p[9], stride=1, padding=1)
+    if taps is not None:
+        taps["conv2"] = t
+    t = torch.tanh(t)
+    return F.batch_norm(t, None, None, None, None, training=True, momentum=0.0, eps=GENIE_BN_EPS)
+
+
+def swing_window(inp, dy, dx, jitter, pad_mode="reflect"):
+    """docs/method.md section 7.3: F.pad(inp, (j, j, j, j), mode="reflect") (index -1 reads index 1), then the
+    H_in x W_in window at rows dy.., columns dx.., 0 <= dy, dx <= 2 j. pad_mode "constant" (zeros) or "replicate" (index -1
+    reads index 0) are deliberately wrong variants for the oracle's separation checks."""
+    j = int(jitter)
+    dy, dx = int(dy), int(dx)
+    if not (0 <= dy <= 2 * j and 0 <= dx <= 2 * j):
+        raise ValueError(f"swing offsets ({dy}, {dx}) outside 0..{2 * j}")
+    if j == 0:
+        return inp
+    hh, ww = inp.shape[2], inp.shape[3]
+    return F.pad(inp, (j, j, j, j), mode=pad_mode)[:, :, dy:dy + hh, dx:dx + ww]
+
+
+def _is_layer(m):
+    return isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+
+
+def genie_layers(model, x):
+    """[(name, module)] of the network's conv and linear layers in FORWARD CALL order (the layer index of the swing list),
+    found with forward pre-hooks on one forward pass of x (no gradient). A layer called twice is refused."""
+    names = {m: n for n, m in model.named_modules()}
+    order = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: order.append(mod)) for m in model.modules() if _is_layer(m)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    if len(set(order)) != len(order):
+        raise ValueError("genie: a conv/linear layer is called more than once; the layer index is ambiguous")
+    return [(names[m], m) for m in order]
+
+
+def _swing_list(swing):
+    s = swing.tolist() if torch.is_tensor(swing) else swing
+    return [(int(a), int(b)) for a, b in s]
+
+
+def genie_forward(model, x, swing, jitter, pad_mode="reflect"):
+    """The network's forward pass on x with the swing convolution (docs/method.md section 7.3): swing has one (dy, dx) per
+    conv/linear layer in forward call order, (-1, -1) for unchanged; entries other than (-1, -1) only on Conv2d with
+    stride > 1. Returns (logits, [(bn_module, input of that BN)] in forward call order)."""
+    sw = _swing_list(swing)
+    count = [0]
+    taps = []
+
+    def layer_hook(mod, inp):
+        k = count[0]
+        count[0] += 1
+        if k >= len(sw):
+            raise ValueError(f"genie: swing has {len(sw)} entries, the network has more conv/linear layers")
+        dy, dx = sw[k]
+        if (dy, dx) == (-1, -1):
+            return None
+        if not (isinstance(mod, torch.nn.Conv2d) and max(mod.stride) > 1):
+            raise ValueError(f"genie: swing ({dy}, {dx}) at layer {k}, which is not a convolution with stride > 1")
+        return (swing_window(inp[0], dy, dx, jitter, pad_mode),)
+
+    hooks = [m.register_forward_pre_hook(layer_hook) for m in model.modules() if _is_layer(m)]
+    hooks += [bn.register_forward_pre_hook(lambda mod, inp: taps.append((mod, inp[0]))) for bn in _bn_modules(model)]
+    try:
+        out = model(x)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    if count[0] != len(sw):
+        raise ValueError(f"genie: swing has {len(sw)} entries, the network has {count[0]} conv/linear layers")
+    return out, taps
+
+
+def genie_l2(a, b):
+    """Genie's l2_loss(A, B) = ||A - B||^2 / B.size(0) (docs/method.md section 7.3); b's first dimension normalises."""
+    d = a - b
+    return (d * d).sum() / b.shape[0]
+
+
+def genie_loss(model, x, swing, jitter, input_std_unbiased=True, pad_mode="reflect", std_eps=0.0, bn_divisor=None):
+    """docs/method.md section 7.3: (L, L_mean, L_std) of the whole batch x [B,C,H,W] (x = G(z)) on the network with the
+    swing convolution (genie_forward). Image term per image and channel over (H, W): mean m and unbiased std s (no eps),
+    sum m^2 / B and sum (s - 1)^2 / B; BN term per BN layer l: batch mean and unbiased std (no eps) of its input over
+    (N, H, W) against running_mean and sqrt(running_var + 1e-6), squared Euclidean norms divided by C_l.
+    input_std_unbiased=False (a deliberately wrong variant for the oracle's separation check) takes the biased std of the
+    image term; pad_mode (see swing_window), std_eps > 0 (added to every variance of the loss, image and BN inputs, as the
+    other methods' 1e-6 is) and bn_divisor (divides the BN terms instead of C_l, e.g. B) are other wrong variants."""
+    B, C = x.shape[0], x.shape[1]
+    flat = x.reshape(B, C, -1)
+    hw = flat.shape[2]
+    m = flat.sum(dim=2) / hw
+    cen = flat - m.unsqueeze(2)
+    s = torch.sqrt((cen * cen).sum(dim=2) / (hw - 1 if input_std_unbiased else hw) + std_eps)
+    l_mean = genie_l2(torch.zeros(1, C, dtype=x.dtype), m)
+    l_std = genie_l2(torch.ones(1, C, dtype=x.dtype), s)
+    _, taps = genie_forward(model, x, swing, jitter, pad_mode)
+    for bn, f in taps:
+        c = f.shape[1]
+        ff = f.transpose(0, 1).reshape(c, -1)
+        n = ff.shape[1]
+        mean = ff.sum(dim=1) / n
+        fc = ff - mean.unsqueeze(1)
+        std = torch.sqrt((fc * fc).sum(dim=1) / (n - 1) + std_eps)
+        mu, sigma = bn_target(bn)
+        if bn_divisor is None:
+            l_mean = l_mean + genie_l2(mu, mean)
+            l_std = l_std + genie_l2(sigma, std)
+        else:
+            l_mean = l_mean + ((mean - mu) ** 2).sum() / bn_divisor
+            l_std = l_std + ((std - sigma) ** 2).sum() / bn_divisor
+    return l_mean + l_std, l_mean, l_std
+
+
+def genie_step(model, params, z, swing, jitter, H, W, **kw):
+    """x = G(z), (L, L_mean, L_std) of genie_loss, and the gradients of L w.r.t. z and p0..p9 (docs/method.md section 7.3),
+    all in the dtype of the inputs: returns (x, L, L_mean, L_std, grad_z, [grad_p0..grad_p9]) with x and the gradients
+    detached; L, L_mean, L_std as Python floats."""
+    zv = z.detach().clone().requires_grad_(True)
+    pv = [p.detach().clone().requires_grad_(True) for p in params]
+    x = genie_generator(pv, zv, H, W)
+    total, lm, ls = genie_loss(model, x, swing, jitter, **kw)
+    grads = torch.autograd.grad(total, [zv] + pv)
+    return x.detach(), total.item(), lm.item(), ls.item(), grads[0], list(grads[1:])
 
 
 # ----------------------------------------------------------------------------------------------------------------- loss
@@ -879,6 +1095,139 @@ def selfcheck():
                                       raise_exception=False)
         chk(ok and share > 0.1, f"gradcheck float64 of {name} on conv+BN model (3 BN layers, x [5,2,6,6]); SCI's weighted "
                                 f"share of the loss {100 * share:.0f}%")
+
+    # ------------------------------------------------------------------------------------------------ genie (section 7.3)
+    chk(genie_param_shapes(3, 32, 32) == [(8192, 256), (8192,), (128,), (128,), (64, 128, 3, 3), (64,), (64,), (64,),
+                                          (3, 64, 3, 3), (3,)]
+        and [genie_fan_in(k, genie_param_shapes(3, 32, 32)) for k in range(10)] == [256, 256, None, None, 1152, 1152,
+                                                                                     None, None, 576, 576],
+        "genie_param_shapes(3, 32, 32): linear [8192, 256] (128 * 8 * 8), BN 128, conv [64,128,3,3], BN 64, conv [3,64,3,3]; "
+        "fan_in 256, 1152, 576")
+    # a small generator (latent 4, widths 3 and 2, C = 2, 8x8 images) through the functional G, through G assembled from
+    # nn modules as Genie's Generator class is (training mode), and through the explicit BN formula
+    torch.manual_seed(5)
+    gshapes = genie_param_shapes(2, 8, 8, latent=4, c1=3, c2=2)
+    gp = [torch.randn(s) * 0.7 for s in gshapes]
+    zg = torch.randn(5, 4)
+    gt = {}
+    xg_ = genie_generator(gp, zg, 8, 8, taps=gt)
+    lin = torch.nn.Linear(4, 12)
+    seq = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(3, 2, 3, 1, 1),
+                              torch.nn.BatchNorm2d(2), torch.nn.LeakyReLU(0.2), torch.nn.Upsample(scale_factor=2),
+                              torch.nn.Conv2d(2, 2, 3, 1, 1), torch.nn.Tanh(), torch.nn.BatchNorm2d(2, affine=False))
+    with torch.no_grad():
+        for dst, src in zip([lin.weight, lin.bias, seq[0].weight, seq[0].bias, seq[2].weight, seq[2].bias, seq[3].weight,
+                             seq[3].bias, seq[6].weight, seq[6].bias], gp):
+            dst.copy_(src)
+        seq.train()
+        x_mod = seq(lin(zg).view(5, -1, 2, 2))
+        up = lambda t: t.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # noqa: E731  nearest x2 by hand
+        t = train_bn(F.linear(zg, gp[0], gp[1]).view(5, 3, 2, 2), gp[2], gp[3])
+        t = train_bn(F.conv2d(up(t), gp[4], gp[5], padding=1), gp[6], gp[7])
+        t = torch.where(t > 0, t, 0.2 * t)
+        x_exp = train_bn(torch.tanh(F.conv2d(up(t), gp[8], gp[9], padding=1)))
+    chk(torch.allclose(xg_, x_mod, rtol=0, atol=1e-12) and torch.allclose(xg_, x_exp, rtol=0, atol=1e-12),
+        f"genie_generator == Genie's Generator from nn modules in training mode (max diff "
+        f"{(xg_ - x_mod).abs().max().item():.2g}) == the chain with BN written out (biased var, eps 1e-5; max diff "
+        f"{(xg_ - x_exp).abs().max().item():.2g})")
+    th = torch.tanh(gt["conv2"])
+    vb = ((th - th.mean(dim=(0, 2, 3), keepdim=True)) ** 2).mean(dim=(0, 2, 3))
+    gm = xg_.mean(dim=(0, 2, 3))
+    gv = ((xg_ - gm.view(1, -1, 1, 1)) ** 2).mean(dim=(0, 2, 3))
+    chk(gm.abs().max().item() < 1e-14 and torch.allclose(gv, vb / (vb + 1e-5), rtol=1e-12, atol=0),
+        f"G's output: per-channel batch mean 0 ({gm.abs().max().item():.2g}), biased var v/(v + 1e-5) = "
+        f"{gv.tolist()} (v the biased var of the tanh output)")
+
+    # swing window by hand (j = 1, reflect: padded index p reads original index |p - 1| mirrored: p 0..4 -> 1,0,1,2,1)
+    img3s = torch.tensor([[[[1., 2., 4.], [0., 3., 3.], [7., 1., 2.]]]])
+    chk(torch.equal(swing_window(img3s, 0, 2, 1)[0, 0], torch.tensor([[3., 3., 3.], [2., 4., 2.], [3., 3., 3.]]))
+        and torch.equal(swing_window(img3s, 2, 0, 1)[0, 0], torch.tensor([[3., 0., 3.], [1., 7., 1.], [3., 0., 3.]]))
+        and torch.equal(swing_window(img3s, 1, 1, 1), img3s) and torch.equal(swing_window(img3s, 0, 0, 0), img3s),
+        "swing_window by hand on a 3x3 image, jitter 1: (dy,dx)=(0,2) -> rows (1,0,1) cols (1,2,1) of the original; (2,0) -> "
+        "rows (1,2,1) cols (1,0,1); (1,1) and jitter 0 leave it unchanged")
+    try:
+        swing_window(img3s, 3, 0, 1)
+        raised = False
+    except ValueError:
+        raised = True
+    chk(raised, "swing offsets outside 0..2j are refused")
+
+    # layer index = forward call order of conv/linear; swing only on strided convs
+    xt8 = torch.randn(5, 2, 8, 8)
+    lay = genie_layers(tiny, xt8)
+    chk([n for n, _ in lay] == ["c1", "c2", "c3", "fc"], f"genie_layers on the tiny model: {[n for n, _ in lay]}")
+    _, taps_sw = genie_forward(tiny, xt8, [(-1, -1), (1, 2), (-1, -1), (-1, -1)], 1)
+    with torch.no_grad():
+        a1 = F.relu(tiny.b1(tiny.c1(xt8)))
+        b2_in = tiny.c2(swing_window(a1, 1, 2, 1))
+        b2_plain = tiny.c2(a1)
+    chk(torch.allclose(taps_sw[1][1], b2_in, rtol=0, atol=1e-13) and (b2_in - b2_plain).abs().max().item() > 1e-3
+        and torch.equal(taps_sw[0][1], tiny.c1(xt8)),
+        "genie_forward: swing (1,2) at layer 1 (the stride-2 conv c2) feeds c2 the window of its reflect-padded input; "
+        "layer 0 unchanged")
+    for bad, why in (([(0, 0), (-1, -1), (-1, -1), (-1, -1)], "on a stride-1 conv"),
+                     ([(-1, -1), (-1, -1), (-1, -1)], "a list one entry short"),
+                     ([(-1, -1)] * 5, "a list one entry long")):
+        try:
+            genie_forward(tiny, xt8, bad, 1)
+            raised = False
+        except ValueError:
+            raised = True
+        chk(raised, f"genie_forward refuses swing {why}")
+
+    # genie_loss by hand on _TwoBN (both BN inputs are x itself), B = 3, C = 2, 2x2 images: B != C, so the /B of the image
+    # term and the /C_l of the BN terms are told apart
+    xs3 = [[[[1., 2.], [3., 4.]], [[5., 5.], [5., 5.]]],
+           [[[0., 0.], [0., 4.]], [[-1., 1.], [-1., 1.]]],
+           [[[2., 0.], [1., 1.]], [[3., -3.], [0., 0.]]]]
+
+    def mstd(vals, unbiased=True):
+        mu_ = sum(vals) / len(vals)
+        return mu_, math.sqrt(sum((v - mu_) ** 2 for v in vals) / (len(vals) - (1 if unbiased else 0)))
+
+    lm_h = ls_h = 0.0
+    for im in xs3:
+        for ch in im:
+            mm_, ss_ = mstd(sum(ch, []))
+            lm_h += mm_ * mm_ / 3
+            ls_h += (ss_ - 1) ** 2 / 3
+    chan = [mstd([v for im in xs3 for v in sum(im[c], [])]) for c in range(2)]
+    for layer in range(2):
+        lm_h += sum((chan[c][0] - mus[layer][c]) ** 2 for c in range(2)) / 2
+        ls_h += sum((chan[c][1] - sigmas[layer][c]) ** 2 for c in range(2)) / 2
+    tot, lm, ls = genie_loss(model, torch.tensor(xs3), [], 0)
+    chk(close(lm, lm_h) and close(ls, ls_h) and close(tot, lm_h + ls_h),
+        f"genie_loss by hand on [3,2,2,2] through two BNs (targets mu (2,5)/(0,1), sigma (1,2)/(2,1)): L_mean "
+        f"{lm.item():.12g} == {lm_h:.12g}, L_std {ls.item():.12g} == {ls_h:.12g} (image term / B = 3, BN terms / C = 2, "
+        f"unbiased stds, no eps)")
+    ls_b = ls_h
+    for im in xs3:
+        for ch in im:
+            ls_b += ((mstd(sum(ch, []), False)[1] - 1) ** 2 - (mstd(sum(ch, []))[1] - 1) ** 2) / 3
+    chk(close(genie_loss(model, torch.tensor(xs3), [], 0, input_std_unbiased=False)[2], ls_b),
+        "genie_loss input_std_unbiased=False takes the biased std of the image term (by hand)")
+
+    # gradients through G and the swung network: gradcheck in float64 of L w.r.t. z and all 10 parameters of a small G
+    # feeding the tiny model (swing (2,0) on its stride-2 conv, jitter 1)
+    sw_t = [(-1, -1), (2, 0), (-1, -1), (-1, -1)]
+
+    def genie_fn(zz, *pp):
+        return genie_loss(tiny, genie_generator(list(pp), zz, 8, 8), sw_t, 1)[0]
+
+    ins = tuple(v.clone().requires_grad_(True) for v in [zg] + gp)
+    ok = torch.autograd.gradcheck(genie_fn, ins, eps=1e-6, atol=1e-7, rtol=1e-5, raise_exception=False)
+    chk(ok, "gradcheck float64 of the genie loss w.r.t. z [5,4] and p0..p9 of a small G (widths 3, 2) on the tiny model "
+            "with swing (2,0) at its stride-2 conv")
+    _, val_g, _, _, gz, gps = genie_step(tiny, gp, zg, sw_t, 1, 8, 8)
+    gt2 = {}
+    pv = [p.clone().requires_grad_(True) for p in gp]
+    tot2 = genie_loss(tiny, genie_generator(pv, zg, 8, 8, taps=gt2), sw_t, 1)[0]
+    gt2["conv1"].retain_grad()
+    tot2.backward()
+    scale5 = gt2["conv1"].grad.abs().sum(dim=(0, 2, 3)).max().item()
+    chk(gps[5].abs().max().item() <= 1e-13 * scale5 and scale5 > 1e-3 and gps[4].abs().max().item() > 1e-3,
+        f"the gradient of conv1's bias (p5) is 0 (BN(64) in training mode removes it): max {gps[5].abs().max().item():.2g} vs "
+        f"max_c sum |dL/d conv1 out| {scale5:.3g}")
 
     if fails:
         print(f"{len(fails)} self-check(s) failed")

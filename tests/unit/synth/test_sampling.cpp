@@ -1,4 +1,5 @@
 // src/synth/sampling.cpp: every draw is a function of (seed, stream, global index) alone.
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -60,4 +61,33 @@ TEST(Sampling, JitterCoversItsRangeAndFlipsOnlyWhenAllowed) {
   const Jitter none = draw_jitter(7, 3, 0, 0, false);
   EXPECT_EQ(none.h, 0);
   EXPECT_EQ(none.w, 0);
+}
+
+// The diverse start, rebuilt by hand from the same generator: per image and channel a scale and a mean, per pixel
+// N(0,1), then a 5x5 box of weight 1/16 with reflect-101 borders (index -1 reads 1, index n reads n - 2).
+TEST(Sampling, DiverseStartIsScaledShiftedAndBoxSmoothed) {
+  const int64_t n = 3, C = 3, H = 6, W = 7, first = 4;
+  const uint64_t seed = 11;
+  const at::Tensor x = draw_images(Init::diverse, seed, Stream::init, first, n, C, H, W);
+  ASSERT_EQ(x.sizes(), (at::IntArrayRef{n, C, H, W}));
+  const auto reflect = [](int64_t i, int64_t size) { return i < 0 ? -i : i >= size ? 2 * (size - 1) - i : i; };
+  for (int64_t k = 0; k < n; ++k) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, Stream::init, static_cast<uint64_t>(first + k)));
+    const at::Tensor scale = at::randn({C, 1, 1}, gen), mean = at::randn({C, 1, 1}, gen);
+    const at::Tensor raw = at::randn({C, H, W}, gen).to(at::kDouble);
+    for (int64_t c = 0; c < C; ++c) {
+      const double s = scale[c][0][0].item<double>(), m = mean[c][0][0].item<double>();
+      for (int64_t i = 0; i < H; ++i)
+        for (int64_t j = 0; j < W; ++j) {
+          double want = 0;
+          for (int64_t di = -2; di <= 2; ++di)
+            for (int64_t dj = -2; dj <= 2; ++dj)
+              want += (s * raw[c][reflect(i + di, H)][reflect(j + dj, W)].item<double>() + m) / 16.0;
+          EXPECT_NEAR(x[k][c][i][j].item<double>(), want, 1e-5) << "image " << k << " channel " << c << " at " << i
+                                                                 << "," << j;
+        }
+    }
+  }
+  // keyed by the global index like every other draw
+  EXPECT_TRUE(torch::equal(x.slice(0, 1, 3), draw_images(Init::diverse, seed, Stream::init, first + 1, 2, C, H, W)));
 }
