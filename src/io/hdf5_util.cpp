@@ -2,8 +2,11 @@
 
 #include <mpi.h>
 
+#include <cstring>
+
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/sha256.hpp"
 
 namespace dsgq::io::h5 {
 
@@ -124,6 +127,35 @@ hid_t mpio_fapl(void* mpi_comm) {
   const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   check(H5Pset_fapl_mpio(fapl, reinterpret_cast<MPI_Comm>(mpi_comm), MPI_INFO_NULL), "H5Pset_fapl_mpio");
   return fapl;
+}
+
+std::vector<uint8_t> row_sha256(const void* rows, int64_t n, size_t row_bytes) {
+  std::vector<uint8_t> out(static_cast<size_t>(n) * 32);
+  const auto* p = static_cast<const uint8_t*>(rows);
+  for (int64_t i = 0; i < n; ++i) {
+    Sha256 h;
+    h.update(p + static_cast<size_t>(i) * row_bytes, row_bytes);
+    const std::string hex = h.hex_digest();
+    for (size_t k = 0; k < 32; ++k)
+      out[static_cast<size_t>(i) * 32 + k] = static_cast<uint8_t>(std::stoi(hex.substr(2 * k, 2), nullptr, 16));
+  }
+  return out;
+}
+
+void verify_rows(hid_t file, const std::string& path, const void* rows, int64_t first, int64_t n, size_t row_bytes,
+                 int64_t batch) {
+  if (n <= 0 || H5Lexists(file, "/image_sha256", H5P_DEFAULT) <= 0) return;
+  std::vector<uint8_t> stored(static_cast<size_t>(n) * 32);
+  read_rows(file, "/image_sha256", H5T_NATIVE_UINT8, first, n, stored.data());
+  const std::vector<uint8_t> now = row_sha256(rows, n, row_bytes);
+  for (int64_t i = 0; i < n; ++i)
+    if (std::memcmp(stored.data() + i * 32, now.data() + i * 32, 32) != 0) {
+      const int64_t row = first + i;
+      throw InputError(path + ": /images row " + std::to_string(row) +
+                       (batch > 0 ? " (batch " + std::to_string(row / batch) + ")" : std::string()) +
+                       " does not match its checksum in /image_sha256; the file is corrupt (rewrite it: rerun the "
+                       "command that made it with --force)");
+    }
 }
 
 }  // namespace dsgq::io::h5

@@ -44,6 +44,15 @@ std::vector<hsize_t> dims_of(hid_t file, const char* name, const std::string& pa
 // HDF5); HDF5's error printing is silenced.
 hid_t open_readonly(const std::string& path, const std::string& format, const std::string& part_hint);
 
+// Per-row checksums (docs/formats.md): the SHA-256 of each row's bytes as stored (row_bytes each), 32 bytes per
+// row, for the `/image_sha256` dataset [n, 32] (uint8) beside a file's images.
+std::vector<uint8_t> row_sha256(const void* rows, int64_t n, size_t row_bytes);
+// Checks rows [first, first + n) (already read into `rows`) against `/image_sha256` when the file has it (files
+// written before it was added have none); InputError "<path>: /images row R (batch B) does not match its checksum
+// in /image_sha256 ..." for the first mismatch. batch = 0 names no batch (packed sets).
+void verify_rows(hid_t file, const std::string& path, const void* rows, int64_t first, int64_t n, size_t row_bytes,
+                 int64_t batch);
+
 // A file access property list for collective access over `comm` (an MPI_Comm passed as void*).
 hid_t mpio_fapl(void* mpi_comm);
 

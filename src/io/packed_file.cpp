@@ -58,6 +58,7 @@ struct PackedWriter::Impl {
   const mpi::Comm* comm = nullptr;
   hid_t file = -1;
   int64_t name_len = 1;
+  int64_t size = 0;  // image side S
   bool finished = false;
 };
 
@@ -67,6 +68,7 @@ PackedWriter::PackedWriter(const std::string& path, const PackedMeta& meta, cons
   impl_->path = path;
   impl_->part = path + ".part";
   impl_->comm = &comm;
+  impl_->size = meta.size;
   for (const auto& n : names) impl_->name_len = std::max<int64_t>(impl_->name_len, static_cast<int64_t>(n.size()));
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   const std::string& part = impl_->part;
@@ -110,6 +112,7 @@ PackedWriter::PackedWriter(const std::string& path, const PackedMeta& meta, cons
   const hid_t f = impl_->file;
   const hsize_t n = static_cast<hsize_t>(meta.n_images), s = static_cast<hsize_t>(meta.size);
   h5::create_dataset(f, "/images", H5T_NATIVE_UINT8, {n, 3, s, s});
+  h5::create_dataset(f, "/image_sha256", H5T_NATIVE_UINT8, {n, 32});
   h5::create_dataset(f, "/labels", H5T_NATIVE_INT64, {n});
   h5::create_dataset(f, "/row_done", H5T_NATIVE_UINT8, {n});
   Id nt(name_type(impl_->name_len), H5Tclose);
@@ -142,6 +145,10 @@ PackedWriter::~PackedWriter() {
 
 void PackedWriter::write(int64_t first, int64_t n, const uint8_t* pixels, const int64_t* labels, const uint8_t* ok) {
   h5::write_rows(impl_->file, "/images", H5T_NATIVE_UINT8, first, n, pixels);
+  if (H5Lexists(impl_->file, "/image_sha256", H5P_DEFAULT) > 0) {  // a .part from before the checksums: none
+    const std::vector<uint8_t> digests = h5::row_sha256(pixels, n, static_cast<size_t>(3 * impl_->size * impl_->size));
+    h5::write_rows(impl_->file, "/image_sha256", H5T_NATIVE_UINT8, first, n, digests.data());
+  }
   h5::write_rows(impl_->file, "/labels", H5T_NATIVE_INT64, first, n, labels);
   h5::check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "H5Fflush");
   // Rows are marked done only after their pixels are on disk; a failed image keeps 0 (redone next time).
@@ -178,6 +185,7 @@ ImageSet read_packed(const std::string& path, int64_t first, int64_t count) {
   set.images = torch::empty({count, 3, m.size, m.size}, torch::kUInt8);
   set.labels = torch::empty({count}, torch::kLong);
   h5::read_rows(f, "/images", H5T_NATIVE_UINT8, first, count, set.images.data_ptr());
+  h5::verify_rows(f, path, set.images.data_ptr(), first, count, static_cast<size_t>(3 * m.size * m.size), 0);
   h5::read_rows(f, "/labels", H5T_NATIVE_INT64, first, count, set.labels.data_ptr());
   const auto* lab = set.labels.data_ptr<int64_t>();
   for (int64_t i = 0; i < count; ++i)

@@ -126,6 +126,7 @@ SynthWriter::SynthWriter(const std::string& path, const SynthMeta& meta, const s
   const hid_t f = impl_->file;
   create_dataset(f, "/images", H5T_NATIVE_FLOAT,
                  {hsize_t(meta.n_images), hsize_t(meta.channels), hsize_t(meta.height), hsize_t(meta.width)});
+  create_dataset(f, "/image_sha256", H5T_NATIVE_UINT8, {hsize_t(meta.n_images), 32});
   create_dataset(f, "/labels", H5T_NATIVE_INT64, {hsize_t(meta.n_images)});
   create_dataset(f, "/lse_layer", H5T_NATIVE_INT32, {hsize_t(meta.n_images)});
   create_dataset(f, "/loss", H5T_NATIVE_FLOAT, {hsize_t(nb)});
@@ -172,6 +173,11 @@ void SynthWriter::write_batch(int64_t b, int64_t first, const at::Tensor& images
   const at::Tensor lsl = lse.to(at::kCPU, at::kInt).contiguous();
   const int64_t n = img.size(0);
   write_rows(f, "/images", H5T_NATIVE_FLOAT, first, n, img.data_ptr());
+  if (H5Lexists(f, "/image_sha256", H5P_DEFAULT) > 0) {  // a .part from before the checksums: none
+    const size_t row_bytes = static_cast<size_t>(n > 0 ? img[0].numel() : 0) * sizeof(float);
+    const std::vector<uint8_t> digests = h5::row_sha256(img.data_ptr(), n, row_bytes);
+    write_rows(f, "/image_sha256", H5T_NATIVE_UINT8, first, n, digests.data());
+  }
   write_rows(f, "/labels", H5T_NATIVE_INT64, first, n, lab.data_ptr());
   write_rows(f, "/lse_layer", H5T_NATIVE_INT32, first, n, lsl.data_ptr());
   const float lossf = static_cast<float>(loss);
@@ -228,6 +234,8 @@ SynthSet read_synth(const std::string& path, int64_t first, int64_t count) {
   s.lse_layer = torch::empty({count}, torch::kInt);
   s.loss = torch::empty({nb});
   read_rows(f, "/images", H5T_NATIVE_FLOAT, first, count, s.images.data_ptr());
+  h5::verify_rows(f, path, s.images.data_ptr(), first, count,
+                  static_cast<size_t>(s.meta.channels * s.meta.height * s.meta.width) * sizeof(float), s.meta.batch);
   read_rows(f, "/labels", H5T_NATIVE_INT64, first, count, s.labels.data_ptr());
   read_rows(f, "/lse_layer", H5T_NATIVE_INT32, first, count, s.lse_layer.data_ptr());
   read_rows(f, "/loss", H5T_NATIVE_FLOAT, 0, nb, s.loss.data_ptr());

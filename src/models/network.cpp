@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include <algorithm>
 #include <set>
 
@@ -253,7 +255,16 @@ void Network::load(const Checkpoint& ck) {
   for (const auto& nt : ck.tensors) {
     auto it = params_.find(nt.name);
     if (it == params_.end()) continue;  // tolerated extra (num_batches_tracked) or an ignored key (ignored_specs)
-    it->second.copy_(nt.tensor.to(at::kFloat));
+    const at::Tensor value = nt.tensor.to(at::kFloat);
+    const at::Tensor bad = value.isfinite().logical_not();
+    if (bad.any().item<bool>()) {  // a NaN/Inf weight would evaluate to chance without a word
+      const int64_t first = bad.reshape({-1}).nonzero()[0][0].item<int64_t>();
+      const float v = value.reshape({-1})[first].item<float>();
+      throw InputError(ck.path + ": tensor '" + nt.name + "' holds " + std::to_string(bad.sum().item<int64_t>()) +
+                       " non-finite value(s) (the first, at flat index " + std::to_string(first) + ", is " +
+                       (std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf") + "); expected finite weights");
+    }
+    it->second.copy_(value);
   }
 }
 

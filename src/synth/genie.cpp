@@ -195,7 +195,7 @@ GenieBatch genie_batch(const models::Network& net, const GenieSettings& s, int64
       for (auto& group : opt_g.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr_g);
     }
     char buf[128];
-    std::snprintf(buf, sizeof buf, "loss %.6g (mean %.4g std %.4g) lr %.3g / %.3g", loss.total, loss.mean, loss.std,
+    std::snprintf(buf, sizeof buf, "loss %.6g (mean %.4g std %.4g) lr %.3g/%.3g", loss.total, loss.mean, loss.std,
                   lr_z, lr_g);
     progress.update(it + 1, buf);
   }

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <thread>
@@ -14,6 +16,7 @@
 #include "core/sha256.hpp"
 #include "dsgq/version.hpp"
 #include "io/synth_file.hpp"
+#include "models/checkpoint.hpp"
 #include "test_util.hpp"
 
 using namespace dsgq;
@@ -215,4 +218,78 @@ TEST(QuantCli, AdaroundRunEndToEndOnTwoRanks) {
       read_file(tmp / ("runs/quant/" + std::filesystem::path(rec_path).stem().string() + ".encodings.json"));
   EXPECT_NE(enc.find("\"linear.weight\""), std::string::npos);
   EXPECT_NE(enc.find("\"layer3.2.relu2\""), std::string::npos);
+}
+
+namespace {
+
+// Flips `count` bytes of dataset `name` of an HDF5 file in place, starting `byte` bytes into its (contiguous) data.
+void flip_dataset_bytes(const std::string& path, const char* name, haddr_t byte, int count) {
+  haddr_t offset = HADDR_UNDEF;
+  {
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    ASSERT_GE(f, 0) << path;
+    const hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    ASSERT_GE(d, 0) << name;
+    offset = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  ASSERT_NE(offset, HADDR_UNDEF) << name << " is not contiguous";
+  std::FILE* fp = std::fopen(path.c_str(), "r+b");
+  ASSERT_NE(fp, nullptr) << path;
+  for (int k = 0; k < count; ++k) {
+    std::fseek(fp, static_cast<long>(offset + byte + k), SEEK_SET);
+    const int c = std::fgetc(fp);
+    std::fseek(fp, static_cast<long>(offset + byte + k), SEEK_SET);
+    std::fputc(c ^ 0x5A, fp);
+  }
+  std::fclose(fp);
+}
+
+}  // namespace
+
+// Files that rot are refused, not used: 64 flipped bytes in the images of a synthetic set and of a packed set, and
+// a NaN in a checkpoint, each exit 2 with one line naming the file and the culprit (row and batch, or tensor).
+TEST(Corruption, FlippedImageBytesAndNonFiniteWeightsExitTwoNamingTheCulprit) {
+  test::TempDir tmp;
+  // synthetic set: 8 images in batches of 4; the bytes flipped lie in image 5 (batch 1)
+  auto ok = test::run_command(
+      synth_cmd(tmp / "g.h5", "--set synth.method=gaussian --set synth.n_images=8 --set synth.batch=4"));
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  const haddr_t image_bytes = 3 * 32 * 32 * sizeof(float);
+  flip_dataset_bytes(tmp / "g.h5", "/images", 5 * image_bytes + 100, 64);
+  const std::string synth_msg = tmp / "g.h5: /images row 5 (batch 1) does not match its checksum in /image_sha256";
+  expect_exit2(test::run_command(dsgq_bin() + " quantize --threads 1 --set output.dir=" + (tmp / "runs") +
+                                 " --set quant.calib_data=" + (tmp / "g.h5")),
+               synth_msg);
+  expect_exit2(test::run_command(dsgq_bin() + " inspect " + (tmp / "g.h5")), synth_msg);
+
+  // packed set: 3 real ImageNet validation images at 32x32; the bytes flipped lie in image 1
+  int copied = 0;
+  for (const auto& e : std::filesystem::directory_iterator(test::data_path("imagenet_samples/images")))
+    if (copied < 3 && e.path().extension() == ".JPEG") {  // an ImageNet tree with two classes
+      const std::string cls = tmp / (copied < 2 ? "imgs/n01440764" : "imgs/n01443537");
+      std::filesystem::create_directories(cls);
+      std::filesystem::copy_file(e.path(), cls + "/" + e.path().filename().string());
+      ++copied;
+    }
+  ASSERT_EQ(copied, 3);
+  ok = test::run_command(dsgq_bin() + " pack --images " + (tmp / "imgs") + " --size 32 --resize 36 --out " +
+                         (tmp / "p.h5"));
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  flip_dataset_bytes(tmp / "p.h5", "/images", 3 * 32 * 32 + 7, 64);
+  expect_exit2(test::run_command(synth_cmd(tmp / "r.h5", "--set synth.method=real --set synth.real_data=" +
+                                                             (tmp / "p.h5") +
+                                                             " --set synth.n_images=3 --set synth.batch=3")),
+               tmp / "p.h5: /images row 1 does not match its checksum in /image_sha256");
+
+  // checkpoint with a NaN
+  models::Checkpoint ck = models::read_checkpoint(test::data_path("models/cifar10_resnet20.pt"));
+  for (auto& nt : ck.tensors)
+    if (nt.name == "layer2.1.conv1.weight") nt.tensor.reshape({-1})[17] = NAN;
+  models::write_checkpoint(tmp / "nan.pt", ck.tensors);
+  expect_exit2(test::run_command(dsgq_bin() + " eval --threads 1 --set eval.n_images=100 --set output.dir=" +
+                                 (tmp / "runs") + " --set model.weights=" + (tmp / "nan.pt")),
+               tmp / "nan.pt: tensor 'layer2.1.conv1.weight' holds 1 non-finite value(s) (the first, at flat index "
+                     "17, is nan); expected finite weights");
 }

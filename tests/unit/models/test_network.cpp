@@ -112,6 +112,30 @@ TEST(Network, StrictLoadListsEveryOffenderTogether) {
   }
 }
 
+// A NaN or Inf anywhere in a checkpoint is refused at load, naming the file, the tensor, the count and the first
+// offender (a NaN weight used to evaluate to chance with exit 0).
+TEST(Network, LoadRefusesNonFiniteWeightsNamingTheTensor) {
+  auto net = models::build_network("resnet8", "arch");
+  models::Checkpoint ck;
+  ck.path = "m.pt";
+  for (const auto& [name, shape] : net->param_specs()) ck.tensors.push_back({name, torch::ones(shape)});
+  net->load(ck);  // finite: accepted
+  for (const float bad : {NAN, INFINITY}) {
+    models::Checkpoint broken = ck;
+    broken.tensors[3].tensor = torch::ones(broken.tensors[3].tensor.sizes());
+    broken.tensors[3].tensor.reshape({-1})[2] = bad;
+    broken.tensors[3].tensor.reshape({-1})[5] = bad;
+    try {
+      net->load(broken);
+      FAIL() << "accepted " << bad;
+    } catch (const InputError& e) {
+      EXPECT_EQ(std::string(e.what()), "m.pt: tensor '" + broken.tensors[3].name +
+                                           "' holds 2 non-finite value(s) (the first, at flat index 2, is " +
+                                           (std::isnan(bad) ? "nan" : "inf") + "); expected finite weights");
+    }
+  }
+}
+
 TEST(Network, FoldedInceptionAndShuffleNetMatch) {
   // Every BN folds into the conv right before it (ShuffleNet's depthwise convs and Inception's 1x7 / 7x1 ones too).
   for (const auto& [arch, size] : {std::pair<std::string, int64_t>{"inception_v3", 75}, {"shufflenet_v2_x0_5", 64}}) {
