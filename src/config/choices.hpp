@@ -20,8 +20,9 @@ constexpr bool optimised(SynthMethod m) {
   return m == SynthMethod::dsg || m == SynthMethod::zeroq || m == SynthMethod::deepinversion ||
          m == SynthMethod::genie;
 }
-// [synth] preset: the papers' settings or the released code's (docs/method.md section 5).
-enum class Preset { paper, official };
+// [synth] preset: the papers' settings, the released code's (docs/method.md section 5), or dsgq's recommended
+// settings (section 7.4: for deepinversion the diverse start and bn_weight 10; for every other method the paper's).
+enum class Preset { paper, official, dsgq };
 // [synth] stats: BN statistics per sample (the released code) or of the global batch (all-reduced over ranks).
 enum class BnStats { per_sample, batch };
 // [synth] init: the starting images; `automatic` ("preset") takes the method's and preset's (docs/method.md section 7.2).
@@ -51,8 +52,8 @@ struct ChoiceTable<SynthMethod> {
 };
 template <>
 struct ChoiceTable<Preset> {
-  static constexpr std::array<std::pair<Preset, const char*>, 2> rows{
-      {{Preset::paper, "paper"}, {Preset::official, "official"}}};
+  static constexpr std::array<std::pair<Preset, const char*>, 3> rows{
+      {{Preset::paper, "paper"}, {Preset::official, "official"}, {Preset::dsgq, "dsgq"}}};
 };
 template <>
 struct ChoiceTable<BnStats> {

@@ -35,13 +35,15 @@ const Table<SynthConfig>& synth_table() {
   using S = SynthConfig;
   const unsigned id = kSynthIdentity;
   static const Table<S> t = {
-      choice_field<S>("method", &S::method, SynthMethod::dsg,
+      choice_field<S>("method", &S::method, SynthMethod::deepinversion,
                       "dsg | zeroq | deepinversion (batch statistics, class targets, jitter, priors) | genie (a "
                       "generator and latents per batch, batch statistics) | gaussian (N(0,1), no optimisation) | "
                       "real (the first n_images of real_data)",
                       id | kQuantPoint),
-      choice_field<S>("preset", &S::preset, Preset::paper,
-                      "the papers' settings, or the released code's bug for bug (docs/method.md section 5)",
+      choice_field<S>("preset", &S::preset, Preset::dsgq,
+                      "paper (the papers' settings) | official (the released code's, bug for bug; docs/method.md "
+                      "section 5) | dsgq (the recommended settings, chosen by measurement: deepinversion from the "
+                      "diverse start with bn_weight 10; the paper's for every other method; section 7.4)",
                       id | kQuantPoint),
       text_field<S>("real_data", &S::real_data, "${DSGQ_DATA}/cifar10/data_batch_1.bin", true,
                     "method = real: a CIFAR-10 binary file or a packed set (dsgq pack)", kSynthIdentityReal),
@@ -73,8 +75,9 @@ const Table<SynthConfig>& synth_table() {
       float_field<S>("ce_weight", &S::ce_weight, 1.0, 0.0, 1e6,
                      "deepinversion: weight of the cross-entropy to the target classes (image i: class i mod K)",
                      id | kOnlyIfSet),
-      float_field<S>("bn_weight", &S::bn_weight, 100.0, 0.0, 1e9,
-                     "deepinversion: weight of the batch-statistics term (the CIFAR-10 script's 1e2; ImageNet 0.01)",
+      float_field<S>("bn_weight", &S::bn_weight, 0.0, 0.0, 1e9,
+                     "deepinversion: weight of the batch-statistics term; 0 = the preset's (paper and official: the "
+                     "CIFAR-10 script's 100; dsgq: 10; ImageNet script: 0.01)",
                      id | kOnlyIfSet),
       float_field<S>("first_bn_weight", &S::first_bn_weight, 1.0, 0.0, 1e6,
                      "deepinversion: multiplier of the first BN layer's term (ImageNet code: 10)", id | kOnlyIfSet),
@@ -91,7 +94,8 @@ const Table<SynthConfig>& synth_table() {
                     "deepinversion: random horizontal flip of the whole batch per step (ImageNet code: true)",
                     id | kOnlyIfSet),
       choice_field<S>("init", &S::init, SynthInit::automatic,
-                      "starting images of a pixel-optimising method: preset (the method's and preset's) | gaussian (N(0,1)) | "
+                      "starting images of a pixel-optimising method: preset (the method's and preset's; deepinversion with "
+                      "preset dsgq: diverse) | gaussian (N(0,1)) | "
                       "diverse (per image and channel a random mean and scale, then a 5x5 smoothing; Sony MCT's "
                       "DataInitType.Diverse)",
                       id | kOnlyIfSet),

@@ -86,7 +86,11 @@ int EvalStage::execute(const mpi::Comm& comm) {
 
   const Span prep = span_over_ranks(s.prepare_s, comm), load = span_over_ranks(load_s, comm),
              ev = span_over_ranks(eval_s, comm), tot = span_over_ranks(total.seconds() + s.prepare_s, comm);
-  const nlohmann::json provenance = provenance_json(s.cfg, s.rt, comm);
+  nlohmann::json provenance = provenance_json(s.cfg, s.rt, comm);
+  if (comm.is_root()) {  // every input file the numbers were computed from
+    provenance["weights_sha256"] = s.weights_sha256;
+    provenance["eval_data_sha256"] = sha256_file(s.cfg.eval.data);
+  }
   if (!comm.is_root()) return 0;
 
   const double published = models::arch_info(s.cfg.model.arch, "arch").published_top1;

@@ -56,8 +56,14 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
   if (!cfg.quant.calib_data.empty()) {
     data = std::filesystem::path(cfg.quant.calib_data).stem().string();
   } else {
-    if (y.preset != config::Preset::paper && (y.method == SynthMethod::dsg || y.method == SynthMethod::zeroq))
+    if (y.preset == config::Preset::official && (y.method == SynthMethod::dsg || y.method == SynthMethod::zeroq))
       extra.push_back(config::name(y.preset));
+    if (y.method == SynthMethod::deepinversion) {  // the recommended settings, or the start alone when it differs
+      if (y.preset == config::Preset::dsgq && y.init != config::SynthInit::gaussian && y.bn_weight == 0)
+        extra.push_back("dsgq");
+      else if (y.init == config::SynthInit::diverse)
+        extra.push_back("diverse start");
+    }
     if (y.method == SynthMethod::dsg) {
       if (!y.lse) extra.push_back("no LSE");
       if (y.margin_scale == 0 || y.slack_quantile == 0)
@@ -287,6 +293,8 @@ int QuantStage::execute(const mpi::Comm& comm) {
   const double peak_mib = comm.allreduce_max(peak_rss_mib());
   if (!comm.is_root()) return 0;
   provenance["calib_sha256"] = sha256_file(s.calib_path);
+  provenance["weights_sha256"] = s.weights_sha256;  // every input file the numbers were computed from
+  provenance["eval_data_sha256"] = sha256_file(s.cfg.eval.data);
   const nlohmann::json metrics = {
       {"top1", qc.top1_pct()},        {"top5", qc.top5_pct()},          {"n_images", qc.n},
       {"top1_correct", qc.top1},      {"top5_correct", qc.top5},        {"fp32_top1", fp32.top1_pct()},

@@ -26,13 +26,15 @@ SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label
   s.patience = cfg.patience > 0 ? cfg.patience : (official_dsg ? 260 : 100);
   switch (cfg.preset) {
     case config::Preset::paper:
+    case config::Preset::dsgq:
       s.init = Init::gaussian;
       break;
     case config::Preset::official:
       s.init = cfg.method == config::SynthMethod::dsg ? Init::uniform01 : Init::zeroq_official;
       break;
   }
-  if (di) s.init = Init::gaussian;  // DeepInversion starts from N(0, 1) whatever the preset
+  if (di) s.init = cfg.preset == config::Preset::dsgq ? Init::diverse : Init::gaussian;  // section 7.4; paper: N(0,1)
+  s.bn_weight = cfg.bn_weight > 0 ? cfg.bn_weight : (cfg.preset == config::Preset::dsgq ? 10.0 : 100.0);
   switch (cfg.init) {
     case config::SynthInit::automatic:
       break;
@@ -58,7 +60,7 @@ ObjectiveConfig objective_config(const SynthSettings& s, const Margins& margins)
   if (c.deepinversion) {
     const config::SynthConfig& y = s.cfg;
     c.ce_weight = y.ce_weight;
-    c.bn_weight = y.bn_weight;
+    c.bn_weight = s.bn_weight;
     c.first_bn_weight = y.first_bn_weight;
     c.tv_l2 = y.tv_l2;
     c.tv_l1 = y.tv_l1;

@@ -25,7 +25,9 @@ struct SynthSettings {
   config::SynthConfig cfg;
   double lr = 0;               // cfg.lr, or the preset's: paper 0.5; official dsg 0.9, zeroq 0.5
   int64_t patience = 0;        // cfg.patience, or the preset's: paper 100; official dsg 260, zeroq 100
-  Init init = Init::gaussian;  // paper: N(0,1); official dsg: U(0,1); official zeroq: the released code's draw
+  Init init = Init::gaussian;  // paper: N(0,1); official dsg: U(0,1); official zeroq: the released code's draw;
+                               // deepinversion with preset dsgq: diverse (or as `init` says)
+  double bn_weight = 0;        // deepinversion: cfg.bn_weight, or the preset's (paper, official 100; dsgq 10)
   std::string label;           // for progress lines
   int64_t n_batches() const { return (cfg.n_images + cfg.batch - 1) / cfg.batch; }
   bool batch_stats() const { return cfg.stats == config::BnStats::batch; }

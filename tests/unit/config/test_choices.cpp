@@ -74,7 +74,7 @@ TEST(ChoiceNames, AsWrittenInConfigFiles) {
   using V = std::vector<std::string>;
   EXPECT_EQ(choice_names<Dataset>(), (V{"", "cifar10", "imagenet"}));
   EXPECT_EQ(choice_names<SynthMethod>(), (V{"dsg", "zeroq", "gaussian", "real", "deepinversion", "genie"}));
-  EXPECT_EQ(choice_names<Preset>(), (V{"paper", "official"}));
+  EXPECT_EQ(choice_names<Preset>(), (V{"paper", "official", "dsgq"}));
   EXPECT_EQ(choice_names<BnStats>(), (V{"per_sample", "batch"}));
   EXPECT_EQ(choice_names<SynthInit>(), (V{"preset", "gaussian", "diverse"}));
   EXPECT_EQ(choice_names<Protocol>(), (V{"zeroq", "adaround", "qdrop"}));
