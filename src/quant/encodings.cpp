@@ -49,6 +49,10 @@ nlohmann::json grid_entry(double scale, double zero_point, int bits) {
           {"scale", scale}};
 }
 
+// AIMET's torch layout of one activation quantizer (the `_torch.encodings` file that load_encodings_to_sim reads,
+// aimet_torch 1.22-1.34): the output quantizer of the module named like the site, index "0", one entry (not a list).
+nlohmann::json output_entry(nlohmann::json e) { return {{"output", {{"0", std::move(e)}}}}; }
+
 nlohmann::json quantizer_args(int a_bits, int w_bits, const std::string& scheme) {
   return {{"activation_bitwidth", a_bits},    {"param_bitwidth", w_bits},   {"dtype", "int"},
           {"per_channel_quantization", true}, {"quant_scheme", scheme},     {"is_symmetric", false},
@@ -82,8 +86,7 @@ nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
   nlohmann::json acts = nlohmann::json::object();
   for (size_t i = 0; i < net.acts().size(); ++i)
     if (q.acts().bits()[i] < 32)
-      acts[net.acts()[i].name] =
-          nlohmann::json::array({entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.acts().bits()[i])});
+      acts[net.acts()[i].name] = output_entry(entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.acts().bits()[i]));
   return folded_encodings(net, q.grids(), acts, q.config(), q.config().adaround.enabled ? "adaround" : "nearest");
 }
 
@@ -93,8 +96,7 @@ nlohmann::json encodings_json(const ReconQuantizer& q) {
   for (size_t i = 0; i < net.acts().size(); ++i) {
     const ActGrid& g = q.act_grids()[i];
     if (g.bits < 32)
-      acts[net.acts()[i].name] =
-          nlohmann::json::array({grid_entry(g.scale, static_cast<double>(g.zero_point), g.bits)});
+      acts[net.acts()[i].name] = output_entry(grid_entry(g.scale, static_cast<double>(g.zero_point), g.bits));
   }
   return folded_encodings(net, q.grids(), acts, q.config(), q.config().adaround.enabled ? "qdrop" : "qdrop_nearest");
 }
@@ -110,8 +112,7 @@ void write_quantized_state_dict(const std::string& path, const AdaRoundQuantizer
 nlohmann::json encodings_json(const models::Network& net, const ZeroqQuantizer& q) {
   nlohmann::json acts = nlohmann::json::object(), params = nlohmann::json::object();
   for (size_t i = 0; i < net.acts().size() && q.config().a_bits < 32; ++i)
-    acts[net.acts()[i].name] =
-        nlohmann::json::array({entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.config().a_bits)});
+    acts[net.acts()[i].name] = output_entry(entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.config().a_bits));
   for (size_t l = 0; l < net.layers().size(); ++l) {
     const at::Tensor mn = q.weight_min()[l].to(at::kDouble).cpu(), mx = q.weight_max()[l].to(at::kDouble).cpu();
     nlohmann::json per_channel = nlohmann::json::array();

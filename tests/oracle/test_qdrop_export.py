@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aimet_layout  # noqa: E402
+import models_ref  # noqa: E402
 from oracle_util import check, cifar10_test, default_data_dir, failures  # noqa: E402
 
 STAGES = [(1, 16, 1), (2, 32, 2), (3, 64, 2)]  # (stage, planes, stride of the first block)
@@ -134,21 +136,25 @@ def main():
 
         # The activation quantizers.
         enc = json.load(open(rec["outputs"]["encodings"]))
+        aimet_layout.check_file(check, "qdrop W4A4", enc, models_ref.build("resnet20"),
+                                aimet_layout.resnet_cifar_sites(20))
         acts = enc["activation_encodings"]
         print(f"activation_encodings sites: {sorted(acts)}", flush=True)
         Q = {}
+        def output_entry(name):  # AIMET's torch layout: {"<module>": {"output": {"0": entry}}}
+            node = acts.get(name)
+            return node["output"]["0"] if node else None
         for name in site_names():
-            entries = acts.get(name)
-            Q[name] = ActQuant(entries[0] if entries else None)
-            if entries:
-                e = entries[0]
+            e = output_entry(name)
+            Q[name] = ActQuant(e)
+            if e:
                 print(f"  site {name}: {e['bitwidth']} bits, scale {e['scale']:.6g}, offset {e['offset']}, "
-                      f"[{e['min']:.6g}, {e['max']:.6g}]" + ("" if len(entries) == 1 else f" ({len(entries)} entries!)"))
+                      f"[{e['min']:.6g}, {e['max']:.6g}]")
             else:
                 print(f"  site {name}: not quantized")
         unused = sorted(set(acts) - set(site_names()))
         check(not unused, f"every activation encoding names a site of the rebuilt forward pass (unused: {unused})")
-        bits = {n: (int(acts[n][0]["bitwidth"]) if acts.get(n) else None) for n in site_names()}
+        bits = {n: (int(output_entry(n)["bitwidth"]) if acts.get(n) else None) for n in site_names()}
         wrong_bits = {n: b for n, b in bits.items() if b != (8 if n == "layer3.2.relu2" else 4)}
         check(not wrong_bits, f"all {len(bits)} sites quantized, layer3.2.relu2 at 8 bits and the others at 4 "
               f"(different: {wrong_bits})")

@@ -5,6 +5,8 @@
    images as dsgq's own evaluation of that point, to 0.01.
 2. The AIMET-layout encodings reproduce those weights: per channel, (clamp(round(w/scale) - offset, 0, 2^k - 1) +
    offset) * scale of the FP32 weight equals the exported weight (up to rounding ties).
+3. The encodings of every protocol (this W4 point, zeroq and adaround at W4A4, adaround at W3A3; qdrop in
+   test_qdrop_export.py) follow AIMET's torch layout as its loader reads it (aimet_layout.py).
 usage: test_quant_export.py --dsgq build/bin/dsgq [--data DIR]"""
 import argparse
 import json
@@ -16,6 +18,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aimet_layout  # noqa: E402
 import models_ref  # noqa: E402
 from oracle_util import check, cifar10_test, default_data_dir, failures  # noqa: E402
 
@@ -63,6 +66,25 @@ def main():
         check(worst < 1e-3, f"encodings reproduce the exported weights ({len(enc['param_encodings'])} tensors; "
               f"worst fraction of mismatching elements {worst:.2e}, ties only)")
         check(len(enc["activation_encodings"]) == 0, "weights-only point: no activation encodings")
+        aimet_layout.check_file(check, "zeroq W4 (activations in floating point)", enc, model,
+                                aimet_layout.resnet_cifar_sites(20))
+
+        # 3. Every protocol's encodings follow AIMET's torch layout (tests/oracle/aimet_layout.py, written from AIMET's
+        # loader): zeroq and adaround at W4A4, adaround at W3A3 (below AIMET's 4-bit minimum: reported).
+        for label, extra in (("zeroq W4A4", ["--set", "quant.w_bits=4", "--set", "quant.a_bits=4"]),
+                             ("adaround W4A4", ["--set", "quant.w_bits=4", "--set", "quant.a_bits=4",
+                                                "--set", "quant.protocol=adaround",
+                                                "--set", "quant.adaround.iters=20"]),
+                             ("adaround W3A3", ["--set", "quant.w_bits=3", "--set", "quant.a_bits=3",
+                                                "--set", "quant.protocol=adaround", "--set", "quant.adaround.iters=20"])):
+            r = subprocess.run(cmd[:-4] + extra + ["--set", "eval.n_images=500"], capture_output=True, text=True)
+            if r.returncode != 0:
+                check(False, f"{label}: dsgq run exited with {r.returncode}: {r.stderr.strip()[-400:]}")
+                continue
+            newest = max((os.path.join(tmp, "results", f) for f in os.listdir(os.path.join(tmp, "results"))),
+                         key=os.path.getmtime)
+            enc_p = json.load(open(json.load(open(newest))["outputs"]["encodings"]))
+            aimet_layout.check_file(check, label, enc_p, model, aimet_layout.resnet_cifar_sites(20))
     if failures:
         sys.exit(1)
     print("all export checks passed")
