@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""The reference for bench/synth: DSG image synthesis (the "paper" preset of docs/method.md sections 2-3 and 5) written in plain
-Python on Debian's python3-torch the way a user would write it from the ZeroQ/DSG code, timed per iteration.
+"""The reference for bench/synth: image synthesis written in plain Python on Debian's python3-torch the way a user would
+write it from the published code, timed per iteration. `--method dsg` (the default): DSG, the "paper" preset of
+docs/method.md sections 2-3 and 5, from the ZeroQ/DSG code; `--method deepinversion` (section 7.1, from NVlabs'
+cifar10/deepinversion_cifar10.py) and `--method genie` (section 7.3, from SamsungLabs/Genie distill.py).
 
-The loop (one batch of B images):
+The dsg loop (one batch of B images):
   model = tests/oracle/models_ref.py build(arch) with the real weights, eval mode; parameters left requiring grad
   as in the official code (`--frozen yes` or `both` also times the variant with requires_grad_(False));
   forward hooks on every BatchNorm2d collect its input; targets mu = running_mean, sigma = sqrt(running_var + 1e-6);
@@ -12,17 +14,38 @@ The loop (one batch of B images):
   + sum_l (1/B) sum_n w[l,n] sum_c (relu(|m-mu|-delta_l)^2 + relu(|s-sigma|-gamma_l)^2), w = 2 where n mod L == l
   else 1 (LSE, X = I + 11^T), per-sample m = mean over HxW, s = sqrt(unbiased var + 1e-6); backward; Adam step;
   scheduler step on the loss value.
+The deepinversion loop: the same model, hooks (forward pre-hooks) and frozen/not choice; targets t_i = i mod K (K = 10
+  for CIFAR-10); x = torch.randn(B, 3, H, W, requires_grad=True) (dsgq's recommended preset starts from section 7.2's
+  diverse images instead: that changes only the start, not the per-iteration work); Adam([x], lr 0.1), constant;
+  per iteration: (dx, dy) uniform on {-2..2} (Python's random, the same for the whole batch), x_j = torch.roll(x,
+  (dx, dy), dims (2, 3)); zero grads; forward x_j; loss = CE(logits, t) + bn_weight * sum_l (||var_l - running_var_l||_2
+  + ||mean_l - running_mean_l||_2) (batch mean and biased variance over (N, H, W)) + 2.5e-5 * sum_k ||D_k||_F (the four
+  difference images of x_j); bn_weight 10 (dsgq's preset "dsgq", section 7.4; the CIFAR-10 script uses 100, which
+  changes nothing in the work per iteration); keep x.detach().clone() when the loss is the lowest so far; backward;
+  Adam step.
+The genie loop: the network's strided convolutions (stride > 1; layer2 and layer3's first convs on resnet20/56)
+  replaced by a wrapper that reflect-pads the input by 1 and crops an H x W window at a random offset in {0, 1, 2}^2
+  per call (swing convolution); forward pre-hooks on every BatchNorm2d; per batch a fresh generator (linear 256 ->
+  128*(H/4)*(W/4), BN(128), upsample x2, conv3x3 128->64, BN(64), LeakyReLU(0.2), upsample x2, conv3x3 64->3, tanh,
+  BN(3, affine=False); train mode) and z = torch.randn(B, 256, requires_grad=True); Adam([z], lr 0.1) with
+  ReduceLROnPlateau(patience 100, min_lr 1e-4) stepped on the loss every iteration; Adam(generator, lr 0.01) with
+  ExponentialLR(0.95) stepped after every 100th iteration; per iteration: zero grads, x = G(z), forward x,
+  loss = sum over the input (per image, torch.std_mean over (2, 3), against 0 and 1, ||.||^2 / B) and every BN input
+  (torch.std_mean over (0, 2, 3) against running_mean and sqrt(running_var + 1e-6), ||.||^2 / C) of the mean and std
+  terms; backward; both Adam steps; scheduler steps. The network's parameters are frozen or not as for dsg.
 Timing: `--warmup` iterations (default 3) untimed, then `--iters` timed; images_per_s is the 500-iteration
 equivalent batch / (500 * seconds_per_iter).
 
 Modes (each prints JSON objects, one per line):
-  synth_ref.py --arch resnet20 --batch 64 --threads 2 --iters 30 [--frozen no|yes|both] [--peak-gflops G] [--device cuda]
+  synth_ref.py --arch resnet20 --batch 64 --threads 2 --iters 30 [--method dsg|deepinversion|genie]
+               [--frozen no|yes|both] [--peak-gflops G] [--device cuda]
   synth_ref.py --flops --arch resnet20          forward FLOPs per image (convs and linear layers, 2 per multiply-add)
   synth_ref.py --peak [--repeats 5]             float32 matrix-multiply GFLOP/s with 1 and 2 threads
 """
 import argparse
 import json
 import os
+import random
 import sys
 import time
 
@@ -278,6 +301,211 @@ def figure(a, frozen, flops_image):
     return out
 
 
+# ------------------------------------------------------------------------------------- deepinversion and genie
+def timed_loop(a, step):
+    """`a.warmup` untimed calls of step(it), then `a.iters` timed; returns seconds per iteration, the last value and the
+    foreign CPU load during the timed part."""
+    it = 0
+    for _ in range(a.warmup):
+        step(it)
+        it += 1
+    busy0, own0, t0 = busy_cpu_s(), time.process_time(), time.perf_counter()
+    for _ in range(a.iters):
+        value = step(it)
+        it += 1
+    wall = time.perf_counter() - t0
+    foreign = max(0.0, (busy_cpu_s() - busy0) - (time.process_time() - own0)) / wall
+    return wall / a.iters, value, foreign
+
+
+def prepare_model(a, frozen):
+    torch.manual_seed(a.seed)
+    random.seed(a.seed)
+    dev = torch.device(a.device)
+    model = load_model(a.arch, a.data, a.weights).to(dev)
+    if frozen:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return model, dev
+
+
+def run_deepinversion(a, frozen):
+    """DeepInversion as its CIFAR-10 script (NVlabs cifar10/deepinversion_cifar10.py, get_images) writes it."""
+    model, dev = prepare_model(a, frozen)
+    bns = bn_modules(model)
+    feats = []
+    for bn in bns:
+        bn.register_forward_pre_hook(lambda mod, inp: feats.append((mod, inp[0])))
+    B = a.batch
+    n_classes = 1000 if a.arch in TORCHVISION else 10
+    targets = torch.arange(B, device=dev) % n_classes
+    x = torch.randn((B,) + input_shape(a.arch), device=dev, requires_grad=True)
+    opt = torch.optim.Adam([x], lr=a.lr)  # constant learning rate
+    best = {"cost": float("inf"), "inputs": None}
+
+    def step(it):
+        dx, dy = random.randint(-a.jitter, a.jitter), random.randint(-a.jitter, a.jitter)
+        x_j = torch.roll(x, shifts=(dx, dy), dims=(2, 3))
+        opt.zero_grad()
+        model.zero_grad()
+        feats.clear()
+        logits = model(x_j)
+        loss = F.cross_entropy(logits, targets)
+        r_feature = 0
+        for bn, f in feats:
+            mean = f.mean(dim=(0, 2, 3))
+            var = f.var(dim=(0, 2, 3), unbiased=False)
+            r_feature = r_feature + torch.norm(var - bn.running_var, 2) + torch.norm(mean - bn.running_mean, 2)
+        d1 = x_j[:, :, :, :-1] - x_j[:, :, :, 1:]
+        d2 = x_j[:, :, :-1, :] - x_j[:, :, 1:, :]
+        d3 = x_j[:, :, 1:, :-1] - x_j[:, :, :-1, 1:]
+        d4 = x_j[:, :, :-1, :-1] - x_j[:, :, 1:, 1:]
+        loss_var = torch.norm(d1) + torch.norm(d2) + torch.norm(d3) + torch.norm(d4)
+        loss = loss + a.bn_weight * r_feature + a.tv_l2 * loss_var
+        value = loss.item()
+        if value < best["cost"]:  # keep the lowest-loss iterate (a copy: the CIFAR-10 script's alias keeps the last)
+            best["cost"] = value
+            best["inputs"] = x.detach().clone()
+        loss.backward()
+        opt.step()
+        return value
+
+    spi, value, foreign = timed_loop(a, step)
+    return spi, value, foreign, len(bns), {"best_loss": round(best["cost"], 6)}
+
+
+class Generator(torch.nn.Module):
+    """Genie's generator (SamsungLabs/Genie distill.py) for an H x W input, H and W divisible by 4."""
+
+    def __init__(self, height, width, latent_dim=256, c1=128, c2=64):
+        super().__init__()
+        self.h, self.w = height // 4, width // 4
+        self.linear = torch.nn.Linear(latent_dim, c1 * self.h * self.w)
+        self.conv_layers = torch.nn.Sequential(
+            torch.nn.BatchNorm2d(c1),
+            torch.nn.Upsample(scale_factor=2),
+            torch.nn.Conv2d(c1, c2, 3, stride=1, padding=1),
+            torch.nn.BatchNorm2d(c2),
+            torch.nn.LeakyReLU(0.2),
+            torch.nn.Upsample(scale_factor=2),
+            torch.nn.Conv2d(c2, 3, 3, stride=1, padding=1),
+            torch.nn.Tanh(),
+            torch.nn.BatchNorm2d(3, affine=False),
+        )
+
+    def forward(self, z):
+        out = self.linear(z)
+        return self.conv_layers(out.view(out.shape[0], -1, self.h, self.w))
+
+
+class SwingConv2d(torch.nn.Module):
+    """Genie's swing convolution: reflect-pad the input by `jitter` and crop it back at a random offset per call."""
+
+    def __init__(self, conv, jitter=1):
+        super().__init__()
+        self.conv = conv
+        self.jitter = jitter
+
+    def forward(self, x):
+        sx = random.randint(0, 2 * self.jitter)
+        sy = random.randint(0, 2 * self.jitter)
+        padded = F.pad(x, [self.jitter] * 4, mode="reflect")
+        return self.conv(padded[:, :, sy:sy + x.shape[2], sx:sx + x.shape[3]])
+
+
+def l2_loss(A, B):
+    return (A - B).norm() ** 2 / B.size(0)
+
+
+def run_genie(a, frozen):
+    """Genie's data distillation (SamsungLabs/Genie distill.py, distill_data) for one batch."""
+    model, dev = prepare_model(a, frozen)
+    strided = [(name, m) for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1)]
+    for name, m in strided:
+        parent = model.get_submodule(name.rpartition(".")[0])
+        setattr(parent, name.rpartition(".")[2], SwingConv2d(m, jitter=1))
+    bns = bn_modules(model)
+    feats = []
+    for bn in bns:
+        bn.register_forward_pre_hook(lambda mod, inp: feats.append(inp[0]))
+    bn_stats = [(bn.running_mean.detach().clone(), torch.sqrt(bn.running_var + EPS).detach().clone()) for bn in bns]
+
+    B = a.batch
+    _, H, W = input_shape(a.arch)
+    z = torch.randn(B, 256, device=dev).requires_grad_()
+    generator = Generator(H, W).to(dev).train()
+    opt_z = torch.optim.Adam([z], lr=a.lr)
+    sched_z = torch.optim.lr_scheduler.ReduceLROnPlateau(opt_z, min_lr=1e-4, patience=a.patience)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=a.generator_lr)
+    sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=0.95)
+    input_mean = torch.zeros(1, 3, device=dev)
+    input_std = torch.ones(1, 3, device=dev)
+
+    def step(it):
+        model.zero_grad()
+        opt_z.zero_grad()
+        opt_g.zero_grad()
+        feats.clear()
+        x = generator(z)
+        model(x)
+        data_std, data_mean = torch.std_mean(x, [2, 3])
+        mean_loss = l2_loss(input_mean, data_mean)
+        std_loss = l2_loss(input_std, data_std)
+        for (bn_mean, bn_std), f in zip(bn_stats, feats):
+            data_std, data_mean = torch.std_mean(f, [0, 2, 3])
+            mean_loss = mean_loss + l2_loss(bn_mean, data_mean)
+            std_loss = std_loss + l2_loss(bn_std, data_std)
+        total_loss = mean_loss + std_loss
+        total_loss.backward()
+        opt_z.step()
+        opt_g.step()
+        value = total_loss.item()
+        sched_z.step(value)
+        if (it + 1) % 100 == 0:
+            sched_g.step()
+        return value
+
+    spi, value, foreign = timed_loop(a, step)
+    return spi, value, foreign, len(bns), {"swing_convs": len(strided),
+                                           "generator_params": sum(p.numel() for p in generator.parameters())}
+
+
+def method_figure(a, frozen, flops_image):
+    run = {"deepinversion": run_deepinversion, "genie": run_genie}[a.method]
+    spi, loss, foreign, L, extra = run(a, frozen)
+    gflop_iter = 2.0 * flops_image * a.batch / 1e9
+    out = {
+        "bench": "synth", "impl": "python3-torch", "model": a.arch, "method": a.method,
+        "ranks": 1, "device": a.device, "threads_per_rank": a.threads, "threads": a.threads, "batch": a.batch, "arch": a.arch,
+        "params_require_grad": not frozen,
+        "warmup_iters": a.warmup, "iters_timed": a.iters,
+        "seconds_per_iter": round(spi, 5),
+        "images_per_s": round(a.batch / (ITERS_EQUIVALENT * spi), 3),
+        "images_per_s_definition": "batch / (500 * seconds_per_iter): images per second for 500-iteration synthesis",
+        "gflop_per_iter": round(gflop_iter, 3),
+        "gflop_per_s": round(gflop_iter / spi, 1),
+        "flop_model": "2 x forward FLOPs (forward + backward to the input); convs and linear only"
+                      + ("; genie's generator not counted" if a.method == "genie" else "")
+                      + ("" if frozen else "; weight gradients, computed here because the parameters require grad, "
+                                           "are extra work not counted"),
+        "final_loss": round(loss, 6), "bn_layers": L, "lr": a.lr,
+    }
+    if a.method == "deepinversion":
+        out.update({"init": "gaussian", "bn_weight": a.bn_weight, "tv_l2": a.tv_l2, "jitter": a.jitter})
+    else:
+        out.update({"generator_lr": a.generator_lr, "patience": a.patience})
+    out.update(extra)
+    out["foreign_cpu_load"] = round(foreign, 2)
+    if foreign > 0.1:
+        print(f"synth_ref.py: warning: other processes used {foreign:.2f} cores during the timed loop; "
+              "the figure is not a clean measurement", file=sys.stderr)
+    if a.peak_gflops:
+        out["peak_gflop_per_s"] = a.peak_gflops
+        out["fraction_of_peak"] = round(gflop_iter / spi / a.peak_gflops, 3)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="resnet20")
@@ -287,8 +515,16 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     ap.add_argument("--frozen", choices=("no", "yes", "both"), default="no",
                     help="no: parameters require grad (official code); yes: requires_grad_(False); both: two figures")
-    ap.add_argument("--lr", type=float, default=0.5)
+    ap.add_argument("--method", choices=("dsg", "deepinversion", "genie"), default="dsg",
+                    help="dsg (paper preset), deepinversion (docs/method.md 7.1) or genie (7.3)")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="Adam's learning rate on the images (dsg: 0.5, deepinversion: 0.1) or latents (genie: 0.1)")
     ap.add_argument("--patience", type=int, default=100)
+    ap.add_argument("--bn-weight", type=float, default=10.0,
+                    help="deepinversion's BN weight (dsgq's preset dsgq; the CIFAR-10 script uses 100)")
+    ap.add_argument("--tv-l2", type=float, default=2.5e-5, help="deepinversion's TV-L2 weight")
+    ap.add_argument("--jitter", type=int, default=2, help="deepinversion's roll offsets, uniform on {-J..J}")
+    ap.add_argument("--generator-lr", type=float, default=0.01, help="genie's generator learning rate")
     ap.add_argument("--margin-samples", type=int, default=1024)
     ap.add_argument("--slack-quantile", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=0)
@@ -301,6 +537,8 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (the loop syncs each step through loss.item())")
     ap.add_argument("--data", default=os.environ.get("DSGQ_DATA") or os.path.join(here, "..", "..", "shared", "data"))
     a = ap.parse_args()
+    if a.lr is None:
+        a.lr = 0.5 if a.method == "dsg" else 0.1
 
     if a.peak:
         print(json.dumps(peak(a.repeats)), flush=True)
@@ -314,7 +552,7 @@ def main():
         print(json.dumps({"model": a.arch, "forward_flop_per_image": flops_image, "convs": n_conv, "linears": n_lin}))
         return
     for frozen in {"no": [False], "yes": [True], "both": [False, True]}[a.frozen]:
-        print(json.dumps(figure(a, frozen, flops_image)), flush=True)
+        print(json.dumps((figure if a.method == "dsg" else method_figure)(a, frozen, flops_image)), flush=True)
 
 
 if __name__ == "__main__":
