@@ -73,8 +73,10 @@ StagePtr config_reference(const Args&, const mpi::Comm&, std::string& out) {
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"eval", "eval     --config FILE   evaluate the FP32 network (top-1/top-5), images split over ranks", true, eval},
-      {"synth", "synth    --config FILE   synthesize a calibration set (dsg | zeroq | deepinversion | genie | gaussian | real) to HDF5", true,
-       synth},
+      {"synth",
+       "synth    --config FILE   synthesize a calibration set (dsg | zeroq | deepinversion | genie | gaussian | real) "
+       "to HDF5",
+       true, synth},
       {"quantize", "quantize --config FILE   calibrate on a calibration set, export encodings, evaluate", true,
        quantize},
       {"run", "run      --config FILE   synth (skipped when done) -> quantize -> eval for one point", true, run},

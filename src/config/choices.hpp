@@ -17,15 +17,15 @@ enum class Dataset { from_arch, cifar10, imagenet };
 enum class SynthMethod { dsg, zeroq, gaussian, real, deepinversion, genie };
 // Whether the method optimises its images (dsg, zeroq, deepinversion, genie) rather than drawing or reading them.
 constexpr bool optimised(SynthMethod m) {
-  return m == SynthMethod::dsg || m == SynthMethod::zeroq || m == SynthMethod::deepinversion ||
-         m == SynthMethod::genie;
+  return m == SynthMethod::dsg || m == SynthMethod::zeroq || m == SynthMethod::deepinversion || m == SynthMethod::genie;
 }
 // [synth] preset: the papers' settings, the released code's (docs/method.md section 5), or dsgq's recommended
 // settings (section 7.4: for deepinversion the diverse start and bn_weight 10; for every other method the paper's).
 enum class Preset { paper, official, dsgq };
 // [synth] stats: BN statistics per sample (the released code) or of the global batch (all-reduced over ranks).
 enum class BnStats { per_sample, batch };
-// [synth] init: the starting images; `automatic` ("preset") takes the method's and preset's (docs/method.md section 7.2).
+// [synth] init: the starting images; `automatic` ("preset") takes the method's and preset's (docs/method.md
+// section 7.2).
 enum class SynthInit { automatic, gaussian, diverse };
 // [quant] protocol.
 enum class Protocol { zeroq, adaround, qdrop };

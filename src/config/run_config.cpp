@@ -93,12 +93,13 @@ const Table<SynthConfig>& synth_table() {
       bool_field<S>("flip", &S::flip, false,
                     "deepinversion: random horizontal flip of the whole batch per step (ImageNet code: true)",
                     id | kOnlyIfSet),
-      choice_field<S>("init", &S::init, SynthInit::automatic,
-                      "starting images of a pixel-optimising method: preset (the method's and preset's; deepinversion with "
-                      "preset dsgq: diverse) | gaussian (N(0,1)) | "
-                      "diverse (per image and channel a random mean and scale, then a 5x5 smoothing; Sony MCT's "
-                      "DataInitType.Diverse)",
-                      id | kOnlyIfSet),
+      choice_field<S>(
+          "init", &S::init, SynthInit::automatic,
+          "starting images of a pixel-optimising method: preset (the method's and preset's; deepinversion with "
+          "preset dsgq: diverse) | gaussian (N(0,1)) | "
+          "diverse (per image and channel a random mean and scale, then a 5x5 smoothing; Sony MCT's "
+          "DataInitType.Diverse)",
+          id | kOnlyIfSet),
       float_field<S>("generator_lr", &S::generator_lr, 0.01, 0.0, 1e3,
                      "genie: Adam learning rate of the generator (x0.95 every 100 iterations)", id | kOnlyIfSet),
       int_field<S>("swing", &S::swing, 1, 0, 64,

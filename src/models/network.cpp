@@ -262,7 +262,10 @@ void Network::load(const Checkpoint& ck) {
       const float v = value.reshape({-1})[first].item<float>();
       throw InputError(ck.path + ": tensor '" + nt.name + "' holds " + std::to_string(bad.sum().item<int64_t>()) +
                        " non-finite value(s) (the first, at flat index " + std::to_string(first) + ", is " +
-                       (std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf") + "); expected finite weights");
+                       (std::isnan(v) ? "nan"
+                        : v > 0       ? "inf"
+                                      : "-inf") +
+                       "); expected finite weights");
     }
     it->second.copy_(value);
   }

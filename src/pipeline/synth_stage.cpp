@@ -72,8 +72,10 @@ std::unique_ptr<SynthStage> SynthStage::prepare(config::RunConfig cfg, const Com
     throw InputError(where + "sci_weight = '" + w.str() + "' applies to method dsg only; expected 0 for method " +
                      config::name(y.method));
   }
-  if (y.init != config::SynthInit::automatic && (!config::optimised(y.method) || y.method == config::SynthMethod::genie))
-    throw InputError(where + "init = '" + config::name(y.init) + "' applies to the methods that optimise pixels (dsg, " +
+  if (y.init != config::SynthInit::automatic &&
+      (!config::optimised(y.method) || y.method == config::SynthMethod::genie))
+    throw InputError(where + "init = '" + config::name(y.init) +
+                     "' applies to the methods that optimise pixels (dsg, " +
                      "zeroq, deepinversion); expected \"preset\" for method " + config::name(y.method));
   if (y.method == config::SynthMethod::genie && (s.net->input().height % 4 != 0 || s.net->input().width % 4 != 0))
     throw InputError(where + "method = 'genie' needs an input size divisible by 4 (the generator upsamples twice); " +

@@ -1,6 +1,7 @@
 #pragma once
-// `dsgq synth`: one synthetic calibration set (dsg | zeroq | deepinversion | genie | gaussian | real), all ranks cooperating, written to
-// the dsgq-synth/1 HDF5 file. Resumable batch by batch; a complete file is skipped unless --force.
+// `dsgq synth`: one synthetic calibration set (dsg | zeroq | deepinversion | genie | gaussian | real), all ranks
+// cooperating, written to the dsgq-synth/1 HDF5 file. Resumable batch by batch; a complete file is skipped unless
+// --force.
 #include <memory>
 #include <string>
 

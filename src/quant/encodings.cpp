@@ -86,7 +86,8 @@ nlohmann::json encodings_json(const AdaRoundQuantizer& q) {
   nlohmann::json acts = nlohmann::json::object();
   for (size_t i = 0; i < net.acts().size(); ++i)
     if (q.acts().bits()[i] < 32)
-      acts[net.acts()[i].name] = output_entry(entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.acts().bits()[i]));
+      acts[net.acts()[i].name] =
+          output_entry(entry(q.acts().ranges()[i].a, q.acts().ranges()[i].b, q.acts().bits()[i]));
   return folded_encodings(net, q.grids(), acts, q.config(), q.config().adaround.enabled ? "adaround" : "nearest");
 }
 

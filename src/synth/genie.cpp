@@ -124,7 +124,8 @@ GenieLoss genie_loss(const models::Network& net, const at::Tensor& x, int64_t B,
     const int64_t C = channels[l];
     const double N = static_cast<double>(counts[l]);
     const at::Tensor mean = global.slice(0, off, off + C) / N;
-    const at::Tensor stdv = ((global.slice(0, off + C, off + 2 * C) - N * mean.square()) / (N - 1.0)).clamp_min(0).sqrt();
+    const at::Tensor stdv =
+        ((global.slice(0, off + C, off + 2 * C) - N * mean.square()) / (N - 1.0)).clamp_min(0).sqrt();
     off += 2 * C;
     const std::string& name = net.bns()[l].name;
     const at::Tensor rm = net.param(name + ".running_mean").to(at::kDouble);
@@ -195,8 +196,8 @@ GenieBatch genie_batch(const models::Network& net, const GenieSettings& s, int64
       for (auto& group : opt_g.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr_g);
     }
     char buf[128];
-    std::snprintf(buf, sizeof buf, "loss %.6g (mean %.4g std %.4g) lr %.3g/%.3g", loss.total, loss.mean, loss.std,
-                  lr_z, lr_g);
+    std::snprintf(buf, sizeof buf, "loss %.6g (mean %.4g std %.4g) lr %.3g/%.3g", loss.total, loss.mean, loss.std, lr_z,
+                  lr_g);
     progress.update(it + 1, buf);
   }
   return out;

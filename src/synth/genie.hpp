@@ -55,7 +55,7 @@ GenieLoss genie_loss(const models::Network& net, const at::Tensor& x, int64_t B,
 struct GenieSettings {
   uint64_t seed = 0;
   int64_t iters = 0;
-  double latent_lr = 0.1;      // Adam on the latents, with ReduceLROnPlateau (patience, min 1e-4) on the loss
+  double latent_lr = 0.1;  // Adam on the latents, with ReduceLROnPlateau (patience, min 1e-4) on the loss
   int64_t patience = 100;
   double generator_lr = 0.01;  // Adam on the generator, x0.95 every 100 iterations
   int64_t swing = 1;           // swing-convolution padding j (0 = off)

@@ -41,7 +41,8 @@ at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, i
         const int64_t pad = std::min<int64_t>(2, std::min(H, W) - 1);  // reflection needs pad < size
         const at::Tensor padded = pad > 0 ? at::reflection_pad2d(raw, {pad, pad, pad, pad}) : raw;
         const at::Tensor box = torch::full({C, 1, 2 * pad + 1, 2 * pad + 1}, 1.0f / 16.0f);
-        out[i] = at::conv2d(padded, box, at::Tensor(), at::IntArrayRef{1}, at::IntArrayRef{0}, at::IntArrayRef{1}, C)[0];
+        out[i] =
+            at::conv2d(padded, box, at::Tensor(), at::IntArrayRef{1}, at::IntArrayRef{0}, at::IntArrayRef{1}, C)[0];
         break;
       }
     }

@@ -278,10 +278,10 @@ TEST(Corruption, FlippedImageBytesAndNonFiniteWeightsExitTwoNamingTheCulprit) {
                          (tmp / "p.h5"));
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   flip_dataset_bytes(tmp / "p.h5", "/images", 3 * 32 * 32 + 7, 64);
-  expect_exit2(test::run_command(synth_cmd(tmp / "r.h5", "--set synth.method=real --set synth.real_data=" +
-                                                             (tmp / "p.h5") +
-                                                             " --set synth.n_images=3 --set synth.batch=3")),
-               tmp / "p.h5: /images row 1 does not match its checksum in /image_sha256");
+  expect_exit2(
+      test::run_command(synth_cmd(tmp / "r.h5", "--set synth.method=real --set synth.real_data=" + (tmp / "p.h5") +
+                                                    " --set synth.n_images=3 --set synth.batch=3")),
+      tmp / "p.h5: /images row 1 does not match its checksum in /image_sha256");
 
   // checkpoint with a NaN
   models::Checkpoint ck = models::read_checkpoint(test::data_path("models/cifar10_resnet20.pt"));
@@ -290,6 +290,7 @@ TEST(Corruption, FlippedImageBytesAndNonFiniteWeightsExitTwoNamingTheCulprit) {
   models::write_checkpoint(tmp / "nan.pt", ck.tensors);
   expect_exit2(test::run_command(dsgq_bin() + " eval --threads 1 --set eval.n_images=100 --set output.dir=" +
                                  (tmp / "runs") + " --set model.weights=" + (tmp / "nan.pt")),
-               tmp / "nan.pt: tensor 'layer2.1.conv1.weight' holds 1 non-finite value(s) (the first, at flat index "
-                     "17, is nan); expected finite weights");
+               tmp /
+                   "nan.pt: tensor 'layer2.1.conv1.weight' holds 1 non-finite value(s) (the first, at flat index "
+                   "17, is nan); expected finite weights");
 }

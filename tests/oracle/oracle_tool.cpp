@@ -254,9 +254,8 @@ int main(int argc, char** argv) {
       const at::Tensor x = synth::genie_generate(params, z, shape.height, shape.width, mpi.world());
       const synth::GenieLoss loss = synth::genie_loss(*net, x, x.size(0), swing, jitter, mpi.world());
       loss.surrogate.backward();
-      std::vector<models::NamedTensor> out = {{"x", x.detach()},
-                                              {"loss", torch::tensor(loss.total, torch::kDouble)},
-                                              {"grad_z", z.grad()}};
+      std::vector<models::NamedTensor> out = {
+          {"x", x.detach()}, {"loss", torch::tensor(loss.total, torch::kDouble)}, {"grad_z", z.grad()}};
       for (int k = 0; k < 10; ++k) out.push_back({"grad_p" + std::to_string(k), params[k].grad()});
       models::write_checkpoint(argv[5], out);
       return 0;

@@ -83,8 +83,8 @@ TEST(Sampling, DiverseStartIsScaledShiftedAndBoxSmoothed) {
           for (int64_t di = -2; di <= 2; ++di)
             for (int64_t dj = -2; dj <= 2; ++dj)
               want += (s * raw[c][reflect(i + di, H)][reflect(j + dj, W)].item<double>() + m) / 16.0;
-          EXPECT_NEAR(x[k][c][i][j].item<double>(), want, 1e-5) << "image " << k << " channel " << c << " at " << i
-                                                                 << "," << j;
+          EXPECT_NEAR(x[k][c][i][j].item<double>(), want, 1e-5)
+              << "image " << k << " channel " << c << " at " << i << "," << j;
         }
     }
   }
