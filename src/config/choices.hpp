@@ -27,6 +27,8 @@ enum class BnStats { per_sample, batch };
 // [synth] init: the starting images; `automatic` ("preset") takes the method's and preset's (docs/method.md
 // section 7.2).
 enum class SynthInit { automatic, gaussian, diverse };
+// [runtime] collectives: how device tensors are all-reduced; `automatic` is NCCL for CUDA tensors in an NCCL build.
+enum class Collectives { automatic, mpi, nccl };
 // [quant] protocol.
 enum class Protocol { zeroq, adaround, qdrop };
 // [quant] act_observer; `automatic` is resolved when the config is read (zeroq: ema, adaround: mse).
@@ -64,6 +66,11 @@ template <>
 struct ChoiceTable<SynthInit> {
   static constexpr std::array<std::pair<SynthInit, const char*>, 3> rows{
       {{SynthInit::automatic, "preset"}, {SynthInit::gaussian, "gaussian"}, {SynthInit::diverse, "diverse"}}};
+};
+template <>
+struct ChoiceTable<Collectives> {
+  static constexpr std::array<std::pair<Collectives, const char*>, 3> rows{
+      {{Collectives::automatic, "auto"}, {Collectives::mpi, "mpi"}, {Collectives::nccl, "nccl"}}};
 };
 template <>
 struct ChoiceTable<Protocol> {

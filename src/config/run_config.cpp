@@ -207,6 +207,10 @@ const Table<RuntimeConfig>& runtime_table() {
       text_field<S>("device", &S::device, "cpu", false, "cpu | cuda (this rank's local GPU) | cuda:N (CUDA builds)"),
       int_field<S>("threads", &S::threads, 0, 0, 4096,
                    "torch threads per rank; 0 = --threads, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or cores/ranks"),
+      choice_field<S>("collectives", &S::collectives, Collectives::automatic,
+                      "how device tensors are all-reduced: auto (NCCL for CUDA tensors when built with "
+                      "-DDSGQ_WITH_NCCL=ON, else MPI) | mpi (through host memory) | nccl (refused without an NCCL "
+                      "build or a CUDA device)"),
   };
   return t;
 }

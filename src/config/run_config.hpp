@@ -112,6 +112,7 @@ struct RuntimeConfig {
   RuntimeConfig();
   std::string device;
   int64_t threads;
+  Collectives collectives;
 };
 
 struct RunConfig {

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "mpi/nccl.hpp"
 
 namespace dsgq::mpi {
 namespace {
@@ -118,13 +119,25 @@ void Comm::allreduce_sum(at::Tensor& tensor) const {
     default:
       throw InternalError("allreduce_sum: unsupported dtype " + std::string(c10::toString(tensor.scalar_type())));
   }
-  // Host staging: device tensors are copied to a contiguous CPU buffer (no NCCL path yet; the tensors reduced here
-  // are per-layer BN statistics, at most a few hundred KB per step).
+  if (nccl_ && tensor.device().is_cuda()) {  // device to device over NCCL
+    at::Tensor dense = tensor.is_contiguous() ? tensor : tensor.contiguous();
+    const ElemType t = type == MPI_FLOAT ? ElemType::f32 : type == MPI_DOUBLE ? ElemType::f64 : ElemType::i64;
+    nccl_->allreduce_sum(dense.data_ptr(), static_cast<size_t>(dense.numel()), t, nullptr);
+    if (!dense.is_same(tensor)) tensor.copy_(dense);
+    return;
+  }
+  // Host staging: other device tensors are copied to a contiguous CPU buffer (the tensors reduced here are per-layer
+  // BN statistics and gradients of one layer or unit: at most a few MB per step).
   at::Tensor host = tensor.device().is_cpu() && tensor.is_contiguous() ? tensor : tensor.to(at::kCPU).contiguous();
   DSGQ_CHECK(host.numel() <= INT32_MAX, "allreduce_sum: tensor too large for one MPI call");
   check(MPI_Allreduce(MPI_IN_PLACE, host.data_ptr(), static_cast<int>(host.numel()), type, MPI_SUM, as_mpi(handle_)),
         "MPI_Allreduce(tensor sum)");
   if (!host.is_same(tensor)) tensor.copy_(host);
+}
+
+void Comm::use_nccl(int device) const {
+  if (nccl_ && nccl_->device() == device) return;
+  nccl_ = std::make_shared<NcclComm>(*this, device);
 }
 
 std::vector<float> Comm::allgatherv(const std::vector<float>& values) const {

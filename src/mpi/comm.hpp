@@ -2,6 +2,7 @@
 // MPI world (RAII) and the collectives dsgq needs. Every function below is COLLECTIVE (all ranks of the
 // communicator call it, in the same order) unless marked "local". <mpi.h> stays in comm.cpp.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,8 @@ class Tensor;
 }
 
 namespace dsgq::mpi {
+
+class NcclComm;
 
 // Index range [begin, end) of rank r's share when n items are split over `world` ranks: the first n % world ranks
 // get one more (10 over 3 -> 4, 3, 3). Local.
@@ -35,8 +38,13 @@ class Comm {
   double allreduce_min(double value) const;
   double allreduce_max(double value) const;
   double allreduce_sum(double value) const;
-  // In-place elementwise sum of a float32/float64/int64 tensor (any device: non-CPU tensors go through a host copy).
+  // In-place elementwise sum of a float32/float64/int64 tensor on any device: CUDA tensors through NCCL once
+  // use_nccl() ran, every other tensor over MPI (device tensors through a host copy).
   void allreduce_sum(at::Tensor& tensor) const;
+  // Collective: from now on CUDA tensors are all-reduced with NCCL on GPU `device` (runtime.collectives, docs/gpu.md).
+  // Idempotent for the same device. InputError without an NCCL build or a visible GPU.
+  void use_nccl(int device) const;
+  bool uses_nccl() const { return nccl_ != nullptr; }
   // Every rank's values concatenated in rank order (shares may differ in length).
   std::vector<float> allgatherv(const std::vector<float>& values) const;
   // Every rank's float32 rows [n_r, ...] concatenated along dim 0 in rank order (n_r may differ; the other dims must
@@ -61,6 +69,7 @@ class Comm {
   friend class MpiEnv;
   void* handle_ = nullptr;  // MPI_Comm
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  mutable std::shared_ptr<NcclComm> nccl_;  // set by use_nccl(); shared by copies of this communicator
 };
 
 // Collective sum whose backward pass is the identity: every rank then holds the same (replicated) loss built on

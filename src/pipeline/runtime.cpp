@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "core/paths.hpp"
 #include "core/threads.hpp"
+#include "mpi/nccl.hpp"
 #include "pipeline/device.hpp"
 #include "models/registry.hpp"
 
@@ -19,6 +20,20 @@ Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, cons
   rt.threads = tc.threads;
   rt.threads_source = args.threads > 0 ? "--threads" : cfg.runtime.threads > 0 ? "[runtime] threads" : tc.source;
   set_torch_threads(rt.threads);
+  // Device collectives (docs/gpu.md): NCCL when asked, or by default for a CUDA device in an NCCL build.
+  const config::Collectives c = cfg.runtime.collectives;
+  const std::string where = cfg.source + " [runtime]: collectives = '" + config::name(c) + "'";
+  if (c == config::Collectives::nccl && !mpi::nccl_built())
+    throw InputError(where +
+                     ": this dsgq was built without NCCL; expected a build configured with "
+                     "-DDSGQ_WITH_NCCL=ON, or collectives = \"mpi\"");
+  if (c == config::Collectives::nccl && !rt.device.is_cuda())
+    throw InputError(where + " needs a CUDA device; [runtime] device is '" + rt.device.str() +
+                     "' (NCCL reduces device memory; expected device = \"cuda\")");
+  const bool nccl = rt.device.is_cuda() &&
+                    (c == config::Collectives::nccl || (c == config::Collectives::automatic && mpi::nccl_built()));
+  if (nccl) comm.use_nccl(rt.device.index() >= 0 ? rt.device.index() : 0);
+  rt.collectives = nccl ? "nccl" : "mpi";
   return rt;
 }
 

@@ -22,9 +22,11 @@ struct Runtime {
   c10::Device device{c10::kCPU};
   int threads = 1;
   std::string threads_source;
+  std::string collectives = "mpi";  // what all-reduces device tensors: "mpi" or "nccl"
 };
 
-// Local: validates [runtime] (device available in this build, thread count) and applies it (at::set_num_threads).
+// Validates [runtime] (device available in this build, thread count, collectives) and applies it
+// (at::set_num_threads; NCCL for device tensors: collective over `comm` when it starts NCCL, else local).
 Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, const mpi::Comm& comm);
 
 // Loads the config file with the overrides and fills in what depends on the architecture (weights path, dataset).

@@ -121,6 +121,7 @@ nlohmann::json provenance_json(const config::RunConfig& cfg, const Runtime& rt, 
           {"world_size", comm.size()},
           {"threads_per_rank", rt.threads},
           {"device", rt.device.str()},
+          {"collectives", rt.collectives},
           {"hosts", std::vector<std::string>(hosts.begin(), hosts.end())},
           {"created", io::utc_timestamp()}};
 }

@@ -17,6 +17,7 @@
 #include "dsgq/version.hpp"
 #include "io/synth_file.hpp"
 #include "models/checkpoint.hpp"
+#include "mpi/nccl.hpp"
 #include "test_util.hpp"
 
 using namespace dsgq;
@@ -161,6 +162,12 @@ TEST(QuantCli, BadInputExitsTwo) {
                "--set quant.a_bits=1: a_bits = '1' is out of range; expected 2..32");
   expect_exit2(test::run_command(base + "--set quant.a_bits=16"),
                "a_bits = '16' is out of range; expected 2..8, or 32 for activations in floating point");
+  // NCCL: refused without an NCCL build, and for a CPU device in one
+  expect_exit2(test::run_command(base + "--set runtime.collectives=nccl"),
+               mpi::nccl_built()
+                   ? "[runtime]: collectives = 'nccl' needs a CUDA device; [runtime] device is 'cpu'"
+                   : "[runtime]: collectives = 'nccl': this dsgq was built without NCCL; expected a build "
+                     "configured with -DDSGQ_WITH_NCCL=ON");
   expect_exit2(test::run_command(base + "--set quant.act_observer=kl"),
                "act_observer = 'kl' is not allowed; expected one of auto, minmax, ema, percentile, mse");
   expect_exit2(test::run_command(base + "--set quant.protocol=brecq"),

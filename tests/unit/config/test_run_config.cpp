@@ -311,7 +311,8 @@ TEST(RunConfig, AutoActObserverFollowsTheProtocol) {
             Observer::mse);
   EXPECT_EQ(parse_run_config("", "t.toml", {"quant.act_observer=auto"}).quant.act_observer,
             Observer::ema);  // zeroq default
-  EXPECT_EQ(dsgq::config::to_toml(ada).find("auto"), std::string::npos) << dsgq::config::to_toml(ada);
+  EXPECT_EQ(dsgq::config::to_toml(ada).find("act_observer = 'auto'"), std::string::npos) << dsgq::config::to_toml(ada);
+  EXPECT_NE(dsgq::config::to_toml(ada).find("act_observer = 'mse'"), std::string::npos) << dsgq::config::to_toml(ada);
   EXPECT_EQ(parse_run_config(dsgq::config::to_toml(ada), "resolved.toml", {"quant.protocol=zeroq"}).quant.act_observer,
             Observer::mse);  // once resolved, a later protocol change no longer moves it
 }
