@@ -272,11 +272,11 @@ def run_loop(a, frozen):
     return wall / a.iters, value, t_margins, L, deltas, gammas, foreign
 
 
-def figure(a, frozen, flops_image):
-    spi, loss, t_margins, L, deltas, gammas, foreign = run_loop(a, frozen)
+def common_fields(a, frozen, flops_image, spi, loss, L, method, flop_note):
+    """The fields every python3-torch figure carries (dsg, deepinversion, genie)."""
     gflop_iter = 2.0 * flops_image * a.batch / 1e9
-    out = {
-        "bench": "synth", "impl": "python3-torch", "model": a.arch, "method": "dsg", "preset": "paper",
+    return {
+        "bench": "synth", "impl": "python3-torch", "model": a.arch, "method": method,
         "ranks": 1, "device": a.device, "threads_per_rank": a.threads, "threads": a.threads, "batch": a.batch, "arch": a.arch,
         "params_require_grad": not frozen,
         "warmup_iters": a.warmup, "iters_timed": a.iters,
@@ -285,19 +285,25 @@ def figure(a, frozen, flops_image):
         "images_per_s_definition": "batch / (500 * seconds_per_iter): images per second for 500-iteration synthesis",
         "gflop_per_iter": round(gflop_iter, 3),
         "gflop_per_s": round(gflop_iter / spi, 1),
-        "flop_model": "2 x forward FLOPs (forward + backward to the input); convs and linear only"
+        "flop_model": "2 x forward FLOPs (forward + backward to the input); convs and linear only" + flop_note
                       + ("" if frozen else "; weight gradients, computed here because the parameters require grad, "
                                            "are extra work not counted"),
-        "final_loss": round(loss, 6), "bn_layers": L, "margin_images": a.margin_samples,
-        "max_delta": round(max(deltas), 3), "max_gamma": round(max(gammas), 3), "margins_s": round(t_margins, 2),
-        "foreign_cpu_load": round(foreign, 2),
+        "final_loss": round(loss, 6), "bn_layers": L,
     }
+
+
+def figure(a, frozen, flops_image):
+    spi, loss, t_margins, L, deltas, gammas, foreign = run_loop(a, frozen)
+    out = common_fields(a, frozen, flops_image, spi, loss, L, "dsg", "")
+    out.update({"preset": "paper", "margin_images": a.margin_samples, "max_delta": round(max(deltas), 3),
+                "max_gamma": round(max(gammas), 3), "margins_s": round(t_margins, 2),
+                "foreign_cpu_load": round(foreign, 2)})
     if foreign > 0.1:
         print(f"synth_ref.py: warning: other processes used {foreign:.2f} cores during the timed loop; "
               "the figure is not a clean measurement", file=sys.stderr)
     if a.peak_gflops:
         out["peak_gflop_per_s"] = a.peak_gflops
-        out["fraction_of_peak"] = round(gflop_iter / spi / a.peak_gflops, 3)
+        out["fraction_of_peak"] = round(out["gflop_per_iter"] / spi / a.peak_gflops, 3)
     return out
 
 
@@ -474,23 +480,9 @@ def run_genie(a, frozen):
 def method_figure(a, frozen, flops_image):
     run = {"deepinversion": run_deepinversion, "genie": run_genie}[a.method]
     spi, loss, foreign, L, extra = run(a, frozen)
-    gflop_iter = 2.0 * flops_image * a.batch / 1e9
-    out = {
-        "bench": "synth", "impl": "python3-torch", "model": a.arch, "method": a.method,
-        "ranks": 1, "device": a.device, "threads_per_rank": a.threads, "threads": a.threads, "batch": a.batch, "arch": a.arch,
-        "params_require_grad": not frozen,
-        "warmup_iters": a.warmup, "iters_timed": a.iters,
-        "seconds_per_iter": round(spi, 5),
-        "images_per_s": round(a.batch / (ITERS_EQUIVALENT * spi), 3),
-        "images_per_s_definition": "batch / (500 * seconds_per_iter): images per second for 500-iteration synthesis",
-        "gflop_per_iter": round(gflop_iter, 3),
-        "gflop_per_s": round(gflop_iter / spi, 1),
-        "flop_model": "2 x forward FLOPs (forward + backward to the input); convs and linear only"
-                      + ("; genie's generator not counted" if a.method == "genie" else "")
-                      + ("" if frozen else "; weight gradients, computed here because the parameters require grad, "
-                                           "are extra work not counted"),
-        "final_loss": round(loss, 6), "bn_layers": L, "lr": a.lr,
-    }
+    out = common_fields(a, frozen, flops_image, spi, loss, L, a.method,
+                        "; genie's generator not counted" if a.method == "genie" else "")
+    out["lr"] = a.lr
     if a.method == "deepinversion":
         out.update({"init": "gaussian", "bn_weight": a.bn_weight, "tv_l2": a.tv_l2, "jitter": a.jitter})
     else:
@@ -502,7 +494,7 @@ def method_figure(a, frozen, flops_image):
               "the figure is not a clean measurement", file=sys.stderr)
     if a.peak_gflops:
         out["peak_gflop_per_s"] = a.peak_gflops
-        out["fraction_of_peak"] = round(gflop_iter / spi / a.peak_gflops, 3)
+        out["fraction_of_peak"] = round(out["gflop_per_iter"] / spi / a.peak_gflops, 3)
     return out
 
 
