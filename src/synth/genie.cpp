@@ -59,12 +59,9 @@ at::Tensor global_batch_norm(const at::Tensor& h, const at::Tensor& weight, cons
 
 }  // namespace
 
-at::Tensor genie_generate(const std::vector<at::Tensor>& p, const at::Tensor& z, int64_t H, int64_t W,
+at::Tensor genie_generate(const std::vector<at::Tensor>& p, const at::Tensor& z, int64_t B, int64_t H, int64_t W,
                           const mpi::Comm& comm) {
   DSGQ_CHECK(p.size() == 10, "genie: ten generator parameters");
-  std::vector<int64_t> rows = {z.size(0)};
-  comm.allreduce_sum(rows);
-  const int64_t B = rows[0];
   at::Tensor h = at::linear(z, p[0], p[1]).view({z.size(0), kGenieC1, H / 4, W / 4});
   h = global_batch_norm(h, p[2], p[3], B, comm);
   h = at::upsample_nearest2d(h, {H / 2, W / 2});
@@ -166,7 +163,7 @@ GenieBatch genie_batch(const models::Network& net, const GenieSettings& s, int64
   for (int64_t it = 0; it < s.iters; ++it) {
     opt_z.zero_grad();
     opt_g.zero_grad();
-    const at::Tensor x = genie_generate(params, z, in.height, in.width, comm);
+    const at::Tensor x = genie_generate(params, z, B, in.height, in.width, comm);
     const GenieLoss loss = genie_loss(net, x, B, draw_swing(s.seed, b, it, net, s.swing), s.swing, comm);
     if (!std::isfinite(loss.total))
       throw InputError(s.label + ": the loss diverged at batch " + std::to_string(b) + ", iteration " +

@@ -29,10 +29,11 @@ inline constexpr int64_t kGenieC2 = 64;       // channels after the first convol
 // +-1/sqrt(fan_in), BatchNorm 1 and 0), drawn from (seed, batch): the same on every rank. H and W divisible by 4.
 std::vector<at::Tensor> genie_init(uint64_t seed, int64_t batch, int64_t C, int64_t H, int64_t W);
 
-// G(z) for this rank's latents z [n, 256]: linear, BN, 2x nearest upsampling, 3x3 conv, BN, LeakyReLU(0.2), 2x
-// upsampling, 3x3 conv, tanh, BN without affine. Each BN normalises with the mean and biased variance of the global
-// batch (all ranks' rows; eps 1e-5), as a BatchNorm in training mode on the whole batch would. Collective.
-at::Tensor genie_generate(const std::vector<at::Tensor>& params, const at::Tensor& z, int64_t H, int64_t W,
+// G(z) for this rank's latents z [n, 256] of a global batch of B images: linear, BN, 2x nearest upsampling, 3x3 conv,
+// BN, LeakyReLU(0.2), 2x upsampling, 3x3 conv, tanh, BN without affine. Each BN normalises with the mean and biased
+// variance of the global batch (all ranks' rows; eps 1e-5), as a BatchNorm in training mode on the whole batch would.
+// Collective.
+at::Tensor genie_generate(const std::vector<at::Tensor>& params, const at::Tensor& z, int64_t B, int64_t H, int64_t W,
                           const mpi::Comm& comm);
 
 // Swing convolution of one step: for every convolution with stride > 1, the offsets (dy, dx), each uniform on

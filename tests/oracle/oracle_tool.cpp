@@ -251,7 +251,7 @@ int main(int argc, char** argv) {
                          ")");
       const int64_t jitter = need(in, "jitter").item<int64_t>();
       const auto& shape = net->input();
-      const at::Tensor x = synth::genie_generate(params, z, shape.height, shape.width, mpi.world());
+      const at::Tensor x = synth::genie_generate(params, z, z.size(0), shape.height, shape.width, mpi.world());
       const synth::GenieLoss loss = synth::genie_loss(*net, x, x.size(0), swing, jitter, mpi.world());
       loss.surrogate.backward();
       std::vector<models::NamedTensor> out = {
