@@ -136,6 +136,9 @@ const Table<QuantConfig>& quant_table() {
       int_field<S>("cache_mib", &S::cache_mib, 2048, 0, int64_t(1) << 30,
                    "adaround: one layer's cached inputs+targets above this go to a temporary HDF5 file (qdrop "
                    "keeps its unit caches in memory)"),
+      bool_field<S>("onnx", &S::onnx, true,
+                    "also write the quantized network as an ONNX QDQ graph, <key>.onnx beside the encodings "
+                    "(docs/formats.md section 10)"),
   };
   return t;
 }

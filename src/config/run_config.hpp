@@ -99,6 +99,7 @@ struct QuantConfig {
   int64_t n_calib;
   int64_t first_last_bits;  // 0 = same as w_bits / a_bits
   int64_t cache_mib;
+  bool onnx;  // also write <key>.onnx (QDQ graph)
   AdaRoundConfig adaround;
   ReconConfig recon;
 };

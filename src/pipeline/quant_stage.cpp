@@ -11,6 +11,7 @@
 #include "core/log.hpp"
 #include "core/sha256.hpp"
 #include "core/timer.hpp"
+#include "deploy/onnx_export.hpp"
 #include "dsgq/version.hpp"
 #include "eval/evaluate.hpp"
 #include "io/cifar10.hpp"
@@ -32,6 +33,7 @@ struct QuantStage::Impl {
   Runtime rt;
   std::unique_ptr<models::Network> net;
   std::string weights_sha256, calib_path, key, record_path, enc_path, pt_path;
+  std::string onnx_path;  // "" when [quant] onnx = false
   int64_t n_eval = 0;
   nlohmann::json point;
 };
@@ -196,6 +198,7 @@ std::unique_ptr<QuantStage> QuantStage::prepare(config::RunConfig cfg, const Com
   s.record_path = s.cfg.output.dir + "/results/" + s.key + ".json";
   s.enc_path = s.cfg.output.dir + "/quant/" + s.key + ".encodings.json";
   s.pt_path = s.cfg.output.dir + "/quant/" + s.key + ".pt";
+  s.onnx_path = s.cfg.quant.onnx ? s.cfg.output.dir + "/quant/" + s.key + ".onnx" : "";
   s.point = quant_point(s.cfg, s.weights_sha256, s.calib_path, s.n_eval);
   check_record_slot(s.cfg, s.record_path, s.point, args.force);
   make_dirs(s.cfg.output.dir + "/quant");
@@ -218,6 +221,45 @@ struct QuantStage::Calibrated {
   nlohmann::json layers = nlohmann::json::array();
 };
 
+// The quantized network as an ONNX QDQ graph (rank 0, after the encodings): the weights as the quantized forward
+// uses them, the grids from the encodings just written.
+void QuantStage::export_onnx(const models::Network& net, const models::ForwardHooks& hooks,
+                             const nlohmann::json& enc) const {
+  const Impl& s = *impl_;
+  if (s.onnx_path.empty()) return;
+  Timer t;
+  std::vector<at::Tensor> weights;
+  {
+    at::NoGradGuard no_grad;
+    for (const models::LayerSpec& l : net.layers()) {
+      const at::Tensor& w = net.param(l.name + ".weight");
+      weights.push_back(hooks.weight ? hooks.weight(static_cast<int>(weights.size()), w).detach() : w);
+    }
+  }
+  const models::InputSpec& in = net.input();
+  auto triple = [](const std::array<double, 3>& v) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%.9g,%.9g,%.9g", v[0], v[1], v[2]);
+    return std::string(buf);
+  };
+  const config::QuantConfig& q = s.cfg.quant;
+  const deploy::OnnxSummary sum = deploy::write_onnx(s.onnx_path, net, weights, enc,
+                                                     {{"dsgq_key", s.key},
+                                                      {"arch", net.arch()},
+                                                      {"protocol", config::name(q.protocol)},
+                                                      {"w_bits", std::to_string(q.w_bits)},
+                                                      {"a_bits", std::to_string(q.a_bits)},
+                                                      {"input", "float32 NCHW (pixels/255 - mean)/std"},
+                                                      {"input_mean", triple(in.mean)},
+                                                      {"input_std", triple(in.std)}});
+  log_info(
+      "onnx: %lld nodes, %lld quantized weights (%lld as int32 codes), %lld quantized activation sites, %.1f MiB "
+      "in %.1f s -> %s",
+      static_cast<long long>(sum.nodes), static_cast<long long>(sum.quantized_weights),
+      static_cast<long long>(sum.int32_weights), static_cast<long long>(sum.quantized_activations),
+      static_cast<double>(sum.bytes) / (1 << 20), t.seconds(), s.onnx_path.c_str());
+}
+
 QuantStage::Calibrated QuantStage::calibrate(const at::Tensor& calib_images, const mpi::Comm& comm) const {
   const Impl& s = *impl_;
   const config::QuantConfig& q = s.cfg.quant;
@@ -229,8 +271,10 @@ QuantStage::Calibrated QuantStage::calibrate(const at::Tensor& calib_images, con
       c.net = s.net.get();
       c.hooks = &c.zq->hooks();
       if (comm.is_root()) {
-        io::write_json_atomic(s.enc_path, quant::encodings_json(*s.net, *c.zq));
+        const nlohmann::json enc = quant::encodings_json(*s.net, *c.zq);
+        io::write_json_atomic(s.enc_path, enc);
         quant::write_quantized_state_dict(s.pt_path, *s.net, *c.zq);
+        export_onnx(*c.net, *c.hooks, enc);
       }
       break;
     case config::Protocol::adaround: {
@@ -243,8 +287,10 @@ QuantStage::Calibrated QuantStage::calibrate(const at::Tensor& calib_images, con
       c.hooks = &c.aq->hooks();
       c.layers = layer_reports_json(c.aq->reports());
       if (comm.is_root()) {
-        io::write_json_atomic(s.enc_path, quant::encodings_json(*c.aq));
+        const nlohmann::json enc = quant::encodings_json(*c.aq);
+        io::write_json_atomic(s.enc_path, enc);
         quant::write_quantized_state_dict(s.pt_path, *c.aq);
+        export_onnx(*c.net, *c.hooks, enc);
       }
       break;
     }
@@ -255,8 +301,10 @@ QuantStage::Calibrated QuantStage::calibrate(const at::Tensor& calib_images, con
       c.hooks = &c.rq->hooks();
       c.layers = layer_reports_json(c.rq->reports());
       if (comm.is_root()) {
-        io::write_json_atomic(s.enc_path, quant::encodings_json(*c.rq));
+        const nlohmann::json enc = quant::encodings_json(*c.rq);
+        io::write_json_atomic(s.enc_path, enc);
         quant::write_quantized_state_dict(s.pt_path, *c.rq);
+        export_onnx(*c.net, *c.hooks, enc);
       }
       break;
     }
@@ -295,6 +343,8 @@ int QuantStage::execute(const mpi::Comm& comm) {
   provenance["calib_sha256"] = sha256_file(s.calib_path);
   provenance["weights_sha256"] = s.weights_sha256;  // every input file the numbers were computed from
   provenance["eval_data_sha256"] = sha256_file(s.cfg.eval.data);
+  nlohmann::json outputs = {{"encodings", s.enc_path}, {"state_dict", s.pt_path}};
+  if (!s.onnx_path.empty()) outputs["onnx"] = s.onnx_path;
   const nlohmann::json metrics = {
       {"top1", qc.top1_pct()},        {"top5", qc.top5_pct()},          {"n_images", qc.n},
       {"top1_correct", qc.top1},      {"top5_correct", qc.top5},        {"fp32_top1", fp32.top1_pct()},
@@ -306,7 +356,7 @@ int QuantStage::execute(const mpi::Comm& comm) {
                       {"metrics", metrics},
                       {"timings_s", {{"calibrate", span_json(cs)}, {"eval", span_json(es)}, {"total", span_json(ts)}}},
                       {"peak_rss_mib", peak_mib},
-                      {"outputs", {{"encodings", s.enc_path}, {"state_dict", s.pt_path}}},
+                      {"outputs", outputs},
                       {"layers", c.layers},
                       {"labels", labels_json(s.cfg)},
                       {"provenance", provenance}});

@@ -1,8 +1,10 @@
 #pragma once
 // `dsgq quantize`: calibrate the quantized network on a calibration set (a dsgq-synth/1 file: synthetic or real
-// images), export its encodings (AIMET layout) and quantized weights, evaluate FP32 and quantized top-1/top-5 over
-// the ranks, and write the point's result record. `dsgq run` is synth (skipped when complete) then quantize.
+// images), export its encodings (AIMET layout), quantized weights and ONNX QDQ graph, evaluate FP32 and quantized
+// top-1/top-5 over the ranks, and write the point's result record. `dsgq run` is synth (skipped when complete) then
+// quantize.
 #include <ATen/core/Tensor.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include <memory>
 #include <string>
@@ -10,6 +12,11 @@
 #include "mpi/comm.hpp"
 #include "pipeline/runtime.hpp"
 #include "pipeline/stage.hpp"
+
+namespace dsgq::models {
+class Network;
+struct ForwardHooks;
+}  // namespace dsgq::models
 
 namespace dsgq::pipeline {
 
@@ -36,6 +43,7 @@ class QuantStage final : public Stage {
   QuantStage();
   struct Calibrated;
   Calibrated calibrate(const at::Tensor& calib_images, const mpi::Comm& comm) const;
+  void export_onnx(const models::Network& net, const models::ForwardHooks& hooks, const nlohmann::json& enc) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

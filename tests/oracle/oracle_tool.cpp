@@ -15,10 +15,15 @@
 //                                                   [layers,2] (dy,dx; -1 = none), jitter}: G(z), Genie's loss
 //                                                   and its gradients -> {x, loss, grad_z, grad_p0..grad_p9}
 //   oracle_tool genie-init SEED BATCH C H W OUT.pt  the generator's initial parameters -> {p0..p9}
+//   oracle_tool onnx-zoo ARCH W_BITS A_BITS OUT     ARCH with seeded random weights (He-initialised convs, BN near
+//                                                   identity), the zeroq protocol calibrated on 8 N(0,1) images:
+//                                                   OUT.onnx (the QDQ export) and OUT.pt {x [4,C,H,W], logits}
+//                                                   (dsgq's own quantized forward of x)
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/error.hpp"
@@ -26,7 +31,10 @@
 #include "mpi/comm.hpp"
 #include "models/registry.hpp"
 #include "io/cifar10.hpp"
+#include "deploy/onnx_export.hpp"
 #include "quant/adaround_protocol.hpp"
+#include "quant/encodings.hpp"
+#include "quant/zeroq_protocol.hpp"
 #include "quant/quantizer.hpp"
 #include "quant/recon_protocol.hpp"
 #include "synth/margins.hpp"
@@ -61,6 +69,50 @@ std::vector<double> to_vec(const at::Tensor& t) {
 }
 
 }  // namespace
+
+// The ONNX export of any zoo architecture, without its real weights: seeded random weights, zeroq-quantized.
+int onnx_zoo(const std::string& arch, int64_t w_bits, int64_t a_bits, const std::string& out) {
+  auto net = models::build_network(arch, "arch");
+  at::manual_seed(0);
+  models::Checkpoint ck;
+  for (const auto& [name, shape] : net->param_specs()) {
+    at::Tensor t;
+    const auto ends = [&](const char* suf) {
+      const std::string s(suf);
+      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    if (shape.size() >= 2) {  // conv / linear weight: He initialisation over the fan-in
+      int64_t fan_in = 1;
+      for (size_t i = 1; i < shape.size(); ++i) fan_in *= shape[i];
+      t = at::randn(shape) * std::sqrt(2.0 / static_cast<double>(fan_in));
+    } else if (ends("running_var")) {
+      t = at::rand(shape) + 0.5;
+    } else if (ends("running_mean")) {
+      t = at::randn(shape) * 0.1;
+    } else if (ends("weight")) {
+      t = at::rand(shape) * 0.5 + 0.75;
+    } else {
+      t = at::randn(shape) * 0.1;
+    }
+    ck.tensors.push_back({name, t});
+  }
+  for (const auto& [name, shape] : net->ignored_specs()) ck.tensors.push_back({name, at::zeros(shape)});
+  net->load(ck);
+  const models::InputSpec& in = net->input();
+  config::QuantConfig cfg;
+  cfg.protocol = config::Protocol::zeroq;
+  cfg.w_bits = w_bits;
+  cfg.a_bits = a_bits;
+  cfg.act_observer = config::Observer::minmax;
+  torch::NoGradGuard ng;
+  quant::ZeroqQuantizer zq(*net, cfg);
+  zq.calibrate(at::randn({8, in.channels, in.height, in.width}));
+  std::vector<at::Tensor> weights = zq.weights();
+  deploy::write_onnx(out + ".onnx", *net, weights, quant::encodings_json(*net, zq), {{"arch", arch}});
+  const at::Tensor x = at::randn({4, in.channels, in.height, in.width});
+  models::write_checkpoint(out + ".pt", {{"x", x}, {"logits", net->forward(x, &zq.hooks())}});
+  return 0;
+}
 
 // One reconstruction step of the qdrop protocol on the real resnet20's block layer2.0 (stride 2, option-A
 // shortcut), W4 weights, A4 activations, drop 0.5, regulariser on: inputs and the C++ loss and gradients, for
@@ -269,13 +321,18 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "recon-case" && argc == 4) return recon_case(argv[2], argv[3]);
+    if (cmd == "onnx-zoo" && argc == 6) return onnx_zoo(argv[2], std::stoll(argv[3]), std::stoll(argv[4]), argv[5]);
     std::fprintf(stderr,
-                 "usage: oracle_tool recon-case DATA_DIR OUT | roundtrip IN OUT | forward ARCH WEIGHTS IN OUT | "
+                 "usage: oracle_tool recon-case DATA_DIR OUT | onnx-zoo ARCH W_BITS A_BITS OUT | roundtrip IN OUT | "
+                 "forward ARCH WEIGHTS IN OUT | "
                  "synth-margins|synth-loss ARCH "
                  "WEIGHTS IN OUT\n");
     return 2;
   } catch (const InputError& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
   }
 }
