@@ -1,14 +1,15 @@
 #!/usr/bin/python3
-"""Oracle test (CTest label `oracle`): what `dsgq run` exports for the `qdrop` protocol is enough to rebuild the
-quantized network, activations included, from Python.
-1. resnet20 W4A4 qdrop (real calibration images, 40 reconstruction steps): the BN-folded state_dict (<key>.pt) holds
+"""Oracle test (CTest label `oracle`): what `dsgq run` exports for the `qdrop` and `adaround` protocols (the two
+that fold BN; `--protocol`, one CTest entry each) is enough to rebuild the quantized network, activations included,
+from Python.
+1. resnet20 W4A4 (real calibration images, 40 reconstruction / rounding steps): the BN-folded state_dict (<key>.pt) holds
    the rounded weights (every conv has .weight and .bias, no BN entries) and the AIMET-layout encodings hold the
    learned activation quantizers. A functional python3-torch forward pass written here from those two files alone
    (each activation site fake-quantized as (clamp(round(x/scale) - offset, 0, 2^k - 1) + offset) * scale) gives
    dsgq's own top-1 on the 10,000 CIFAR-10 test images to within 0.05 percentage points.
 2. Every exported weight lies on its output channel's grid from param_encodings: w/scale - offset is within 1e-3 of
    an integer in [0, 2^k - 1] (AdaRound may round either way, so the FP32 weights are not needed).
-usage: test_qdrop_export.py --dsgq build/bin/dsgq [--data DIR]"""
+usage: test_qdrop_export.py --dsgq build/bin/dsgq [--protocol qdrop|adaround] [--data DIR]"""
 import argparse
 import json
 import os
@@ -96,11 +97,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dsgq", required=True)
     ap.add_argument("--data", default=default_data_dir())
+    ap.add_argument("--protocol", default="qdrop", choices=("qdrop", "adaround"))
     a = ap.parse_args()
+    proto = a.protocol
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [a.dsgq, "run", "--threads", "1", "--set", f"output.dir={tmp}", "--set", "synth.method=real",
-               "--set", "synth.n_images=64", "--set", "synth.batch=64", "--set", "quant.protocol=qdrop",
+               "--set", "synth.n_images=64", "--set", "synth.batch=64", "--set", f"quant.protocol={proto}",
                "--set", "quant.w_bits=4", "--set", "quant.a_bits=4", "--set", "quant.adaround.iters=40"]
         print("running: " + " ".join(cmd), flush=True)
         r = subprocess.run(cmd, capture_output=True, text=True)
@@ -116,8 +119,8 @@ def main():
         print(f"record {recs[0]}: protocol {rec['point'].get('protocol')}, precision {rec['point'].get('precision')}, "
               f"top1 {rec['metrics']['top1']:.2f}, fp32_top1 {rec['metrics']['fp32_top1']:.2f}, "
               f"n_images {rec['metrics']['n_images']}", flush=True)
-        check(rec["point"].get("protocol") == "qdrop" and rec["metrics"]["n_images"] == 10000,
-              "record is a qdrop point evaluated on the 10,000 test images")
+        check(rec["point"].get("protocol") == proto and rec["metrics"]["n_images"] == 10000,
+              f"record is a {proto} point evaluated on the 10,000 test images")
 
         # The folded state_dict.
         sd = torch.load(rec["outputs"]["state_dict"])
@@ -136,7 +139,7 @@ def main():
 
         # The activation quantizers.
         enc = json.load(open(rec["outputs"]["encodings"]))
-        aimet_layout.check_file(check, "qdrop W4A4", enc, models_ref.build("resnet20"),
+        aimet_layout.check_file(check, f"{proto} W4A4", enc, models_ref.build("resnet20"),
                                 aimet_layout.resnet_cifar_sites(20))
         acts = enc["activation_encodings"]
         print(f"activation_encodings sites: {sorted(acts)}", flush=True)
@@ -167,7 +170,7 @@ def main():
         py_top1 = 100.0 * correct / x.shape[0]
         dsgq_top1 = rec["metrics"]["top1"]
         check(abs(py_top1 - dsgq_top1) <= 0.05,
-              f"qdrop W4A4 rebuilt from state_dict + encodings: python3-torch top-1 {py_top1:.2f} vs dsgq "
+              f"{proto} W4A4 rebuilt from state_dict + encodings: python3-torch top-1 {py_top1:.2f} vs dsgq "
               f"{dsgq_top1:.2f} (|diff| {abs(py_top1 - dsgq_top1):.2f} <= 0.05; fp32_top1 "
               f"{rec['metrics']['fp32_top1']:.2f})")
 
@@ -205,7 +208,7 @@ def main():
               f"[0, 2^k - 1] {worst_range:.0f}; {bad_count} off-grid)")
     if failures:
         sys.exit(1)
-    print("all qdrop export checks passed")
+    print(f"all {proto} export checks passed")
 
 
 if __name__ == "__main__":
