@@ -115,7 +115,8 @@ def loss_curves(sets, outdir):
         if "loss_curve" not in f or not label.endswith(" s0"):  # one seed per data source keeps it readable
             continue
         c = f["loss_curve"][:]
-        ax.plot(np.arange(1, c.shape[1] + 1), c.mean(0), label=f"{a['model']} {label[:-3]}")
+        # nanmean: a batch that stopped early (stop_rtol) has NaN after its last iteration
+        ax.plot(np.arange(1, c.shape[1] + 1), np.nanmean(c, 0), label=f"{a['model']} {label[:-3]}")
         n += 1
     if n == 0:
         plt.close(fig)

@@ -106,6 +106,13 @@ const Table<SynthConfig>& synth_table() {
                    "genie: swing convolution, the input of every strided conv padded by this many pixels (reflect) "
                    "and cut at a random offset per step; 0 = off",
                    id | kOnlyIfSet),
+      float_field<S>("stop_rtol", &S::stop_rtol, 0.0, 0.0, 1.0,
+                     "end a batch early once the last stop_window iterations improved its best loss by less than "
+                     "this fraction of the whole improvement since the first iteration, or it reached 0; 0 = always "
+                     "run iters (docs/method.md section 6)",
+                     id | kOnlyIfSet),
+      int_field<S>("stop_window", &S::stop_window, 50, 1, 1000000,
+                   "iterations over which stop_rtol's improvement is measured", id | kOnlyIfSet),
       int_field<S>("seed", &S::seed, 0, 0, int64_t(1) << 62,
                    "every random draw derives from (seed, global sample index)", id | kQuantPoint),
       text_field<S>("out", &S::out, "", true, "\"\" = <output.dir>/synth/<key>.h5"),

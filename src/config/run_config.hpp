@@ -60,6 +60,9 @@ struct SynthConfig {
   // genie (docs/method.md section 7.3)
   double generator_lr;
   int64_t swing;
+  // stop when converged (docs/method.md section 6)
+  double stop_rtol;
+  int64_t stop_window;
   int64_t seed;
   std::string out;
 };

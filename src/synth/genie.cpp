@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/timer.hpp"
 #include "models/network.hpp"
 #include "synth/plateau.hpp"
@@ -160,7 +161,10 @@ GenieBatch genie_batch(const models::Network& net, const GenieSettings& s, int64
   double lr_g = s.generator_lr;
   Progress progress(s.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s.n_batches), "iter", s.iters);
   GenieBatch out;
-  for (int64_t it = 0; it < s.iters; ++it) {
+  ConvergenceStop stop(s.stop_rtol, s.stop_window);
+  int64_t it = 0;
+  bool converged = false;
+  for (; it < s.iters && !converged; ++it) {
     opt_z.zero_grad();
     opt_g.zero_grad();
     const at::Tensor x = genie_generate(params, z, B, in.height, in.width, comm);
@@ -172,6 +176,7 @@ GenieBatch genie_batch(const models::Network& net, const GenieSettings& s, int64
     out.loss_curve.push_back(static_cast<float>(loss.total));
     out.images = x.detach();
     out.loss = loss.total;
+    converged = stop.update(loss.total);
     loss.surrogate.backward();
     if (comm.size() > 1) {  // the generator is replicated: sum the ranks' shares of its gradient
       std::vector<at::Tensor> grads;
@@ -197,6 +202,11 @@ GenieBatch genie_batch(const models::Network& net, const GenieSettings& s, int64
                   lr_g);
     progress.update(it + 1, buf);
   }
+  if (it < s.iters)
+    log_info0("%s batch %lld/%lld: converged after %lld of %lld iterations (stop_rtol %g over %lld)", s.label.c_str(),
+              static_cast<long long>(b + 1), static_cast<long long>(s.n_batches), static_cast<long long>(it),
+              static_cast<long long>(s.iters), s.stop_rtol, static_cast<long long>(s.stop_window));
+  pad_loss_curve(out.loss_curve, s.iters);
   return out;
 }
 

@@ -60,7 +60,9 @@ struct GenieSettings {
   int64_t patience = 100;
   double generator_lr = 0.01;  // Adam on the generator, x0.95 every 100 iterations
   int64_t swing = 1;           // swing-convolution padding j (0 = off)
-  std::string label;           // progress lines
+  double stop_rtol = 0;        // stop when converged (ConvergenceStop); 0 = run every iteration
+  int64_t stop_window = 50;
+  std::string label;  // progress lines
   int64_t n_batches = 1;
 };
 struct GenieBatch {

@@ -1,6 +1,8 @@
 #include "synth/plateau.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 namespace dsgq::synth {
 
@@ -18,6 +20,22 @@ double Plateau::step(double loss) {
     bad_ = 0;
   }
   return lr_;
+}
+
+void pad_loss_curve(std::vector<float>& curve, int64_t iters) {
+  if (static_cast<int64_t>(curve.size()) < iters)
+    curve.resize(static_cast<size_t>(iters), std::numeric_limits<float>::quiet_NaN());
+}
+
+bool ConvergenceStop::update(double loss) {
+  best_.push_back(best_.empty() ? loss : std::min(best_.back(), loss));
+  if (rtol_ <= 0) return false;
+  const double now = best_.back();
+  if (now == 0) return true;
+  const size_t n = best_.size();
+  if (n <= static_cast<size_t>(window_)) return false;
+  const double then = best_[n - 1 - static_cast<size_t>(window_)];
+  return then - now < rtol_ * (best_.front() - now);  // the last window's gain against the gain so far
 }
 
 }  // namespace dsgq::synth

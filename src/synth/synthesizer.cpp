@@ -121,6 +121,8 @@ BatchResult Synthesizer::make_batch(int64_t b) {
       g.patience = s_.patience;
       g.generator_lr = c.generator_lr;
       g.swing = c.swing;
+      g.stop_rtol = c.stop_rtol;
+      g.stop_window = c.stop_window;
       g.label = s_.label;
       g.n_batches = s_.n_batches();
       GenieBatch gb = genie_batch(net_, g, b, batch_first, B, share.begin, n, comm_);
@@ -160,7 +162,10 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
   const bool di = objective_.config().deepinversion;
   at::Tensor best;  // deepinversion keeps the iterate with the lowest loss (taken before its step)
   double best_loss = INFINITY;
-  for (int64_t it = 0; it < c.iters; ++it) {
+  ConvergenceStop stop(c.stop_rtol, c.stop_window);
+  int64_t it = 0;
+  bool converged = false;
+  for (; it < c.iters && !converged; ++it) {
     opt.zero_grad();
     if (objective_.config().official) slice.roll = draw_roll(static_cast<uint64_t>(c.seed), b, it);
     if (objective_.config().sci_weight > 0)
@@ -180,6 +185,7 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
       best_loss = value.total;
       best = x.detach().clone();
     }
+    converged = stop.update(value.total);
     loss.backward();
     opt.step();
     const double lr = di ? s_.lr : plateau.step(value.total);  // deepinversion: constant lr
@@ -196,6 +202,11 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
   }
   r.images = di ? best : x.detach();
   r.loss = di ? best_loss : value.total;
+  if (it < c.iters)
+    log_info0("%s batch %lld/%lld: converged after %lld of %lld iterations (stop_rtol %g over %lld)", s_.label.c_str(),
+              static_cast<long long>(b + 1), static_cast<long long>(s_.n_batches()), static_cast<long long>(it),
+              static_cast<long long>(c.iters), c.stop_rtol, static_cast<long long>(c.stop_window));
+  pad_loss_curve(r.loss_curve, c.iters);
 }
 
 }  // namespace dsgq::synth

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "core/error.hpp"
@@ -208,6 +209,38 @@ TEST(SynthMpi, DeepInversionKeepsTheLowestLossIterate) {
   EXPECT_TRUE(torch::equal(r.labels, expected)) << r.labels;
   ASSERT_EQ(r.loss_curve.size(), 30u);
   EXPECT_EQ(static_cast<float>(r.loss), *std::min_element(r.loss_curve.begin(), r.loss_curve.end()));
+}
+
+// Stop when converged (docs/method.md section 6): every rank ends the batch at the same iteration, its images are
+// those of a fixed run of that many iterations, and the loss curve holds NaN after it.
+TEST(SynthMpi, ConvergedBatchesStopTogetherAndEqualAFixedRun) {
+  const auto& w = test::world();
+  at::set_num_threads(1);
+  auto net = resnet20();
+  const synth::Margins m = synth::gaussian_margins(*net, 128, 0.9, 11, false, 64, w);
+  synth::SynthSettings s = settings(config::SynthMethod::dsg, false, 7);
+  s.cfg.iters = 200;
+  s.cfg.stop_rtol = 0.01;
+  s.cfg.stop_window = 10;
+  synth::Synthesizer early(*net, s, m, w);
+  const synth::BatchResult r = early.make_batch(0);
+  ASSERT_EQ(r.loss_curve.size(), 200u);
+  const auto first_nan = std::find_if(r.loss_curve.begin(), r.loss_curve.end(), [](float v) { return std::isnan(v); });
+  const int64_t ran = first_nan - r.loss_curve.begin();
+  EXPECT_GT(ran, 10);
+  EXPECT_LT(ran, 200) << "the loss should have levelled off within 200 iterations";
+  EXPECT_TRUE(std::all_of(first_nan, r.loss_curve.end(), [](float v) { return std::isnan(v); }));
+  EXPECT_EQ(w.allreduce_max(static_cast<double>(ran)), static_cast<double>(ran)) << "world " << w.size();
+  EXPECT_EQ(-w.allreduce_max(-static_cast<double>(ran)), static_cast<double>(ran)) << "world " << w.size();
+  synth::SynthSettings fixed = s;
+  fixed.cfg.iters = ran;
+  fixed.cfg.stop_rtol = 0;
+  synth::Synthesizer plain(*net, fixed, m, w);
+  const double err = (plain.make_batch(0).images - r.images).abs().max().item<double>();
+  if (w.rank() == 0)
+    std::printf("[ info     ] stop_rtol 0.01 over 10, world %d: stopped after %lld of 200 iterations\n", w.size(),
+                static_cast<long long>(ran));
+  EXPECT_EQ(w.allreduce_max(err), 0.0);
 }
 
 // dsg with the sample-correlation term (docs/method.md section 4.1): the ranks gather the batch's rows for SCI, so
