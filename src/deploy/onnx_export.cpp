@@ -43,22 +43,21 @@ class Emitter {
     for (const auto& s : out) n->add_output(s);
     return n;
   }
-  static void attr_int(onnx::NodeProto* n, const std::string& name, int64_t v) {
-    auto* a = n->add_attribute();
+  static onnx::AttributeProto* attr(onnx::NodeProto* n, const std::string& name,
+                                    onnx::AttributeProto::AttributeType type) {
+    onnx::AttributeProto* a = n->add_attribute();
     a->set_name(name);
-    a->set_type(onnx::AttributeProto::INT);
-    a->set_i(v);
+    a->set_type(type);
+    return a;
+  }
+  static void attr_int(onnx::NodeProto* n, const std::string& name, int64_t v) {
+    attr(n, name, onnx::AttributeProto::INT)->set_i(v);
   }
   static void attr_float(onnx::NodeProto* n, const std::string& name, float v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(onnx::AttributeProto::FLOAT);
-    a->set_f(v);
+    attr(n, name, onnx::AttributeProto::FLOAT)->set_f(v);
   }
   static void attr_ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(onnx::AttributeProto::INTS);
+    onnx::AttributeProto* a = attr(n, name, onnx::AttributeProto::INTS);
     for (int64_t x : v) a->add_ints(x);
   }
 
@@ -118,11 +117,9 @@ class Emitter {
     return iv && iv->isNone();
   }
   at::Tensor const_tensor(const jit::Value* v) const {
-    const auto iv = jit::toIValue(v);
-    if (!iv || !iv->isTensor())
-      throw InternalError(what(net_) + ": expected a constant tensor at %" + v->debugName() + " (" +
-                          v->node()->kind().toQualString() + ")");
-    return iv->toTensor();
+    const c10::IValue iv = scalar(v);
+    if (!iv.isTensor()) throw InternalError(what(net_) + ": expected a constant tensor at %" + v->debugName());
+    return iv.toTensor();
   }
   c10::IValue scalar(const jit::Value* v) const {
     const auto iv = jit::toIValue(v);
@@ -228,10 +225,10 @@ std::string quantized_weight(Emitter& em, const models::Network& net, const std:
   }
   const at::Tensor scale_t = per_channel ? at::tensor(scales) : at::scalar_tensor(scales[0], at::kFloat);
   std::string q_name, zp_name;
+  const auto zero_points = [&](at::ScalarType t) { return per_channel ? at::zeros({c}, t) : at::zeros({}, t); };
   if (lo >= -128 && hi <= 127) {  // absolute codes in int8, zero point 0: every grid of up to 7 bits containing 0
     q_name = em.init(lname + ".weight_quantized", codes.to(at::kChar));
-    const at::Tensor zp = per_channel ? at::zeros({c}, at::kChar) : at::zeros({}, at::kChar);
-    zp_name = em.init(lname + ".weight_zero_point", zp);
+    zp_name = em.init(lname + ".weight_zero_point", zero_points(at::kChar));
   } else {
     bool fits_uint8 = true;  // every channel's zero point -offset in 0..255: the range contains zero
     for (const Grid& g : grids) fits_uint8 = fits_uint8 && -g.offset >= 0 && -g.offset <= 255;
@@ -244,7 +241,7 @@ std::string quantized_weight(Emitter& em, const models::Network& net, const std:
     } else {  // a channel whose range lies on one side of zero (zeroq's per-channel min/max at 8 bits): int32 codes,
               // zero point 0 (exact; no 8-bit type holds them)
       q_name = em.init(lname + ".weight_quantized", codes.to(at::kInt));
-      zp_name = em.init(lname + ".weight_zero_point", per_channel ? at::zeros({c}, at::kInt) : at::zeros({}, at::kInt));
+      zp_name = em.init(lname + ".weight_zero_point", zero_points(at::kInt));
       ++sum.int32_weights;
     }
   }

@@ -7,7 +7,6 @@
 #include <cstdio>
 
 #include "core/error.hpp"
-#include "core/log.hpp"
 #include "core/timer.hpp"
 #include "models/network.hpp"
 #include "synth/plateau.hpp"
@@ -162,9 +161,8 @@ GenieBatch genie_batch(const models::Network& net, const GenieSettings& s, int64
   Progress progress(s.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s.n_batches), "iter", s.iters);
   GenieBatch out;
   ConvergenceStop stop(s.stop_rtol, s.stop_window);
-  int64_t it = 0;
   bool converged = false;
-  for (; it < s.iters && !converged; ++it) {
+  for (int64_t it = 0; it < s.iters && !converged; ++it) {
     opt_z.zero_grad();
     opt_g.zero_grad();
     const at::Tensor x = genie_generate(params, z, B, in.height, in.width, comm);
@@ -202,11 +200,7 @@ GenieBatch genie_batch(const models::Network& net, const GenieSettings& s, int64
                   lr_g);
     progress.update(it + 1, buf);
   }
-  if (it < s.iters)
-    log_info0("%s batch %lld/%lld: converged after %lld of %lld iterations (stop_rtol %g over %lld)", s.label.c_str(),
-              static_cast<long long>(b + 1), static_cast<long long>(s.n_batches), static_cast<long long>(it),
-              static_cast<long long>(s.iters), s.stop_rtol, static_cast<long long>(s.stop_window));
-  pad_loss_curve(out.loss_curve, s.iters);
+  stop.finish(out.loss_curve, s.iters, s.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s.n_batches));
   return out;
 }
 

@@ -1,8 +1,9 @@
 #include "synth/plateau.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
+
+#include "core/log.hpp"
 
 namespace dsgq::synth {
 
@@ -36,6 +37,14 @@ bool ConvergenceStop::update(double loss) {
   if (n <= static_cast<size_t>(window_)) return false;
   const double then = best_[n - 1 - static_cast<size_t>(window_)];
   return then - now < rtol_ * (best_.front() - now);  // the last window's gain against the gain so far
+}
+
+void ConvergenceStop::finish(std::vector<float>& curve, int64_t iters, const std::string& what) const {
+  const auto ran = static_cast<long long>(best_.size());
+  if (ran < iters)
+    log_info0("%s: converged after %lld of %lld iterations (stop_rtol %g over %lld)", what.c_str(), ran,
+              static_cast<long long>(iters), rtol_, static_cast<long long>(window_));
+  pad_loss_curve(curve, iters);
 }
 
 }  // namespace dsgq::synth

@@ -2,6 +2,7 @@
 // ReduceLROnPlateau with PyTorch's semantics (mode "min", threshold_mode "rel", cooldown 0): LibTorch 1.13 has no
 // such scheduler. Local and deterministic: every rank steps it with the same global loss.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace dsgq::synth {
@@ -40,6 +41,9 @@ class ConvergenceStop {
   ConvergenceStop(double rtol, int64_t window) : rtol_(rtol), window_(window) {}
   // Feeds one iteration's loss; true when the optimisation should end after this iteration.
   bool update(double loss);
+  // After the loop: logs (rank 0) "<what>: converged after n of `iters` iterations" when it ended early, and pads
+  // the loss curve with NaN to `iters` entries (pad_loss_curve).
+  void finish(std::vector<float>& curve, int64_t iters, const std::string& what) const;
 
  private:
   double rtol_;

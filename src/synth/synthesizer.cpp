@@ -163,9 +163,8 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
   at::Tensor best;  // deepinversion keeps the iterate with the lowest loss (taken before its step)
   double best_loss = INFINITY;
   ConvergenceStop stop(c.stop_rtol, c.stop_window);
-  int64_t it = 0;
   bool converged = false;
-  for (; it < c.iters && !converged; ++it) {
+  for (int64_t it = 0; it < c.iters && !converged; ++it) {
     opt.zero_grad();
     if (objective_.config().official) slice.roll = draw_roll(static_cast<uint64_t>(c.seed), b, it);
     if (objective_.config().sci_weight > 0)
@@ -202,11 +201,8 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
   }
   r.images = di ? best : x.detach();
   r.loss = di ? best_loss : value.total;
-  if (it < c.iters)
-    log_info0("%s batch %lld/%lld: converged after %lld of %lld iterations (stop_rtol %g over %lld)", s_.label.c_str(),
-              static_cast<long long>(b + 1), static_cast<long long>(s_.n_batches()), static_cast<long long>(it),
-              static_cast<long long>(c.iters), c.stop_rtol, static_cast<long long>(c.stop_window));
-  pad_loss_curve(r.loss_curve, c.iters);
+  stop.finish(r.loss_curve, c.iters,
+              s_.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s_.n_batches()));
 }
 
 }  // namespace dsgq::synth

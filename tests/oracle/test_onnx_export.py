@@ -57,6 +57,11 @@ def metadata(path):
     return {p.key: p.value for p in onnx.load(path).metadata_props}
 
 
+def channel_triple(meta, key):
+    """A metadata value "a,b,c" (input_mean, input_std) as a [1,3,1,1] float32 array."""
+    return np.array([float(v) for v in meta[key].split(",")], dtype=np.float32).reshape(1, 3, 1, 1)
+
+
 def test_zoo(tool, tmp):
     for arch in ZOO:
         for a_bits, tol in ((32, 1e-4), (4, 0.25)):
@@ -107,7 +112,7 @@ def test_resnet(dsgq, data, tmp):
             check(False, f"{label}: the record names no .onnx output ({rec['outputs']})")
             continue
         meta = metadata(model)
-        mean = np.array([float(v) for v in meta["input_mean"].split(",")], dtype=np.float32).reshape(1, 3, 1, 1)
+        mean = channel_triple(meta, "input_mean")
         check(np.allclose(mean.ravel(), [0.485, 0.456, 0.406]) and meta["arch"] == arch
               and meta["protocol"] == protocol, f"{label}: metadata {meta}")
         verdict = checker(model)
@@ -147,8 +152,7 @@ def test_mobilenet(dsgq, data, tmp):
             continue
         model = rec["outputs"]["onnx"]
         meta = metadata(model)
-        mean = np.array([float(v) for v in meta["input_mean"].split(",")], dtype=np.float32).reshape(1, 3, 1, 1)
-        std = np.array([float(v) for v in meta["input_std"].split(",")], dtype=np.float32).reshape(1, 3, 1, 1)
+        mean, std = channel_triple(meta, "input_mean"), channel_triple(meta, "input_std")
         x = (pixels.astype(np.float32) / 255 - mean) / std
         correct = int((ort_logits(model, x, tmp, batch=10).argmax(1) == labels).sum())
         verdict = checker(model)
