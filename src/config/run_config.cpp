@@ -113,6 +113,11 @@ const Table<SynthConfig>& synth_table() {
                      id | kOnlyIfSet),
       int_field<S>("stop_window", &S::stop_window, 50, 1, 1000000,
                    "iterations over which stop_rtol's improvement is measured", id | kOnlyIfSet),
+      bool_field<S>("bf16", &S::bf16, false,
+                    "convolutions and linear layers of the optimisation in bfloat16 (statistics, losses and gradients "
+                    "outside the layers in float32; docs/method.md section 6): 1.0-1.3x faster here, a measured "
+                    "option, off by default",
+                    id | kOnlyIfSet),
       int_field<S>("seed", &S::seed, 0, 0, int64_t(1) << 62,
                    "every random draw derives from (seed, global sample index)", id | kQuantPoint),
       text_field<S>("out", &S::out, "", true, "\"\" = <output.dir>/synth/<key>.h5"),
@@ -185,6 +190,11 @@ const Table<ReconConfig>& recon_table() {
                      "Adam on the weight scales (Genie-M: 1e-4); 0 = scales fixed", v),
       int_field<S>("observer_images", &S::observer_images, 256, 1, k2p31,
                    "calibration images the MSE observer sees to initialise the step sizes", v),
+      bool_field<S>("bf16", &S::bf16, false,
+                    "the unit's convolutions in bfloat16 during reconstruction (the caches, the error figures and "
+                    "the quantized network stay float32; docs/method.md section 13): a measured option, off by "
+                    "default",
+                    v | kOnlyIfSet),
       bool_field<S>("fisher", &S::fisher, false,
                     "BRECQ's diagonal-Fisher loss: each squared output error weighted by (1 + |g|)^2, g the gradient "
                     "of KL(FP logits || logits of the network quantized up to the unit) w.r.t. the unit's output",
@@ -219,6 +229,9 @@ const Table<RuntimeConfig>& runtime_table() {
       text_field<S>("device", &S::device, "cpu", false, "cpu | cuda (this rank's local GPU) | cuda:N (CUDA builds)"),
       int_field<S>("threads", &S::threads, 0, 0, 4096,
                    "torch threads per rank; 0 = --threads, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, or cores/ranks"),
+      bool_field<S>("channels_last", &S::channels_last, false,
+                    "convolutions take channels-last (NHWC) inputs, oneDNN's native layout on CPUs (every stage; "
+                    "results agree to float rounding; docs/campaigns.md section 9: no faster on this CPU)"),
       choice_field<S>("collectives", &S::collectives, Collectives::automatic,
                       "how device tensors are all-reduced: auto (NCCL for CUDA tensors when built with "
                       "-DDSGQ_WITH_NCCL=ON, else MPI) | mpi (through host memory) | nccl (refused without an NCCL "

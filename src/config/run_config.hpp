@@ -63,6 +63,7 @@ struct SynthConfig {
   // stop when converged (docs/method.md section 6)
   double stop_rtol;
   int64_t stop_window;
+  bool bf16;  // the optimisation's convs/linear layers in bfloat16 (models::Network::set_conv_bf16)
   int64_t seed;
   std::string out;
 };
@@ -88,6 +89,7 @@ struct ReconConfig {
   double act_lr;
   double weight_scale_lr;
   int64_t observer_images;
+  bool bf16;  // the unit's convs in bfloat16 while it is reconstructed
   bool fisher;
 };
 
@@ -116,6 +118,7 @@ struct RuntimeConfig {
   RuntimeConfig();
   std::string device;
   int64_t threads;
+  bool channels_last;
   Collectives collectives;
 };
 

@@ -288,11 +288,14 @@ OnnxSummary write_onnx(const std::string& path, const models::Network& net, cons
   const models::InputSpec& in = net.input();
   const at::Tensor x0 = at::zeros({kTraceBatch, in.channels, in.height, in.width},
                                   at::TensorOptions().dtype(at::kFloat).device(net.device()));
+  models::Network plain(net);  // the trace in the default layout (channels-last adds layout copies, not ONNX ops)
+  plain.set_channels_last(false);
+  plain.set_conv_bf16(false);
   std::shared_ptr<jit::Graph> graph;
   {
     at::NoGradGuard no_grad;
     auto traced = jit::tracer::trace(
-        {x0}, [&](jit::Stack s) { return jit::Stack{net.forward(s[0].toTensor(), &hooks)}; },
+        {x0}, [&](jit::Stack s) { return jit::Stack{plain.forward(s[0].toTensor(), &hooks)}; },
         [](const at::Tensor&) { return std::string(); }, /*strict=*/false, /*force_outplace=*/false);
     graph = traced.first->graph;
   }

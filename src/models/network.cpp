@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "models/bn_kernels.hpp"
 #include "models/checkpoint.hpp"
 
 namespace dsgq::models {
@@ -44,10 +45,21 @@ at::Tensor Ops::conv(int layer, const at::Tensor& x) const {
   return y;
 }
 
+at::Tensor Network::layout(const at::Tensor& x) const {
+  return channels_last_ && x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+}
+
 at::Tensor Network::layer_forward(int layer, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) const {
+  if (!conv_bf16_ || x.scalar_type() != at::kFloat) return layer_compute(layer, x, w, bias);
+  // set_conv_bf16: the layer's arithmetic in bfloat16, its output (and so every gradient outside it) in float32.
+  const auto bf = [](const at::Tensor& t) { return t.defined() ? t.to(at::kBFloat16) : t; };
+  return layer_compute(layer, bf(x), bf(w), bf(bias)).to(at::kFloat);
+}
+
+at::Tensor Network::layer_compute(int layer, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) const {
   const LayerSpec& s = layers_[static_cast<size_t>(layer)];
   if (s.kind == LayerSpec::Kind::linear) return at::linear(x, w, bias);
-  at::Tensor in = x;
+  at::Tensor in = layout(x);
   int64_t pad_h = s.pad, pad_w = s.pad_w;
   if (s.tf_same) {
     // TensorFlow SAME: out = ceil(in / stride); total = max((out-1)*stride + k - in, 0); extra pixel bottom/right.
@@ -82,6 +94,17 @@ at::Tensor Ops::bn(int bn, const at::Tensor& x) const {
   if (net_.bn_folded_) return x;
   if (hooks_ && hooks_->bn_input) hooks_->bn_input(bn, x);
   const auto& p = net_.bn_params_[bn];
+  if (hooks_ && hooks_->bn_moments) {
+    auto [y, mean, var] = bn_eval_with_moments(x, p[0], p[1], p[2], p[3], net_.bns_[bn].eps);
+    if (hooks_->bn_sums) hooks_->bn_sums(bn, channel_sums(x));
+    hooks_->bn_moments(bn, mean, var);
+    return y;
+  }
+  if (hooks_ && hooks_->bn_sums) {
+    auto [y, sums] = bn_eval_with_sums(x, p[0], p[1], p[2], p[3], net_.bns_[bn].eps);
+    hooks_->bn_sums(bn, sums);
+    return y;
+  }
   return at::batch_norm(x, p[0], p[1], p[2], p[3], /*training=*/false, /*momentum=*/0.1, net_.bns_[bn].eps,
                         /*cudnn_enabled=*/true);
 }
@@ -188,8 +211,9 @@ at::Tensor Network::forward(const at::Tensor& x, const ForwardHooks* hooks) cons
   DSGQ_CHECK(x.dim() == 4 && x.size(1) == input_.channels,
              "forward: input must be [N," + std::to_string(input_.channels) + ",H,W]");
   Ops ops(*this, hooks);
-  if (units_.empty()) return forward_(ops, x);
-  at::Tensor y = x;
+  const at::Tensor in = layout(x);
+  if (units_.empty()) return forward_(ops, in);
+  at::Tensor y = in;
   for (const Unit& u : units_) y = u.fn(ops, y);
   return y;
 }
@@ -197,7 +221,7 @@ at::Tensor Network::forward(const at::Tensor& x, const ForwardHooks* hooks) cons
 at::Tensor Network::unit_forward(int unit, const at::Tensor& x, const ForwardHooks* hooks) const {
   DSGQ_CHECK(unit >= 0 && static_cast<size_t>(unit) < units_.size(), "unit index out of range");
   Ops ops(*this, hooks);
-  return units_[static_cast<size_t>(unit)].fn(ops, x);
+  return units_[static_cast<size_t>(unit)].fn(ops, layout(x));
 }
 
 int Network::add_unit(const std::string& name, ForwardFn fn) {

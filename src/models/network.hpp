@@ -50,7 +50,13 @@ struct InputSpec {
 // Observers and substitutions during one forward pass; every member optional. Indices are positions in
 // layers() / bns() / acts(), which follow the forward (registration) order.
 struct ForwardHooks {
-  std::function<void(int bn, const at::Tensor& input)> bn_input;          // BN taps
+  std::function<void(int bn, const at::Tensor& input)> bn_input;  // BN taps
+  // BN taps for batch statistics: channel_sums (models/bn_kernels.hpp) of the BN input, differentiable, computed in
+  // the BN's own pass (bn_eval_with_sums). Called after bn_input when both are set.
+  std::function<void(int bn, const at::Tensor& sums)> bn_sums;
+  // BN taps for per-sample statistics: the BN input's mean and unbiased variance over H x W, [n, C] each,
+  // differentiable, computed in the BN's own pass (bn_eval_with_moments). Called after bn_input and bn_sums.
+  std::function<void(int bn, const at::Tensor& mean, const at::Tensor& var)> bn_moments;
   std::function<at::Tensor(int act, const at::Tensor& x)> activation;     // after ReLU/ReLU6
   std::function<at::Tensor(int layer, const at::Tensor& weight)> weight;  // effective weight
   std::function<void(int layer, const at::Tensor& in, const at::Tensor& out)> layer_io;
@@ -133,6 +139,16 @@ class Network {
   at::Tensor layer_forward(int layer, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
   const at::Tensor& layer_bias(int layer) const { return layer_params_[static_cast<size_t>(layer)][1]; }
   c10::Device device() const { return device_; }
+  // [runtime] channels_last: forward, unit_forward and layer_forward hand 4-D inputs to the convolutions in
+  // channels-last layout (oneDNN's native NHWC; no reorder per call), so every activation after them is channels-last
+  // too. The same arithmetic in another summation order: results agree to float rounding, not bit for bit.
+  void set_channels_last(bool on) { channels_last_ = on; }
+  bool channels_last() const { return channels_last_; }
+  // [synth] bf16 / [quant.recon] bf16: every conv and linear layer computes in bfloat16 (inputs, weights and bias
+  // rounded to it; oneDNN's AVX512-BF16 kernels on CPUs that have them) and hands its output back in float32, so
+  // the activations, BN statistics, losses and every gradient outside the layers stay float32.
+  void set_conv_bf16(bool on) { conv_bf16_ = on; }
+  bool conv_bf16() const { return conv_bf16_; }
   const at::Tensor& param(const std::string& name) const;
 
   // Builder API, used by the architecture definitions (models/*.cpp). Returns the new item's index.
@@ -152,6 +168,8 @@ class Network {
 
  private:
   friend class Ops;
+  at::Tensor layout(const at::Tensor& x) const;  // x in the layout the convolutions take (set_channels_last)
+  at::Tensor layer_compute(int layer, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) const;
   void add_param(const std::string& name, std::vector<int64_t> shape);
 
   std::string arch_;
@@ -169,6 +187,8 @@ class Network {
   std::vector<Unit> units_;
   c10::Device device_{c10::kCPU};
   bool bn_folded_ = false;
+  bool channels_last_ = false;
+  bool conv_bf16_ = false;
   std::vector<int> bn_source_;  // per BN: the most recent conv added before it
 };
 

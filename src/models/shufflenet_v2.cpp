@@ -70,7 +70,8 @@ std::unique_ptr<Network> build_shufflenet_v2(const std::string& arch, const std:
   // torchvision's channel_shuffle(x, 2): [N, 2, C/2, H, W] -> transpose(1, 2) -> [N, C, H, W].
   auto channel_shuffle = [](const at::Tensor& x) {
     const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-    return x.view({n, 2, c / 2, h, w}).transpose(1, 2).contiguous().view({n, c, h, w});
+    const at::Tensor dense = x.is_contiguous() ? x : x.contiguous();  // a channels-last x ([runtime] channels_last)
+    return dense.view({n, 2, c / 2, h, w}).transpose(1, 2).contiguous().view({n, c, h, w});
   };
   // Units: the stem (conv1 and its max pool), each shuffle unit, conv5, the classifier.
   net->add_unit("conv1", [=](const Ops& op, const at::Tensor& x0) {

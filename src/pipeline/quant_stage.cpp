@@ -82,6 +82,7 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
       }
     }
   }
+  if (cfg.quant.calib_data.empty() && y.bf16) extra.push_back("bf16");
   data = with_notes(data, extra);
   std::string method = config::name(cfg.quant.protocol) + "/" + config::name(cfg.quant.act_observer);
   if (cfg.quant.protocol == config::Protocol::qdrop) {  // the variants that get their own report row
@@ -92,6 +93,7 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
       variant.push_back(d.str());
     }
     if (cfg.quant.recon.fisher) variant.push_back("fisher");
+    if (cfg.quant.recon.bf16) variant.push_back("bf16");
     method = with_notes(method, variant);
   }
   return {{"data", data}, {"method", method}};

@@ -31,6 +31,7 @@ LoadedModel load_model(const config::RunConfig& cfg, const Runtime& rt) {
                      "(weights='IMAGENET1K_V1') downloads) there, or set [model] weights or DSGQ_TORCHVISION_MODELS");
   m.net->load(models::read_checkpoint(cfg.model.weights));
   m.net->to(rt.device);
+  m.net->set_channels_last(cfg.runtime.channels_last);
   m.weights_sha256 = sha256_file(cfg.model.weights);
   return m;
 }

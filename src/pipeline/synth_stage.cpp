@@ -168,7 +168,9 @@ int SynthStage::execute(const mpi::Comm& comm) {
   const synth::Margins margins = dsg_margins(comm);
   io::SynthWriter writer(s.path, synth_meta(comm), margins.delta, margins.gamma, comm, s.args.force);
 
-  synth::Synthesizer synth(*s.net, s.settings, margins, comm);
+  models::Network net(*s.net);  // a shallow copy: [synth] bf16 applies to the optimisation only
+  net.set_conv_bf16(s.cfg.synth.bf16);
+  synth::Synthesizer synth(net, s.settings, margins, comm);
   int64_t resumed = 0;
   for (int64_t b = 0; b < synth.n_batches(); ++b) {
     if (writer.done()[static_cast<size_t>(b)]) {

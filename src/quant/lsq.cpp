@@ -63,6 +63,19 @@ void mix_loop(const float* __restrict q, const float* __restrict x, const float*
   }
 }
 
+// The dense layout x is in (channels-last when the network runs so, [runtime] channels_last): the element-wise loops
+// below walk memory in order, so every operand must have x's strides.
+at::MemoryFormat x_layout(const at::Tensor& x) {
+  return x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)
+             ? at::MemoryFormat::ChannelsLast
+             : at::MemoryFormat::Contiguous;
+}
+
+// t with x's strides (a copy only when they differ).
+at::Tensor like_layout(const at::Tensor& t, const at::Tensor& x) {
+  return t.strides() == x.strides() ? t : t.contiguous(x_layout(x));
+}
+
 struct LsqDropFn : public torch::autograd::Function<LsqDropFn> {
   // zp, qmax as doubles; drop in [0, 1); u empty when drop is 0 (autograd takes no undefined inputs).
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& step,
@@ -88,7 +101,7 @@ struct LsqDropFn : public torch::autograd::Function<LsqDropFn> {
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &step = saved[1], &u = saved[2];
-    const at::Tensor g = grads[0].contiguous();
+    const at::Tensor g = grads[0].contiguous(x_layout(x));
     const float s = step.item<float>(), inv = 1.0f / s;
     const float z = static_cast<float>(ctx->saved_data["zp"].toDouble());
     const float hi = static_cast<float>(ctx->saved_data["qmax"].toDouble());
@@ -145,13 +158,15 @@ at::Tensor drop_mix(const at::Tensor& q, const at::Tensor& x, const at::Tensor& 
 
 at::Tensor lsq_drop(const at::Tensor& x, const at::Tensor& step, int64_t zero_point, int bits, double grad_factor,
                     const at::Tensor& u, double drop) {
-  const bool fused = x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous() &&
-                     (drop <= 0 || drop >= 1 || (u.defined() && u.is_contiguous() && u.scalar_type() == at::kFloat));
+  const bool dense = x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const bool fused =
+      x.device().is_cpu() && x.scalar_type() == at::kFloat && dense &&
+      (drop <= 0 || drop >= 1 || (u.defined() && u.sizes() == x.sizes() && u.scalar_type() == at::kFloat));
   if (!fused) return drop_mix(lsq_quantize(x, step, zero_point, bits, grad_factor), x, u, drop);
   if (drop >= 1) return x;
   const double qmax = std::pow(2.0, bits) - 1.0;
-  return LsqDropFn::apply(x, step, drop > 0 ? u : at::empty({0}, x.options()), static_cast<double>(zero_point), qmax,
-                          grad_factor, drop);
+  return LsqDropFn::apply(x, step, drop > 0 ? like_layout(u, x) : at::empty({0}, x.options()),
+                          static_cast<double>(zero_point), qmax, grad_factor, drop);
 }
 
 }  // namespace dsgq::quant

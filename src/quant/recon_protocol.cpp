@@ -119,8 +119,9 @@ at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, co
     const size_t i = static_cast<size_t>(site_pos_[static_cast<size_t>(site)]);
     const ActGrid& g = acts_[static_cast<size_t>(site)];
     if (g.bits >= 32) return x;
-    return lsq_drop(x.contiguous(), steps_[i], g.zero_point, g.bits, grad_factor_[i],
-                    mixing ? u_sites[i] : at::Tensor(), rc_.drop);
+    const at::Tensor dense = x.is_contiguous(at::MemoryFormat::ChannelsLast) ? x : x.contiguous();
+    return lsq_drop(dense, steps_[i], g.zero_point, g.bits, grad_factor_[i], mixing ? u_sites[i] : at::Tensor(),
+                    rc_.drop);
   };
   const at::Tensor x_in = mixing ? drop_mix(x_q, x_fp, u_in, rc_.drop) : (rc_.drop >= 1 ? x_fp : x_q);
   const at::Tensor out = net_.unit_forward(unit_, x_in, &h);
@@ -308,6 +309,13 @@ struct UnitOptimizers {
 void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, LayerReport& rep) {
   const config::AdaRoundConfig& ar = cfg_.adaround;
   const config::ReconConfig& rc = cfg_.recon;
+  // [quant.recon] bf16: the unit's layers in bfloat16 while its variables are learned; everything after (the error
+  // figures, the next unit's caches, the quantized network) in float32 again.
+  struct Bf16Scope {
+    models::Network& net;
+    ~Bf16Scope() { net.set_conv_bf16(false); }
+  } bf16_scope{*folded_};
+  folded_->set_conv_bf16(rc.bf16);
   UnitObjective obj(*folded_, unit, shard.x_fp.slice(0, 0, 1), grids_, act_grids_, rc, batch_);
   UnitOptimizers opt(obj, ar, rc);
   const bool mixing = rc.drop > 0 && rc.drop < 1;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "models/bn_kernels.hpp"
 #include "models/network.hpp"
 #include "synth/bn_stats.hpp"
 
@@ -109,14 +110,16 @@ BatchSums batch_sums(const models::Network& net, const at::Tensor& x, int64_t gl
   BatchSums out;
   std::vector<at::Tensor> sums;
   auto add = [&](const at::Tensor& f) {
-    const at::Tensor fd = f.to(at::kDouble);
-    sums.push_back(fd.sum({0, 2, 3}));
-    sums.push_back(fd.square().sum({0, 2, 3}));
+    sums.push_back(models::channel_sums(f));
     out.counts.push_back(global_batch * f.size(2) * f.size(3));
     out.channels.push_back(f.size(1));
   };
   models::ForwardHooks hooks;
-  hooks.bn_input = [&](int, const at::Tensor& f) { add(f); };
+  hooks.bn_input = [&](int, const at::Tensor& f) {  // the shapes; the sums come with the BN's own pass
+    out.counts.push_back(global_batch * f.size(2) * f.size(3));
+    out.channels.push_back(f.size(1));
+  };
+  hooks.bn_sums = [&](int, const at::Tensor& s) { sums.push_back(s); };
   if (with_input) add(x);
   out.logits = net.forward(x, &hooks);
   out.global = mpi::allreduce_sum_autograd(torch::cat(sums), comm);
@@ -137,8 +140,8 @@ at::Tensor Objective::per_sample_loss(const at::Tensor& x, const BatchSlice& sli
 
   at::Tensor bn_sum = torch::zeros({}, opts);
   models::ForwardHooks hooks;
-  hooks.bn_input = [&](int l, const at::Tensor& f) {
-    const Stats st = per_sample_stats(f);
+  hooks.bn_moments = [&](int l, const at::Tensor& mean, const at::Tensor& var) {  // per_sample_stats, fused
+    const Stats st{mean, (var + kStatEps).sqrt()};
     at::Tensor weight, factor;
     if (cfg_.lse) {
       const at::Tensor is_own = own.eq(l).to(x.scalar_type());

@@ -74,3 +74,24 @@ TEST(Lsq, FusedPassEqualsComposite) {
         << "drop " << drop;
   }
 }
+
+// A channels-last activation ([runtime] channels_last) takes the fused pass in its own memory order: the masks are
+// matched to the element they belong to, so values and gradients equal the contiguous run's exactly, and the output
+// stays channels-last (no copy back to NCHW before the next conv).
+TEST(Lsq, ChannelsLastEqualsContiguous) {
+  torch::manual_seed(6);
+  const at::Tensor x0 = torch::randn({2, 5, 6, 3}) * 2.0, u = torch::rand({2, 5, 6, 3}), g = torch::randn({2, 5, 6, 3});
+  auto run = [&](bool channels_last) {
+    const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    const at::Tensor x = x0.clone(fmt).requires_grad_(true), step = torch::tensor({0.3f}).requires_grad_(true);
+    const at::Tensor y = quant::lsq_drop(x, step, 3, 3, 0.1, u, 0.5);
+    EXPECT_TRUE(y.is_contiguous(fmt));
+    (y * g).sum().backward();
+    return std::make_tuple(y.detach().contiguous(), x.grad().contiguous(), step.grad().item<double>());
+  };
+  const auto [y1, gx1, gs1] = run(true);
+  const auto [y0, gx0, gs0] = run(false);
+  EXPECT_TRUE(y1.equal(y0));
+  EXPECT_TRUE(gx1.equal(gx0));
+  EXPECT_NEAR(gs1, gs0, 1e-4 * std::max(1.0, std::abs(gs0)));  // the step's sum in another order
+}
