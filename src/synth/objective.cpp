@@ -109,18 +109,17 @@ BatchSums batch_sums(const models::Network& net, const at::Tensor& x, int64_t gl
                      const mpi::Comm& comm) {
   BatchSums out;
   std::vector<at::Tensor> sums;
-  auto add = [&](const at::Tensor& f) {
-    sums.push_back(models::channel_sums(f));
+  auto shape = [&](const at::Tensor& f) {
     out.counts.push_back(global_batch * f.size(2) * f.size(3));
     out.channels.push_back(f.size(1));
   };
   models::ForwardHooks hooks;
-  hooks.bn_input = [&](int, const at::Tensor& f) {  // the shapes; the sums come with the BN's own pass
-    out.counts.push_back(global_batch * f.size(2) * f.size(3));
-    out.channels.push_back(f.size(1));
-  };
+  hooks.bn_input = [&](int, const at::Tensor& f) { shape(f); };  // the sums come with the BN's own pass
   hooks.bn_sums = [&](int, const at::Tensor& s) { sums.push_back(s); };
-  if (with_input) add(x);
+  if (with_input) {
+    shape(x);
+    sums.push_back(models::channel_sums(x));
+  }
   out.logits = net.forward(x, &hooks);
   out.global = mpi::allreduce_sum_autograd(torch::cat(sums), comm);
   return out;
