@@ -2,9 +2,9 @@
 
 #include <torch/torch.h>
 
-#include <cmath>
-
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <set>
 
 #include "core/error.hpp"
@@ -110,6 +110,9 @@ at::Tensor Ops::bn(int bn, const at::Tensor& x) const {
 }
 
 at::Tensor Ops::act(int act, const at::Tensor& x) const {
+  if (hooks_ && hooks_->act_input)
+    return hooks_->act_input(act, x,
+                             net_.acts_[act].kind == ActKind::relu ? std::numeric_limits<double>::infinity() : 6.0);
   at::Tensor y = net_.acts_[act].kind == ActKind::relu ? at::relu(x) : at::hardtanh(x, 0.0, 6.0);
   if (hooks_ && hooks_->activation) y = hooks_->activation(act, y);
   return y;

@@ -57,7 +57,10 @@ struct ForwardHooks {
   // BN taps for per-sample statistics: the BN input's mean and unbiased variance over H x W, [n, C] each,
   // differentiable, computed in the BN's own pass (bn_eval_with_moments). Called after bn_input and bn_sums.
   std::function<void(int bn, const at::Tensor& mean, const at::Tensor& var)> bn_moments;
-  std::function<at::Tensor(int act, const at::Tensor& x)> activation;     // after ReLU/ReLU6
+  std::function<at::Tensor(int act, const at::Tensor& x)> activation;  // after ReLU/ReLU6
+  // Replaces the ReLU/ReLU6 and `activation` when set: called with the activation's input and its upper bound (+inf
+  // for ReLU, 6 for ReLU6), returns the site's output (the qdrop protocol fuses the activation into its quantizer).
+  std::function<at::Tensor(int act, const at::Tensor& x, double hi)> act_input;
   std::function<at::Tensor(int layer, const at::Tensor& weight)> weight;  // effective weight
   std::function<void(int layer, const at::Tensor& in, const at::Tensor& out)> layer_io;
   std::function<at::Tensor(int layer, const at::Tensor& x)> conv_input;  // replaces a conv's input (Genie's swing)

@@ -27,4 +27,21 @@ at::Tensor drop_mix(const at::Tensor& q, const at::Tensor& x, const at::Tensor& 
 at::Tensor lsq_drop(const at::Tensor& x, const at::Tensor& step, int64_t zero_point, int bits, double grad_factor,
                     const at::Tensor& u, double drop);
 
+// lsq_drop(act(x), ...) with the activation in front of the quantizer fused into the same passes (the qdrop unit's
+// sites): act = ReLU for act_hi = +inf, ReLU6 (clamp to [0, 6]) for act_hi = 6. Values and gradients are those of
+// the composite (torch's ReLU/ReLU6 backward: the gradient stops where x is at or beyond a bound); x is the
+// activation's input, and it is what autograd keeps.
+at::Tensor act_lsq_drop(const at::Tensor& x, double act_hi, const at::Tensor& step, int64_t zero_point, int bits,
+                        double grad_factor, const at::Tensor& u, double drop);
+
+// drop_mix(q[rows], x[rows], u, drop) in one pass over the rows, without the two gathered copies (the qdrop unit's
+// input from its caches); u has the gathered shape. drop 0 / 1: q[rows] / x[rows].
+at::Tensor gather_mix(const at::Tensor& q, const at::Tensor& x, const at::Tensor& rows, const at::Tensor& u,
+                      double drop);
+
+// sum((out - y[rows])^2) (rows undefined: all of y, in order) as a float32 scalar, differentiable w.r.t. out: one
+// pass each way on the CPU, with the gradient rounded as at::mse_loss's (sum reduction) and the sum accumulated in
+// float64; elsewhere at::mse_loss.
+at::Tensor sq_error_sum(const at::Tensor& out, const at::Tensor& y, const at::Tensor& rows);
+
 }  // namespace dsgq::quant

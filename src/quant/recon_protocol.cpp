@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/simd.hpp"
 #include "core/timer.hpp"
 #include "mpi/comm.hpp"
 #include "quant/lsq.hpp"
@@ -16,7 +17,7 @@ namespace dsgq::quant {
 namespace {
 constexpr double kMinStep = 1.1920928955078125e-07;  // float32 epsilon: LSQ keeps |step| above it
 
-uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
+DSGQ_ALWAYS_INLINE uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
@@ -35,12 +36,9 @@ at::Generator generator(std::initializer_list<uint64_t> parts) {
 
 // n uniforms on [0, 1) with 24 random bits each, counter-based: element i of stream `key` depends on (key, i) only.
 // Two per 64-bit hash; ~1 ns per pair (the drop masks are as large as the activations, drawn every step).
-// Compiled for AVX-512 and AVX2 besides the baseline and chosen at run time (integer arithmetic: every clone gives
-// the same bits), as the masks are drawn every step.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
-#endif
-void fill_uniform(float* out, int64_t n, uint64_t key) {
+// Compiled for AVX-512 and AVX2 besides the baseline and chosen at run time (core/simd.hpp; integer arithmetic:
+// every variant gives the same bits), as the masks are drawn every step.
+DSGQ_ALWAYS_INLINE void fill_uniform_body(float* out, int64_t n, uint64_t key) {
   constexpr float kUnit = 1.0f / 16777216.0f;
   const int64_t pairs = n / 2;
   for (int64_t p = 0; p < pairs; ++p) {  // the 24-bit values through int32 (a vector conversion)
@@ -53,6 +51,7 @@ void fill_uniform(float* out, int64_t n, uint64_t key) {
     out[n - 1] = static_cast<float>(static_cast<int32_t>(z >> 40)) * kUnit;
   }
 }
+DSGQ_SIMD_FUNCTION(void, fill_uniform, (float* out, int64_t n, uint64_t key), (out, n, key), fill_uniform_body)
 
 // Elements per image of a tensor [n, ...] divided by its channels: the positions lp_loss averages over.
 int64_t positions(const at::Tensor& y) {
@@ -111,8 +110,8 @@ UnitObjective::UnitObjective(const models::Network& folded, int unit, const at::
 UnitObjective::~UnitObjective() = default;
 
 at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, const at::Tensor& y,
-                               const at::Tensor& u_in, const std::vector<at::Tensor>& u_sites,
-                               const at::Tensor& weight) {
+                               const at::Tensor& u_in, const std::vector<at::Tensor>& u_sites, const at::Tensor& weight,
+                               const at::Tensor& rows) {
   const bool mixing = rc_.drop > 0 && rc_.drop < 1;
   std::vector<at::Tensor> soft(net_.layers().size());
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -125,19 +124,26 @@ at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, co
     const at::Tensor& sw = soft[static_cast<size_t>(layer)];
     return sw.defined() ? sw : w;
   };
-  h.activation = [&](int site, const at::Tensor& x) {
+  // Each site's ReLU/ReLU6, quantizer and drop mixing in one pass each way (quant/lsq.hpp act_lsq_drop).
+  h.act_input = [&](int site, const at::Tensor& x, double hi) {
     const size_t i = static_cast<size_t>(site_pos_[static_cast<size_t>(site)]);
     const ActGrid& g = acts_[static_cast<size_t>(site)];
-    if (g.bits >= 32) return x;
+    if (g.bits >= 32) return std::isinf(hi) ? at::relu(x) : at::hardtanh(x, 0.0, hi);
     const at::Tensor dense = x.is_contiguous(at::MemoryFormat::ChannelsLast) ? x : x.contiguous();
-    return lsq_drop(dense, steps_[i], g.zero_point, g.bits, grad_factor_[i], mixing ? u_sites[i] : at::Tensor(),
-                    rc_.drop);
+    return act_lsq_drop(dense, hi, steps_[i], g.zero_point, g.bits, grad_factor_[i], mixing ? u_sites[i] : at::Tensor(),
+                        rc_.drop);
   };
-  const at::Tensor x_in = mixing ? drop_mix(x_q, x_fp, u_in, rc_.drop) : (rc_.drop >= 1 ? x_fp : x_q);
+  at::Tensor x_in;
+  if (rows.defined())
+    x_in = gather_mix(x_q, x_fp, rows, u_in, rc_.drop);  // drop 0 / 1: the rows of x_q / x_fp
+  else
+    x_in = mixing ? drop_mix(x_q, x_fp, u_in, rc_.drop) : (rc_.drop >= 1 ? x_fp : x_q);
   const at::Tensor out = net_.unit_forward(unit_, x_in, &h);
   const double count = static_cast<double>(global_batch_ * positions(out));
-  if (!weight.defined()) return at::mse_loss(out, y, at::Reduction::Sum).div(count);  // one pass each way
-  return ((out - y).square() * weight).sum().div(count);
+  if (!weight.defined()) return sq_error_sum(out, y, rows).div(count);  // one pass each way
+  const at::Tensor t = rows.defined() ? y.index_select(0, rows) : y,
+                   w = rows.defined() ? weight.index_select(0, rows) : weight;
+  return ((out - t).square() * w).sum().div(count);
 }
 
 at::Tensor fisher_weights(const models::Network& folded, int unit, const at::Tensor& x_q, const at::Tensor& y_fp,
@@ -345,9 +351,7 @@ void ReconQuantizer::reconstruct(int unit, Shard& shard, const mpi::Comm& comm, 
     }
     for (const auto& p : opt.params) p.mutable_grad() = at::Tensor();
     for (const auto& s : opt.step_list) s.data().abs_().clamp_(kMinStep);  // LSQ keeps the step positive
-    obj.loss(shard.x_q.index_select(0, idx), shard.x_fp.index_select(0, idx), shard.y_fp.index_select(0, idx), u_in,
-             u_sites, shard.fisher.defined() ? shard.fisher.index_select(0, idx) : at::Tensor())
-        .backward();
+    obj.loss(shard.x_q, shard.x_fp, shard.y_fp, u_in, u_sites, shard.fisher, idx).backward();
     if (it >= warm && ar.reg > 0) {  // beta annealed linearly from beta_start to beta_end after the warm-up
       // Each rank takes its share of every V's elements, so the all-reduce below adds each element's regulariser
       // gradient exactly once (as with one rank) and the ranks split its cost.

@@ -50,9 +50,11 @@ class UnitObjective {
   // This mini-batch's share of the reconstruction loss: sum(weight * (out - y)^2) / (global_batch * positions), out
   // the unit output for the input where(u_in < drop, x_fp, x_q) with every site where(u_site < drop, x, Q(x)). The
   // masks (u_in, one per site() in order) are ignored when drop is 0 or 1; `weight` (y's shape: the Fisher weights)
-  // undefined = 1.
+  // undefined = 1. With `rows` (int64 indices) x_q, x_fp, y and weight are caches and the mini-batch is their rows
+  // `rows` (gathered inside the fused passes, without copies); undefined: the tensors are the mini-batch.
   at::Tensor loss(const at::Tensor& x_q, const at::Tensor& x_fp, const at::Tensor& y, const at::Tensor& u_in,
-                  const std::vector<at::Tensor>& u_sites, const at::Tensor& weight = at::Tensor());
+                  const std::vector<at::Tensor>& u_sites, const at::Tensor& weight = at::Tensor(),
+                  const at::Tensor& rows = at::Tensor());
   // AdaRound's regulariser over the unit's weights: sum of 1 - |2 h(V) - 1|^beta; with parts > 1 only over share
   // `part` of each V's elements (mpi::share_of), so that cooperating ranks split it.
   at::Tensor regularizer(double beta, int part = 0, int parts = 1) const;

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <limits>
+
 #include "quant/lsq.hpp"
 
 using namespace dsgq;
@@ -94,4 +97,72 @@ TEST(Lsq, ChannelsLastEqualsContiguous) {
   EXPECT_TRUE(y1.equal(y0));
   EXPECT_TRUE(gx1.equal(gx0));
   EXPECT_NEAR(gs1, gs0, 1e-4 * std::max(1.0, std::abs(gs0)));  // the step's sum in another order
+}
+
+// ReLU / ReLU6 fused into the quantizer's passes equals the activation followed by lsq_drop: the same values, the
+// same gradients (the activation's backward stops the gradient at and beyond its bounds), the same step gradient.
+TEST(Lsq, ActivationFusedEqualsActivationThenQuantizer) {
+  torch::manual_seed(7);
+  for (double act_hi : {std::numeric_limits<double>::infinity(), 6.0}) {
+    for (double drop : {0.0, 0.5}) {
+      const at::Tensor x0 = torch::randn({3, 4, 9, 7}) * 4.0, u = torch::rand({3, 4, 9, 7});
+      const at::Tensor g = torch::randn({3, 4, 9, 7});
+      auto run = [&](bool fused) {
+        const at::Tensor x = x0.clone().requires_grad_(true), step = torch::tensor({0.3f}).requires_grad_(true);
+        const at::Tensor a = std::isinf(act_hi) ? at::relu(x) : at::hardtanh(x, 0.0, act_hi);
+        const at::Tensor y = fused ? quant::act_lsq_drop(x, act_hi, step, 3, 3, 0.1, u, drop)
+                                   : quant::lsq_drop(a, step, 3, 3, 0.1, u, drop);
+        (y * g).sum().backward();
+        return std::make_tuple(y.detach(), x.grad(), step.grad());
+      };
+      const auto [y1, gx1, gs1] = run(true);
+      const auto [y0, gx0, gs0] = run(false);
+      EXPECT_TRUE(y1.equal(y0)) << "act_hi " << act_hi << " drop " << drop;
+      EXPECT_TRUE(gx1.equal(gx0)) << "act_hi " << act_hi << " drop " << drop;
+      EXPECT_TRUE(gs1.equal(gs0)) << "act_hi " << act_hi << " drop " << drop;
+      EXPECT_GT(x0.lt(0).sum().item<int64_t>(), 0);  // both bounds are exercised
+      if (!std::isinf(act_hi)) EXPECT_GT(x0.gt(act_hi).sum().item<int64_t>(), 0);
+    }
+  }
+}
+
+// gather_mix(q, x, rows, u, p) = drop_mix(q[rows], x[rows], u, p), in both memory layouts and at drop 0 and 1.
+TEST(Lsq, GatherMixEqualsGatherThenMix) {
+  torch::manual_seed(8);
+  const at::Tensor rows = torch::tensor({4, 1, 1, 0}, torch::kLong);
+  for (bool channels_last : {false, true}) {
+    const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    const at::Tensor q = torch::randn({5, 3, 6, 7}).contiguous(fmt), x = torch::randn({5, 3, 6, 7}).contiguous(fmt);
+    const at::Tensor u = torch::rand({4, 3, 6, 7});
+    for (double drop : {0.0, 0.3, 1.0}) {
+      const at::Tensor want = quant::drop_mix(q.index_select(0, rows), x.index_select(0, rows), u, drop);
+      const at::Tensor got = quant::gather_mix(q, x, rows, u, drop);
+      EXPECT_TRUE(got.equal(want)) << "channels_last " << channels_last << " drop " << drop;
+      if (drop > 0 && drop < 1) EXPECT_TRUE(got.is_contiguous(fmt)) << "keeps the caches' layout";
+    }
+  }
+}
+
+// sq_error_sum(out, y, rows) = at::mse_loss(out, y[rows], sum): the value up to summation order, the gradient (after
+// the loss's division by the element count) bit for bit.
+TEST(Lsq, SquaredErrorSumEqualsMseLoss) {
+  torch::manual_seed(9);
+  const at::Tensor y = torch::randn({6, 5, 8, 8}), rows = torch::tensor({5, 2, 2}, torch::kLong);
+  const at::Tensor base = torch::randn({3, 5, 8, 8});
+  const double count = 3.0 * 64;
+  auto run = [&](bool fused) {
+    const at::Tensor out = base.clone().requires_grad_(true);
+    const at::Tensor loss =
+        fused ? quant::sq_error_sum(out, y, rows) : at::mse_loss(out, y.index_select(0, rows), at::Reduction::Sum);
+    loss.div(count).backward();
+    return std::make_pair(loss.item<double>(), out.grad());
+  };
+  const auto [l1, g1] = run(true);
+  const auto [l0, g0] = run(false);
+  EXPECT_NEAR(l1, l0, 1e-6 * l0);
+  EXPECT_TRUE(g1.equal(g0));
+  // rows undefined: y itself
+  const at::Tensor out = torch::randn({6, 5, 8, 8});
+  EXPECT_NEAR(quant::sq_error_sum(out, y, at::Tensor()).item<double>(), (out - y).square().sum().item<double>(),
+              1e-5 * (out - y).square().sum().item<double>());
 }

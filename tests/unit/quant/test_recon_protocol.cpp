@@ -93,7 +93,8 @@ TEST(ReconProtocol, FisherWeightsMultiplyEachSquaredError) {
   quant::UnitObjective obj(*folded, 1, x, grids, acts, qc.recon, 2);
   const double plain = obj.loss(x, x, y, at::Tensor(), {}).item<double>();
   ASSERT_GT(plain, 0.1);
-  EXPECT_EQ(obj.loss(x, x, y, at::Tensor(), {}, torch::ones_like(y)).item<double>(), plain);
+  // weight 1: the same terms, summed by the weighted path (float) instead of the plain one (float64 lanes)
+  EXPECT_NEAR(obj.loss(x, x, y, at::Tensor(), {}, torch::ones_like(y)).item<double>(), plain, kSumOrderTol * plain);
   EXPECT_NEAR(obj.loss(x, x, y, at::Tensor(), {}, torch::full_like(y, 3.0)).item<double>(), 3 * plain,
               kSumOrderTol * plain);
   // Weight 1 on the first image and 0 on the second: the first image's own share of the loss.
@@ -101,6 +102,38 @@ TEST(ReconProtocol, FisherWeightsMultiplyEachSquaredError) {
   first_only[0].fill_(1.0);
   const double row0 = obj.loss(x.slice(0, 0, 1), x.slice(0, 0, 1), y.slice(0, 0, 1), at::Tensor(), {}).item<double>();
   EXPECT_NEAR(obj.loss(x, x, y, at::Tensor(), {}, first_only).item<double>(), row0, kSumOrderTol * row0);
+}
+
+// The reconstruction loop hands the caches and the step's rows to the loss, which gathers them inside its fused
+// passes: the same loss and exactly the same gradients as the rows gathered beforehand (drop 0.5, masks everywhere).
+TEST(ReconProtocol, LossOnCachedRowsEqualsLossOnGatheredRows) {
+  const auto folded = random_resnet8();
+  config::QuantConfig qc;
+  qc.recon.drop = 0.5;
+  const std::vector<quant::WeightGrid> grids = spare_grids(*folded);
+  std::vector<quant::ActGrid> acts;
+  for (int b : quant::activation_bits(*folded, qc)) acts.push_back({0.05, 0, b});
+  torch::manual_seed(4);
+  const at::Tensor x_q = torch::randn({5, 16, 32, 32}), x_fp = torch::randn({5, 16, 32, 32});
+  const at::Tensor y = torch::randn({5, 16, 32, 32});
+  const at::Tensor rows = torch::tensor({3, 0, 3}, torch::kLong);
+  const at::Tensor u_in = torch::rand({3, 16, 32, 32});
+  const std::vector<at::Tensor> u_sites = {torch::rand({3, 16, 32, 32}), torch::rand({3, 16, 32, 32})};
+  auto run = [&](bool cached) {
+    quant::UnitObjective obj(*folded, 1, x_q, grids, acts, qc.recon, 3);
+    const at::Tensor loss = cached ? obj.loss(x_q, x_fp, y, u_in, u_sites, at::Tensor(), rows)
+                                   : obj.loss(x_q.index_select(0, rows), x_fp.index_select(0, rows),
+                                              y.index_select(0, rows), u_in, u_sites);
+    loss.backward();
+    std::vector<at::Tensor> grads = {loss.detach()};
+    for (const auto& v : obj.v()) grads.push_back(v.grad().clone());
+    for (const auto& s : obj.steps()) grads.push_back(s.grad().clone());
+    return grads;
+  };
+  const auto cached = run(true), gathered = run(false);
+  ASSERT_EQ(cached.size(), gathered.size());
+  ASSERT_EQ(cached.size(), 5u);  // the loss, two layers' V, two sites' steps
+  for (size_t i = 0; i < cached.size(); ++i) EXPECT_TRUE(cached[i].equal(gathered[i])) << "entry " << i;
 }
 
 // For the classifier (the last unit) f is the identity, so dKL/dz = (softmax(z) - softmax(y_fp)) / batch.
