@@ -22,6 +22,28 @@ DSGQ_ALWAYS_INLINE float round_even(float v) {
   return std::fabs(v) < 4194304.0f ? (v + kMagic) - kMagic : v;
 }
 
+DSGQ_ALWAYS_INLINE uint64_t mix64_body(uint64_t z) {  // splitmix64's finaliser
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Two uniforms per 64-bit hash, the 24-bit values through int32 (a vector conversion; exact).
+DSGQ_ALWAYS_INLINE void fill_uniform_body(float* __restrict out, int64_t n, uint64_t key) {
+  constexpr float kUnit = 1.0f / 16777216.0f;
+  const int64_t pairs = n / 2;
+  for (int64_t p = 0; p < pairs; ++p) {
+    const uint64_t z = mix64_body(key + static_cast<uint64_t>(p + 1) * 0x9E3779B97F4A7C15ull);
+    out[2 * p] = static_cast<float>(static_cast<int32_t>(z >> 40)) * kUnit;
+    out[2 * p + 1] = static_cast<float>(static_cast<int32_t>((z >> 16) & 0xFFFFFF)) * kUnit;
+  }
+  if (n % 2 != 0) {
+    const uint64_t z = mix64_body(key + static_cast<uint64_t>(pairs + 1) * 0x9E3779B97F4A7C15ull);
+    out[n - 1] = static_cast<float>(static_cast<int32_t>(z >> 40)) * kUnit;
+  }
+}
+DSGQ_SIMD_FUNCTION(void, fill_uniform_simd, (float* out, int64_t n, uint64_t key), (out, n, key), fill_uniform_body)
+
 // The activation in front of the quantizer when it is fused into the same pass (act_lsq_drop): ReLU (a_hi = +inf)
 // or ReLU6 (a_hi = 6), i.e. clamp(x, 0, a_hi); kAct false: none.
 template <bool kAct>
@@ -351,5 +373,9 @@ at::Tensor sq_error_sum(const at::Tensor& out, const at::Tensor& y, const at::Te
   const at::Tensor t = rows.defined() ? y.index_select(0, rows.to(y.device())) : y;
   return at::mse_loss(out, t, at::Reduction::Sum);
 }
+
+uint64_t mix64(uint64_t z) { return mix64_body(z); }
+
+void fill_uniform(float* out, int64_t n, uint64_t key) { fill_uniform_simd(out, n, key); }
 
 }  // namespace dsgq::quant

@@ -17,6 +17,14 @@ at::Tensor lsq_quantize(const at::Tensor& x, const at::Tensor& step, int64_t zer
 // LSQ's gradient scale for `elements` activations at `bits`: 1/sqrt(elements * (2^bits - 1)).
 double lsq_grad_factor(int64_t elements, int bits);
 
+// splitmix64's finaliser (a bijective 64-bit mix): the drop masks' counter hash and their stream keys.
+uint64_t mix64(uint64_t z);
+
+// The drop masks' uniforms: n values on [0, 1) with 24 random bits each, counter-based (element i of stream `key`
+// depends on (key, i) only; two per 64-bit hash). Vectorised for AVX-512/AVX2 where the CPU has them (integer
+// arithmetic: the same bits everywhere).
+void fill_uniform(float* out, int64_t n, uint64_t key);
+
 // QDrop: where(u < drop, x, q) elementwise; u uniform on [0, 1) of x's shape. drop = 0 gives q (BRECQ), drop = 1
 // gives x (u may then be undefined). The gradient reaches q only where it was kept.
 at::Tensor drop_mix(const at::Tensor& q, const at::Tensor& x, const at::Tensor& u, double drop);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "core/simd.hpp"
 #include "mpi/comm.hpp"
 #include "models/network.hpp"
 #include "quant/quantizer.hpp"
@@ -27,6 +28,20 @@ namespace {
 
 constexpr int kMseCandidates = 80;
 
+// x - (clamp(round_half_even(s x - z), lo, hi) + z) / s element by element (std::nearbyint in the default rounding
+// mode: nearbyintf's result, inlined as a vector rounding where the ISA has one).
+DSGQ_ALWAYS_INLINE void residuals_body(const float* __restrict in, float* __restrict out, int64_t n, float s, float z,
+                                       float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float t = s * in[i];
+    const float q = std::min(std::max(std::nearbyint(t - z), lo), hi);
+    out[i] = in[i] - (q + z) / s;
+  }
+}
+// For the best ISA of this CPU (core/simd.hpp): the same bits in every variant.
+DSGQ_SIMD_FUNCTION(void, residuals, (const float* in, float* out, int64_t n, float s, float z, float lo, float hi),
+                   (in, out, n, s, z, lo, hi), residuals_body)
+
 // ||x - fake_quant_official(x, a, b, bits)|| for a per-tensor range, in one pass over x: the residual of every
 // element is computed with the same float32 operations in the same order as fake_quant_official's tensor ops
 // ((s*x - z) rounded half to even, clamped, (q + z) / s; this file is compiled without FMA contraction), so the
@@ -43,13 +58,8 @@ double residual_norm(const at::Tensor& x, const at::Tensor& a, const at::Tensor&
   if (!buffer.defined() || buffer.sizes() != x.sizes()) buffer = at::empty_like(x);
   const float* in = x.data_ptr<float>();
   float* out = buffer.data_ptr<float>();
-  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const float t = s * in[i];
-      const float q = std::min(std::max(std::nearbyint(t - z), lo), hi);
-      out[i] = in[i] - (q + z) / s;
-    }
-  });
+  at::parallel_for(0, x.numel(), 1 << 16,
+                   [&](int64_t begin, int64_t end) { residuals(in + begin, out + begin, end - begin, s, z, lo, hi); });
   return buffer.norm().item<double>();
 }
 

@@ -7,7 +7,6 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "core/simd.hpp"
 #include "core/timer.hpp"
 #include "mpi/comm.hpp"
 #include "quant/lsq.hpp"
@@ -16,12 +15,6 @@
 namespace dsgq::quant {
 namespace {
 constexpr double kMinStep = 1.1920928955078125e-07;  // float32 epsilon: LSQ keeps |step| above it
-
-DSGQ_ALWAYS_INLINE uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // A 64-bit key from the parts, so that neighbouring keys give unrelated streams.
 uint64_t key_of(std::initializer_list<uint64_t> parts) {
@@ -33,25 +26,6 @@ uint64_t key_of(std::initializer_list<uint64_t> parts) {
 at::Generator generator(std::initializer_list<uint64_t> parts) {
   return at::make_generator<at::CPUGeneratorImpl>(key_of(parts));
 }
-
-// n uniforms on [0, 1) with 24 random bits each, counter-based: element i of stream `key` depends on (key, i) only.
-// Two per 64-bit hash; ~1 ns per pair (the drop masks are as large as the activations, drawn every step).
-// Compiled for AVX-512 and AVX2 besides the baseline and chosen at run time (core/simd.hpp; integer arithmetic:
-// every variant gives the same bits), as the masks are drawn every step.
-DSGQ_ALWAYS_INLINE void fill_uniform_body(float* out, int64_t n, uint64_t key) {
-  constexpr float kUnit = 1.0f / 16777216.0f;
-  const int64_t pairs = n / 2;
-  for (int64_t p = 0; p < pairs; ++p) {  // the 24-bit values through int32 (a vector conversion)
-    const uint64_t z = mix64(key + static_cast<uint64_t>(p + 1) * 0x9E3779B97F4A7C15ull);
-    out[2 * p] = static_cast<float>(static_cast<int32_t>(z >> 40)) * kUnit;
-    out[2 * p + 1] = static_cast<float>(static_cast<int32_t>((z >> 16) & 0xFFFFFF)) * kUnit;
-  }
-  if (n % 2 != 0) {
-    const uint64_t z = mix64(key + static_cast<uint64_t>(pairs + 1) * 0x9E3779B97F4A7C15ull);
-    out[n - 1] = static_cast<float>(static_cast<int32_t>(z >> 40)) * kUnit;
-  }
-}
-DSGQ_SIMD_FUNCTION(void, fill_uniform, (float* out, int64_t n, uint64_t key), (out, n, key), fill_uniform_body)
 
 // Elements per image of a tensor [n, ...] divided by its channels: the positions lp_loss averages over.
 int64_t positions(const at::Tensor& y) {
