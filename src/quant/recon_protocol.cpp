@@ -173,10 +173,14 @@ ReconQuantizer::ReconQuantizer(const models::Network& fp, const config::QuantCon
   const std::vector<int> bits = activation_bits(*folded_, cfg_);
   for (int b : bits) act_grids_.push_back({1.0, 0, b});
   hooks_.weight = [this](int layer, const at::Tensor&) { return weights_[static_cast<size_t>(layer)]; };
-  hooks_.activation = [this](int site, const at::Tensor& x) {
+  // The quantized network's sites: ReLU/ReLU6 and fake quantization in one pass (act_lsq_drop with drop 0 computes
+  // torch's fake_quantize_per_tensor_affine bit for bit: x * (1/scale) in float32, rounded half to even, clamped).
+  hooks_.act_input = [this](int site, const at::Tensor& x, double hi) {
     const ActGrid& g = act_grids_[static_cast<size_t>(site)];
-    if (g.bits >= 32) return x;
-    return at::fake_quantize_per_tensor_affine(x, g.scale, g.zero_point, 0, (int64_t(1) << g.bits) - 1);
+    if (g.bits >= 32) return std::isinf(hi) ? at::relu(x) : at::hardtanh(x, 0.0, hi);
+    const at::Tensor dense = x.is_contiguous(at::MemoryFormat::ChannelsLast) ? x : x.contiguous();
+    return act_lsq_drop(dense, hi, torch::full({1}, g.scale, x.options()), g.zero_point, g.bits, 1.0, at::Tensor(),
+                        0.0);
   };
 }
 
