@@ -12,7 +12,8 @@ namespace dsgq::simd {
 
 enum Level { kBase = 0, kAvx2 = 1, kAvx512 = 2 };
 
-inline Level level() {
+// The best variant this CPU runs.
+inline Level detected() {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   static const Level l = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
@@ -23,6 +24,17 @@ inline Level level() {
 #else
   return kBase;
 #endif
+}
+
+// A cap on the variant used (tests run every variant the CPU has and compare their bits); -1: none.
+inline int& level_cap() {
+  static int cap = -1;
+  return cap;
+}
+
+inline Level level() {
+  const Level d = detected();
+  return level_cap() >= 0 && level_cap() < d ? static_cast<Level>(level_cap()) : d;
 }
 
 }  // namespace dsgq::simd

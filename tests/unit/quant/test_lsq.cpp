@@ -1,11 +1,14 @@
-// src/quant/lsq.cpp: the LSQ fake quantizer's value and gradients, worked out by hand, and QDrop's mixing.
+// src/quant/lsq.cpp: the LSQ fake quantizer's value and gradients, worked out by hand, QDrop's mixing, the fused passes
+// against their composites, and every vector variant of the kernels against the baseline.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <limits>
 
+#include "core/simd.hpp"
 #include "quant/lsq.hpp"
+#include "quant/observer.hpp"
 
 using namespace dsgq;
 
@@ -165,4 +168,43 @@ TEST(Lsq, SquaredErrorSumEqualsMseLoss) {
   const at::Tensor out = torch::randn({6, 5, 8, 8});
   EXPECT_NEAR(quant::sq_error_sum(out, y, at::Tensor()).item<double>(), (out - y).square().sum().item<double>(),
               1e-5 * (out - y).square().sum().item<double>());
+}
+
+// The element-wise kernels are compiled for AVX-512, AVX2 and baseline x86-64 and chosen by the CPU's features
+// (core/simd.hpp); every variant this CPU can run must give the same bits: the fused LSQ pass forward and backward,
+// the gathered mix, the squared error and its gradient, the drop masks' uniforms and the mse observer's choice.
+TEST(Lsq, EveryVectorVariantGivesTheSameBits) {
+  const simd::Level best = simd::detected();
+  if (best == simd::kBase) GTEST_SKIP() << "this CPU runs only the baseline variant: nothing to compare";
+  torch::manual_seed(10);
+  const at::Tensor x0 = torch::randn({3, 5, 17, 19}) * 3.0, u = torch::rand({3, 5, 17, 19});
+  const at::Tensor g = torch::randn({3, 5, 17, 19}), y = torch::randn({4, 5, 17, 19});
+  const at::Tensor rows = torch::tensor({2, 0, 3}, torch::kLong);
+  auto run = [&](int cap) {
+    simd::level_cap() = cap;
+    std::vector<at::Tensor> out;
+    const at::Tensor x = x0.clone().requires_grad_(true), step = torch::tensor({0.37f}).requires_grad_(true);
+    const at::Tensor q = quant::act_lsq_drop(x, 6.0, step, 2, 3, 0.1, u, 0.5);
+    (q * g).sum().backward();
+    out.insert(out.end(), {q.detach(), x.grad(), step.grad()});
+    out.push_back(quant::gather_mix(y, y * 2.0, rows, u, 0.5));
+    const at::Tensor o = x0.clone().requires_grad_(true);
+    const at::Tensor e = quant::sq_error_sum(o, y, rows);
+    e.div(777.0).backward();
+    out.insert(out.end(), {e.detach(), o.grad()});
+    at::Tensor uni = at::empty({1001});
+    quant::fill_uniform(uni.data_ptr<float>(), uni.numel(), 0x1234567ull);
+    out.push_back(uni);
+    const quant::Range r = quant::observe(config::Observer::mse, x0, 4);
+    out.push_back(torch::tensor({r.a, r.b}, torch::kDouble));
+    simd::level_cap() = -1;
+    return out;
+  };
+  const auto base = run(simd::kBase);
+  for (int cap = simd::kAvx2; cap <= best; ++cap) {
+    const auto other = run(cap);
+    ASSERT_EQ(other.size(), base.size());
+    for (size_t i = 0; i < base.size(); ++i)
+      EXPECT_TRUE(other[i].equal(base[i])) << "variant " << cap << " against the baseline, output " << i;
+  }
 }
