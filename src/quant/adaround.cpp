@@ -7,6 +7,7 @@
 
 #include "models/network.hpp"
 #include "mpi/comm.hpp"
+#include "quant/lsq.hpp"
 
 namespace dsgq::quant {
 namespace {
@@ -117,7 +118,8 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
     at::Tensor loss;
     if (idx.numel() > 0) {
       const at::Tensor xb = x_in.gather(idx), yb = y_target.gather(idx);
-      loss = (net.layer_forward(layer, xb, soft_weight(h), bias) - yb).square().sum() / double(batch);
+      // sum((out - y)^2) as one pass each way (the gradient rounded as (out - y).square().sum()'s: 2 (out - y) g)
+      loss = sq_error_sum(net.layer_forward(layer, xb, soft_weight(h), bias), yb, at::Tensor()) / double(batch);
     }
     if (it >= warm) {
       const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(cfg.iters - warm));
