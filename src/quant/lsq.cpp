@@ -309,33 +309,47 @@ at::Tensor drop_mix(const at::Tensor& q, const at::Tensor& x, const at::Tensor& 
   return out;
 }
 
-at::Tensor lsq_drop(const at::Tensor& x, const at::Tensor& step, int64_t zero_point, int bits, double grad_factor,
-                    const at::Tensor& u, double drop) {
+namespace {
+
+constexpr double kNoActivation = std::numeric_limits<double>::quiet_NaN();
+
+// The activation act_lsq_drop fuses, by torch's ops: ReLU (act_hi = +inf), ReLU6 (6), none (NaN).
+at::Tensor activation_of(const at::Tensor& x, double act_hi) {
+  if (std::isnan(act_hi)) return x;
+  return std::isinf(act_hi) ? at::relu(x) : at::hardtanh(x, 0.0, act_hi);
+}
+
+// lsq_drop(activation_of(x, act_hi), ...): one fused pass each way for dense float32 CPU tensors; otherwise the
+// activation by torch's ops, then the fused plain pass where it applies, else the composite.
+at::Tensor act_lsq_drop_impl(const at::Tensor& x, double act_hi, const at::Tensor& step, int64_t zero_point, int bits,
+                             double grad_factor, const at::Tensor& u, double drop) {
   const bool dense = x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast);
   const bool fused =
       x.device().is_cpu() && x.scalar_type() == at::kFloat && dense &&
       (drop <= 0 || drop >= 1 || (u.defined() && u.sizes() == x.sizes() && u.scalar_type() == at::kFloat));
+  if (!fused && !std::isnan(act_hi)) {
+    const at::Tensor a = activation_of(x, act_hi);
+    return act_lsq_drop_impl(a.is_contiguous() || a.is_contiguous(at::MemoryFormat::ChannelsLast) ? a : a.contiguous(),
+                             kNoActivation, step, zero_point, bits, grad_factor, u, drop);
+  }
   if (!fused) return drop_mix(lsq_quantize(x, step, zero_point, bits, grad_factor), x, u, drop);
-  if (drop >= 1) return x;
+  if (drop >= 1) return activation_of(x, act_hi);
   const double qmax = std::pow(2.0, bits) - 1.0;
   return LsqDropFn::apply(x, step, drop > 0 ? like_layout(u, x) : at::empty({0}, x.options()),
-                          static_cast<double>(zero_point), qmax, grad_factor, drop,
-                          std::numeric_limits<double>::quiet_NaN());
+                          static_cast<double>(zero_point), qmax, grad_factor, drop, act_hi);
+}
+
+}  // namespace
+
+at::Tensor lsq_drop(const at::Tensor& x, const at::Tensor& step, int64_t zero_point, int bits, double grad_factor,
+                    const at::Tensor& u, double drop) {
+  return act_lsq_drop_impl(x, kNoActivation, step, zero_point, bits, grad_factor, u, drop);
 }
 
 at::Tensor act_lsq_drop(const at::Tensor& x, double act_hi, const at::Tensor& step, int64_t zero_point, int bits,
                         double grad_factor, const at::Tensor& u, double drop) {
-  const bool dense = x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast);
-  const bool fused = x.device().is_cpu() && x.scalar_type() == at::kFloat && dense && drop < 1 &&
-                     (drop <= 0 || (u.defined() && u.sizes() == x.sizes() && u.scalar_type() == at::kFloat));
-  if (!fused) {
-    const at::Tensor a = std::isinf(act_hi) ? at::relu(x) : at::hardtanh(x, 0.0, act_hi);
-    return lsq_drop(a.is_contiguous() || a.is_contiguous(at::MemoryFormat::ChannelsLast) ? a : a.contiguous(), step,
-                    zero_point, bits, grad_factor, u, drop);
-  }
-  const double qmax = std::pow(2.0, bits) - 1.0;
-  return LsqDropFn::apply(x, step, drop > 0 ? like_layout(u, x) : at::empty({0}, x.options()),
-                          static_cast<double>(zero_point), qmax, grad_factor, drop, act_hi);
+  if (bits >= 32) return activation_of(x, act_hi);  // a site left in floating point
+  return act_lsq_drop_impl(x, act_hi, step, zero_point, bits, grad_factor, u, drop);
 }
 
 at::Tensor gather_mix(const at::Tensor& q, const at::Tensor& x, const at::Tensor& rows, const at::Tensor& u,

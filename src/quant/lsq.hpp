@@ -38,7 +38,7 @@ at::Tensor lsq_drop(const at::Tensor& x, const at::Tensor& step, int64_t zero_po
 // lsq_drop(act(x), ...) with the activation in front of the quantizer fused into the same passes (the qdrop unit's
 // sites): act = ReLU for act_hi = +inf, ReLU6 (clamp to [0, 6]) for act_hi = 6. Values and gradients are those of
 // the composite (torch's ReLU/ReLU6 backward: the gradient stops where x is at or beyond a bound); x is the
-// activation's input, and it is what autograd keeps.
+// activation's input, and it is what autograd keeps. bits >= 32: the activation alone (step may be undefined).
 at::Tensor act_lsq_drop(const at::Tensor& x, double act_hi, const at::Tensor& step, int64_t zero_point, int bits,
                         double grad_factor, const at::Tensor& u, double drop);
 

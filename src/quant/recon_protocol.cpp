@@ -102,9 +102,7 @@ at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, co
   h.act_input = [&](int site, const at::Tensor& x, double hi) {
     const size_t i = static_cast<size_t>(site_pos_[static_cast<size_t>(site)]);
     const ActGrid& g = acts_[static_cast<size_t>(site)];
-    if (g.bits >= 32) return std::isinf(hi) ? at::relu(x) : at::hardtanh(x, 0.0, hi);
-    const at::Tensor dense = x.is_contiguous(at::MemoryFormat::ChannelsLast) ? x : x.contiguous();
-    return act_lsq_drop(dense, hi, steps_[i], g.zero_point, g.bits, grad_factor_[i], mixing ? u_sites[i] : at::Tensor(),
+    return act_lsq_drop(x, hi, steps_[i], g.zero_point, g.bits, grad_factor_[i], mixing ? u_sites[i] : at::Tensor(),
                         rc_.drop);
   };
   at::Tensor x_in;
@@ -177,10 +175,8 @@ ReconQuantizer::ReconQuantizer(const models::Network& fp, const config::QuantCon
   // torch's fake_quantize_per_tensor_affine bit for bit: x * (1/scale) in float32, rounded half to even, clamped).
   hooks_.act_input = [this](int site, const at::Tensor& x, double hi) {
     const ActGrid& g = act_grids_[static_cast<size_t>(site)];
-    if (g.bits >= 32) return std::isinf(hi) ? at::relu(x) : at::hardtanh(x, 0.0, hi);
-    const at::Tensor dense = x.is_contiguous(at::MemoryFormat::ChannelsLast) ? x : x.contiguous();
-    return act_lsq_drop(dense, hi, torch::full({1}, g.scale, x.options()), g.zero_point, g.bits, 1.0, at::Tensor(),
-                        0.0);
+    const at::Tensor step = g.bits >= 32 ? at::Tensor() : torch::full({1}, g.scale, x.options());
+    return act_lsq_drop(x, hi, step, g.zero_point, g.bits, 1.0, at::Tensor(), 0.0);
   };
 }
 
