@@ -11,8 +11,6 @@
 
 namespace dsgq::quant {
 namespace {
-constexpr double kZeta = 1.1, kGamma = -0.1;
-
 const mpi::Comm* cooperating(const RowShare& share) {
   return share.comm && share.comm->size() > 1 ? share.comm : nullptr;
 }
@@ -24,8 +22,6 @@ at::Tensor per_channel(const at::Tensor& p, const at::Tensor& w) {
   shape[0] = -1;
   return p.view(shape);
 }
-
-at::Tensor rectified_sigmoid(const at::Tensor& v) { return (v.sigmoid() * (kZeta - kGamma) + kGamma).clamp(0, 1); }
 
 RoundingStart rounding_start(const at::Tensor& w, const at::Tensor& scale) {
   const at::Tensor ws = w / per_channel(scale, w);
@@ -97,7 +93,8 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
   const RoundingStart start = rounding_start(weight, grid.scale);  // the soft weight starts at the FP weight
   const at::Tensor& w_floor = start.floor;
   at::Tensor v = start.v;
-  auto soft_weight = [&](const at::Tensor& h) { return (w_floor + h + z).clamp(0, qmax).sub(z).mul(s); };
+  // (clamp(floor + h + z, 0, qmax) - z) * s, one pass each way (quant/soft_rounding.hpp)
+  auto soft = [&](const at::Tensor& h) { return soft_weight(h, w_floor, grid.zero_point, grid.scale, qmax); };
 
   AdaRoundResult r;
   const at::Tensor nearest = quantize_nearest(weight, grid);
@@ -119,7 +116,7 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
     if (idx.numel() > 0) {
       const at::Tensor xb = x_in.gather(idx), yb = y_target.gather(idx);
       // sum((out - y)^2) as one pass each way (the gradient rounded as (out - y).square().sum()'s: 2 (out - y) g)
-      loss = sq_error_sum(net.layer_forward(layer, xb, soft_weight(h), bias), yb, at::Tensor()) / double(batch);
+      loss = sq_error_sum(net.layer_forward(layer, xb, soft(h), bias), yb, at::Tensor()) / double(batch);
     }
     if (it >= warm) {
       const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(cfg.iters - warm));
@@ -139,7 +136,7 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
   torch::NoGradGuard ng;
   const at::Tensor h = rectified_sigmoid(v);
   r.undecided = (h.gt(1e-3) & h.lt(1 - 1e-3)).to(at::kFloat).mean().item<double>();
-  r.weight = soft_weight(v.ge(0).to(weight.dtype()));
+  r.weight = soft(v.ge(0).to(weight.dtype()));
   r.flipped = r.weight.ne(nearest).to(at::kFloat).mean().item<double>();
   r.mse_adaround = layer_output_mse(net, layer, x_in, r.weight, bias, y_target, share, chunk);
   return r;

@@ -10,6 +10,7 @@
 
 #include "config/run_config.hpp"
 #include "quant/activation_cache.hpp"
+#include "quant/soft_rounding.hpp"
 
 namespace dsgq::models {
 class Network;
@@ -29,9 +30,6 @@ struct WeightGrid {
 
 // A per-output-channel vector [C] shaped to broadcast against w [C, ...].
 at::Tensor per_channel(const at::Tensor& p, const at::Tensor& w);
-
-// AdaRound's rectified sigmoid h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1), zeta = 1.1, gamma = -0.1.
-at::Tensor rectified_sigmoid(const at::Tensor& v);
 
 // The rounding variables that start at the FP weight: floor(w/scale) and V0 (a leaf requiring grad) with
 // h(V0) = w/scale - floor(w/scale), clamped to [1e-4, 1 - 1e-4]. scale: [out].

@@ -89,9 +89,9 @@ at::Tensor UnitObjective::loss(const at::Tensor& x_q, const at::Tensor& x_fp, co
   const bool mixing = rc_.drop > 0 && rc_.drop < 1;
   std::vector<at::Tensor> soft(net_.layers().size());
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const at::Tensor h = rectified_sigmoid(v_[i]);
-    const at::Tensor s = per_channel(scales_[i], floor_[i]), z = per_channel(zp_[i], floor_[i]);
-    soft[static_cast<size_t>(layers_[i])] = (floor_[i] + h + z).clamp(0, qmax_[i]).sub(z).mul(s);
+    // one pass each way (quant/soft_rounding.hpp); learned weight scales ([quant.recon] weight_scale_lr): torch's ops
+    soft[static_cast<size_t>(layers_[i])] =
+        soft_weight(rectified_sigmoid(v_[i]), floor_[i], zp_[i], scales_[i], qmax_[i]);
   }
   models::ForwardHooks h;
   h.weight = [&](int layer, const at::Tensor& w) {

@@ -1,5 +1,6 @@
 // src/quant/lsq.cpp: the LSQ fake quantizer's value and gradients, worked out by hand, QDrop's mixing, the fused passes
-// against their composites, and every vector variant of the kernels against the baseline.
+// against their composites, and every vector variant of the kernels against the baseline. src/quant/soft_rounding.cpp:
+// AdaRound's fused soft rounding against its torch composite, bit for bit.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,6 +10,7 @@
 #include "core/simd.hpp"
 #include "quant/lsq.hpp"
 #include "quant/observer.hpp"
+#include "quant/soft_rounding.hpp"
 
 using namespace dsgq;
 
@@ -197,6 +199,11 @@ TEST(Lsq, EveryVectorVariantGivesTheSameBits) {
     out.push_back(uni);
     const quant::Range r = quant::observe(config::Observer::mse, x0, 4);
     out.push_back(torch::tensor({r.a, r.b}, torch::kDouble));
+    const at::Tensor v = (x0 * 2.0).requires_grad_(true);
+    const at::Tensor w = quant::soft_weight(quant::rectified_sigmoid(v), x0.floor(), torch::full({3}, 2.0f),
+                                            torch::tensor({0.1f, 0.2f, 0.3f}), 3.0);
+    (w * g).sum().backward();
+    out.insert(out.end(), {w.detach(), v.grad()});
     simd::level_cap() = -1;
     return out;
   };
@@ -207,4 +214,49 @@ TEST(Lsq, EveryVectorVariantGivesTheSameBits) {
     for (size_t i = 0; i < base.size(); ++i)
       EXPECT_TRUE(other[i].equal(base[i])) << "variant " << cap << " against the baseline, output " << i;
   }
+}
+
+// The soft weight (clamp(floor + h(V) + z, 0, qmax) - z) * s and its gradient w.r.t. V, fused, against the torch
+// composite: every element equal, with V spread so that h saturates at 0 and 1 and the grid clamps at 0 and qmax
+// (including elements exactly on the clamp bounds, where torch's clamp passes the gradient).
+TEST(SoftRounding, FusedEqualsCompositeBitForBit) {
+  torch::manual_seed(21);
+  const int64_t c = 7;
+  at::Tensor v0 = torch::randn({c, 5, 3, 3}) * 4.0;
+  v0.view(-1).slice(0, 0, 6).copy_(torch::tensor({-20.0f, 20.0f, 0.0f, -2.3978953f, 2.3978953f, 1e-8f}));
+  const at::Tensor fl = torch::randint(-9, 9, {c, 5, 3, 3}).to(at::kFloat);
+  const at::Tensor z = torch::randint(0, 16, {c}).to(at::kFloat), s = torch::rand({c}) * 0.1 + 0.01;
+  const at::Tensor g = torch::randn({c, 5, 3, 3});
+  auto run = [&](bool fused) {
+    const at::Tensor v = v0.clone().requires_grad_(true);
+    const at::Tensor h = fused ? quant::rectified_sigmoid(v) : quant::rectified_sigmoid_ref(v);
+    const at::Tensor w = fused ? quant::soft_weight(h, fl, z, s, 15.0) : quant::soft_weight_ref(h, fl, z, s, 15.0);
+    (w * g).sum().backward();
+    return std::vector<at::Tensor>{h.detach(), w.detach(), v.grad()};
+  };
+  const auto ref = run(false), got = run(true);
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_TRUE(got[i].equal(ref[i])) << "output " << i;
+  // the clamps were exercised: h at 0 and 1, the grid at both ends, and some gradient zero and some not
+  EXPECT_GT(ref[0].eq(0).sum().item<int64_t>(), 0);
+  EXPECT_GT(ref[0].eq(1).sum().item<int64_t>(), 0);
+  const at::Tensor b = fl + ref[0] + z.view({c, 1, 1, 1});
+  EXPECT_GT((b < 0).sum().item<int64_t>(), 0);
+  EXPECT_GT((b > 15).sum().item<int64_t>(), 0);
+  EXPECT_GT(ref[2].eq(0).sum().item<int64_t>(), 0);
+  EXPECT_GT(ref[2].ne(0).sum().item<int64_t>(), 0);
+}
+
+// Learned scales (qdrop's weight_scale_lr) and non-float32 inputs take the composite: same values, the scale's
+// gradient present.
+TEST(SoftRounding, LearnedScaleTakesTheComposite) {
+  torch::manual_seed(22);
+  const at::Tensor h = torch::rand({4, 9}).requires_grad_(true), fl = torch::randint(-3, 3, {4, 9}).to(at::kFloat);
+  const at::Tensor z = torch::full({4}, 3.0f), s = (torch::rand({4}) + 0.5).requires_grad_(true);
+  const at::Tensor w = quant::soft_weight(h, fl, z, s, 7.0);
+  w.sum().backward();
+  ASSERT_TRUE(s.grad().defined());
+  EXPECT_TRUE(w.detach().equal(quant::soft_weight_ref(h.detach(), fl, z, s.detach(), 7.0)));
+  const at::Tensor hd = h.detach().to(at::kDouble);
+  EXPECT_TRUE(quant::soft_weight(hd, fl.to(at::kDouble), z, s.detach(), 7.0)
+                  .equal(quant::soft_weight_ref(hd, fl.to(at::kDouble), z, s.detach(), 7.0)));
 }
