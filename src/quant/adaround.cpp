@@ -122,7 +122,7 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
       const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(cfg.iters - warm));
       const double beta = cfg.beta_start + (cfg.beta_end - cfg.beta_start) * t;  // linear decay (BRECQ)
       const at::Tensor hr = comm ? h.view(-1).slice(0, reg_part.begin, reg_part.end) : h;
-      const at::Tensor reg = cfg.reg * (1.0 - (2.0 * hr - 1.0).abs().pow(beta)).sum();
+      const at::Tensor reg = cfg.reg * rounding_regularizer(hr, beta);
       loss = loss.defined() ? loss + reg : reg;
     }
     if (loss.defined()) loss.backward();

@@ -148,7 +148,7 @@ at::Tensor UnitObjective::regularizer(double beta, int part, int parts) const {
   for (const auto& v : v_) {
     const mpi::Share share = mpi::share_of(v.numel(), part, parts);
     const at::Tensor h = rectified_sigmoid(v.view(-1).slice(0, share.begin, share.end));
-    const at::Tensor term = (1.0 - (2.0 * h - 1.0).abs().pow(beta)).sum();
+    const at::Tensor term = rounding_regularizer(h, beta);  // one pass each way (quant/soft_rounding.hpp)
     reg = reg.defined() ? reg + term : term;
   }
   return reg;

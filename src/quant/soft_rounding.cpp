@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/simd.hpp"
 
@@ -54,6 +55,25 @@ DSGQ_ALWAYS_INLINE void soft_bwd_body(const float* __restrict fl, const float* _
   }
 }
 
+// |2h - 1|: torch's mul by 2, sub of 1, abs.
+DSGQ_ALWAYS_INLINE void reg_fwd_body(const float* __restrict h, float* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::fabs(h[i] * 2.0f - 1.0f);
+}
+
+// The regulariser's gradient w.r.t. h from p = |2h - 1|^(beta - 1) and ng = -(incoming gradient): rsub's backward
+// (negation), pow's (ng * (beta * p)), abs's (times sgn(2h - 1)), the mul's (times 2).
+DSGQ_ALWAYS_INLINE void reg_bwd_body(const float* __restrict h, const float* __restrict p, float* __restrict gh,
+                                     int64_t n, float ng, float beta) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float u = h[i] * 2.0f - 1.0f;
+    const float sgn = u > 0.0f ? 1.0f : (u < 0.0f ? -1.0f : 0.0f);
+    gh[i] = ((ng * (p[i] * beta)) * sgn) * 2.0f;
+  }
+}
+
+DSGQ_SIMD_FUNCTION(void, reg_fwd, (const float* h, float* x, int64_t n), (h, x, n), reg_fwd_body)
+DSGQ_SIMD_FUNCTION(void, reg_bwd, (const float* h, const float* p, float* gh, int64_t n, float ng, float beta),
+                   (h, p, gh, n, ng, beta), reg_bwd_body)
 DSGQ_SIMD_FUNCTION(void, rect_fwd, (const float* sig, float* h, int64_t n), (sig, h, n), rect_fwd_body)
 DSGQ_SIMD_FUNCTION(void, rect_bwd, (const float* sig, const float* g, float* gv, int64_t n), (sig, g, gv, n),
                    rect_bwd_body)
@@ -134,6 +154,35 @@ struct SoftWeightFn : public torch::autograd::Function<SoftWeightFn> {
   }
 };
 
+struct RegularizerFn : public torch::autograd::Function<RegularizerFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h, double beta) {
+    at::Tensor x = at::empty_like(h);
+    const float* ph = h.data_ptr<float>();
+    float* px = x.data_ptr<float>();
+    at::parallel_for(0, h.numel(), kGrain, [&](int64_t b, int64_t e) { reg_fwd(ph + b, px + b, e - b); });
+    ctx->save_for_backward({h, x});
+    ctx->saved_data["beta"] = beta;
+    return (1.0 - x.pow(beta)).sum();
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &h = saved[0], &x = saved[1];
+    const double beta = ctx->saved_data["beta"].toDouble();
+    at::Tensor gh = at::empty_like(h);
+    if (beta == 0.0) return {gh.zero_(), at::Tensor()};  // pow's backward at exponent 0
+    const at::Tensor p = x.pow(beta - 1.0);              // torch's pow, its special cases included
+    const float ng = -grads[0].item<float>();
+    const float* ph = h.data_ptr<float>();
+    const float* pp = p.data_ptr<float>();
+    float* pg = gh.data_ptr<float>();
+    const float bf = static_cast<float>(beta);
+    at::parallel_for(0, h.numel(), kGrain,
+                     [&](int64_t b, int64_t e) { reg_bwd(ph + b, pp + b, pg + b, e - b, ng, bf); });
+    return {gh, at::Tensor()};
+  }
+};
+
 at::Tensor per_channel_view(const at::Tensor& p, const at::Tensor& w) {
   std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
   shape[0] = -1;
@@ -148,6 +197,14 @@ at::Tensor soft_weight_ref(const at::Tensor& h, const at::Tensor& floor, const a
                            const at::Tensor& scale, double qmax) {
   const at::Tensor s = per_channel_view(scale, floor), z = per_channel_view(zero_point, floor);
   return (floor + h + z).clamp(0, qmax).sub(z).mul(s);
+}
+
+at::Tensor rounding_regularizer_ref(const at::Tensor& h, double beta) {
+  return (1.0 - (2.0 * h - 1.0).abs().pow(beta)).sum();
+}
+
+at::Tensor rounding_regularizer(const at::Tensor& h, double beta) {
+  return fusable(h) ? RegularizerFn::apply(h, beta) : rounding_regularizer_ref(h, beta);
 }
 
 at::Tensor rectified_sigmoid(const at::Tensor& v) {

@@ -22,8 +22,13 @@ at::Tensor rectified_sigmoid(const at::Tensor& v);
 at::Tensor soft_weight(const at::Tensor& h, const at::Tensor& floor, const at::Tensor& zero_point,
                        const at::Tensor& scale, double qmax);
 
-// The same two as plain torch operations (the reference the fused passes are tested against).
+// AdaRound's rounding regulariser sum(1 - |2h - 1|^beta) as a float32 scalar, differentiable w.r.t. h; the powers
+// are torch's (at::pow), the rest fused into one pass each way.
+at::Tensor rounding_regularizer(const at::Tensor& h, double beta);
+
+// The same three as plain torch operations (the reference the fused passes are tested against).
 at::Tensor rectified_sigmoid_ref(const at::Tensor& v);
+at::Tensor rounding_regularizer_ref(const at::Tensor& h, double beta);
 at::Tensor soft_weight_ref(const at::Tensor& h, const at::Tensor& floor, const at::Tensor& zero_point,
                            const at::Tensor& scale, double qmax);
 

@@ -202,7 +202,7 @@ TEST(Lsq, EveryVectorVariantGivesTheSameBits) {
     const at::Tensor v = (x0 * 2.0).requires_grad_(true);
     const at::Tensor w = quant::soft_weight(quant::rectified_sigmoid(v), x0.floor(), torch::full({3}, 2.0f),
                                             torch::tensor({0.1f, 0.2f, 0.3f}), 3.0);
-    (w * g).sum().backward();
+    ((w * g).sum() + quant::rounding_regularizer(quant::rectified_sigmoid(v), 5.5)).backward();
     out.insert(out.end(), {w.detach(), v.grad()});
     simd::level_cap() = -1;
     return out;
@@ -216,9 +216,9 @@ TEST(Lsq, EveryVectorVariantGivesTheSameBits) {
   }
 }
 
-// The soft weight (clamp(floor + h(V) + z, 0, qmax) - z) * s and its gradient w.r.t. V, fused, against the torch
-// composite: every element equal, with V spread so that h saturates at 0 and 1 and the grid clamps at 0 and qmax
-// (including elements exactly on the clamp bounds, where torch's clamp passes the gradient).
+// The soft weight (clamp(floor + h(V) + z, 0, qmax) - z) * s, the rounding regulariser and their gradient w.r.t. V,
+// fused, against the torch composite: every element equal, with V spread so that h saturates at 0 and 1 and the grid
+// clamps at 0 and qmax (including elements exactly on the clamp bounds, where torch's clamp passes the gradient).
 TEST(SoftRounding, FusedEqualsCompositeBitForBit) {
   torch::manual_seed(21);
   const int64_t c = 7;
@@ -227,23 +227,31 @@ TEST(SoftRounding, FusedEqualsCompositeBitForBit) {
   const at::Tensor fl = torch::randint(-9, 9, {c, 5, 3, 3}).to(at::kFloat);
   const at::Tensor z = torch::randint(0, 16, {c}).to(at::kFloat), s = torch::rand({c}) * 0.1 + 0.01;
   const at::Tensor g = torch::randn({c, 5, 3, 3});
-  auto run = [&](bool fused) {
+  // h feeds the soft weight and (on a slice, as a rank's share) the regulariser, as in adaround; beta 2 and 3 take
+  // torch's special cases of pow's backward (exponents 1 and 2)
+  auto run = [&](bool fused, double beta) {
     const at::Tensor v = v0.clone().requires_grad_(true);
     const at::Tensor h = fused ? quant::rectified_sigmoid(v) : quant::rectified_sigmoid_ref(v);
     const at::Tensor w = fused ? quant::soft_weight(h, fl, z, s, 15.0) : quant::soft_weight_ref(h, fl, z, s, 15.0);
-    (w * g).sum().backward();
-    return std::vector<at::Tensor>{h.detach(), w.detach(), v.grad()};
+    const at::Tensor share = h.view(-1).slice(0, 40, 300);
+    const at::Tensor reg =
+        fused ? quant::rounding_regularizer(share, beta) : quant::rounding_regularizer_ref(share, beta);
+    ((w * g).sum() + 0.01 * reg).backward();
+    return std::vector<at::Tensor>{h.detach(), w.detach(), reg.detach(), v.grad()};
   };
-  const auto ref = run(false), got = run(true);
-  for (size_t i = 0; i < ref.size(); ++i) EXPECT_TRUE(got[i].equal(ref[i])) << "output " << i;
+  for (double beta : {20.0, 7.3, 3.0, 2.0}) {
+    const auto ref = run(false, beta), got = run(true, beta);
+    for (size_t i = 0; i < ref.size(); ++i) EXPECT_TRUE(got[i].equal(ref[i])) << "beta " << beta << ", output " << i;
+  }
+  const auto ref = run(false, 20.0);
   // the clamps were exercised: h at 0 and 1, the grid at both ends, and some gradient zero and some not
   EXPECT_GT(ref[0].eq(0).sum().item<int64_t>(), 0);
   EXPECT_GT(ref[0].eq(1).sum().item<int64_t>(), 0);
   const at::Tensor b = fl + ref[0] + z.view({c, 1, 1, 1});
   EXPECT_GT((b < 0).sum().item<int64_t>(), 0);
   EXPECT_GT((b > 15).sum().item<int64_t>(), 0);
-  EXPECT_GT(ref[2].eq(0).sum().item<int64_t>(), 0);
-  EXPECT_GT(ref[2].ne(0).sum().item<int64_t>(), 0);
+  EXPECT_GT(ref[3].eq(0).sum().item<int64_t>(), 0);
+  EXPECT_GT(ref[3].ne(0).sum().item<int64_t>(), 0);
 }
 
 // Learned scales (qdrop's weight_scale_lr) and non-float32 inputs take the composite: same values, the scale's
