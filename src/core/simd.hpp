@@ -5,8 +5,9 @@
 //
 // DSGQ_SIMD_FUNCTION(ret, name, (params), (args), body) defines `ret name(params)` running `body args`, with body an
 // always-inline function (or template instance) whose code is compiled into each variant. Bodies must give the same
-// bits in every variant: element-wise IEEE arithmetic compiled with -ffp-contract=off (no FMA contraction),
-// reductions in a fixed lane order, integer arithmetic.
+// bits in every variant: element-wise IEEE arithmetic compiled with -ffp-contract=off (no FMA contraction; an
+// explicit std::fma is one rounding in every variant: an instruction in the AVX2+FMA and AVX-512 ones, libm's fmaf
+// in the baseline), reductions in a fixed lane order, integer arithmetic.
 
 namespace dsgq::simd {
 
@@ -18,8 +19,8 @@ inline Level detected() {
   static const Level l = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
                              ? kAvx512
-                         : __builtin_cpu_supports("avx2") ? kAvx2
-                                                          : kBase;
+                         : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? kAvx2
+                                                                                           : kBase;
   return l;
 #else
   return kBase;
@@ -44,7 +45,7 @@ inline Level level() {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define DSGQ_SIMD_FUNCTION(ret, name, params, args, body)                                                      \
   __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl"))) ret name##_avx512 params { return body args; } \
-  __attribute__((target("avx2"))) ret name##_avx2 params { return body args; }                                 \
+  __attribute__((target("avx2,fma"))) ret name##_avx2 params { return body args; }                             \
   ret name##_base params { return body args; }                                                                 \
   ret name params {                                                                                            \
     switch (::dsgq::simd::level()) {                                                                           \

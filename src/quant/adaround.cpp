@@ -7,6 +7,7 @@
 
 #include "models/network.hpp"
 #include "mpi/comm.hpp"
+#include "quant/adam.hpp"
 #include "quant/lsq.hpp"
 
 namespace dsgq::quant {
@@ -99,7 +100,7 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
   AdaRoundResult r;
   const at::Tensor nearest = quantize_nearest(weight, grid);
   r.mse_nearest = layer_output_mse(net, layer, x_in, nearest, bias, y_target, share, chunk);
-  torch::optim::Adam opt(std::vector<at::Tensor>{v}, torch::optim::AdamOptions(cfg.lr));
+  FusedAdam opt({v}, cfg.lr);  // torch::optim::Adam's arithmetic, one pass (quant/adam.hpp)
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed * 7919 + static_cast<uint64_t>(layer));
   const int64_t local = x_in.rows(), n = share.total >= 0 ? share.total : local;
   const int64_t batch = std::min(cfg.batch, n);

@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "core/timer.hpp"
 #include "mpi/comm.hpp"
+#include "quant/adam.hpp"
 #include "quant/lsq.hpp"
 #include "quant/observer.hpp"
 
@@ -266,28 +267,29 @@ void allreduce_grads(const std::vector<at::Tensor>& params, const mpi::Comm& com
   }
 }
 
-// The unit's optimisers: Adam on V; on the steps (cosine-annealed, QDrop's CosineAnnealingLR); on the weight scales.
+// The unit's optimisers: Adam on V; on the steps (cosine-annealed, QDrop's CosineAnnealingLR); on the weight scales
+// (quant/adam.hpp: torch::optim::Adam's arithmetic, one pass per parameter).
 struct UnitOptimizers {
-  std::unique_ptr<torch::optim::Adam> v, steps, scales;
+  std::unique_ptr<FusedAdam> v, steps, scales;
   std::vector<at::Tensor> params, step_list;  // every leaf; the learned steps
   UnitOptimizers(UnitObjective& obj, const config::AdaRoundConfig& ar, const config::ReconConfig& rc) {
     for (const auto& s : obj.steps())
       if (s.defined() && s.requires_grad()) step_list.push_back(s);
-    v = std::make_unique<torch::optim::Adam>(obj.v(), torch::optim::AdamOptions(ar.lr));
+    v = std::make_unique<FusedAdam>(obj.v(), ar.lr);
     params = obj.v();
     if (!step_list.empty()) {
-      steps = std::make_unique<torch::optim::Adam>(step_list, torch::optim::AdamOptions(rc.act_lr));
+      steps = std::make_unique<FusedAdam>(step_list, rc.act_lr);
       params.insert(params.end(), step_list.begin(), step_list.end());
     }
     if (rc.weight_scale_lr > 0) {
-      scales = std::make_unique<torch::optim::Adam>(obj.scales(), torch::optim::AdamOptions(rc.weight_scale_lr));
+      scales = std::make_unique<FusedAdam>(obj.scales(), rc.weight_scale_lr);
       params.insert(params.end(), obj.scales().begin(), obj.scales().end());
     }
   }
   void step(double step_lr) {
     v->step();
     if (steps) {
-      for (auto& group : steps->param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(step_lr);
+      steps->set_lr(step_lr);
       steps->step();
     }
     if (scales) scales->step();

@@ -1,6 +1,7 @@
 // src/quant/lsq.cpp: the LSQ fake quantizer's value and gradients, worked out by hand, QDrop's mixing, the fused passes
 // against their composites, and every vector variant of the kernels against the baseline. src/quant/soft_rounding.cpp:
-// AdaRound's fused soft rounding against its torch composite, bit for bit.
+// AdaRound's fused soft rounding against its torch composite, bit for bit. src/quant/adam.cpp against
+// torch::optim::Adam, bit for bit.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -8,6 +9,7 @@
 #include <limits>
 
 #include "core/simd.hpp"
+#include "quant/adam.hpp"
 #include "quant/lsq.hpp"
 #include "quant/observer.hpp"
 #include "quant/soft_rounding.hpp"
@@ -267,4 +269,48 @@ TEST(SoftRounding, LearnedScaleTakesTheComposite) {
   const at::Tensor hd = h.detach().to(at::kDouble);
   EXPECT_TRUE(quant::soft_weight(hd, fl.to(at::kDouble), z, s.detach(), 7.0)
                   .equal(quant::soft_weight_ref(hd, fl.to(at::kDouble), z, s.detach(), 7.0)));
+}
+
+// FusedAdam against torch::optim::Adam over 60 steps: the same parameters and moments bit for bit, for a parameter
+// with a length that is no multiple of any vector width, a conv-weight shape and a scalar; the learning rate changed
+// between steps (qdrop's cosine schedule); a parameter without a gradient skipped; on every vector variant.
+TEST(FusedAdam, EqualsTorchAdamBitForBit) {
+  torch::manual_seed(23);
+  const std::vector<at::Tensor> start = {torch::randn({37}), torch::randn({16, 16, 3, 3}) * 3.0, torch::rand({1})};
+  std::vector<std::vector<at::Tensor>> grads;
+  for (int t = 0; t < 60; ++t) {
+    std::vector<at::Tensor> g;
+    for (const auto& p : start) g.push_back(torch::randn(p.sizes()) * (t % 7 == 0 ? 1e-6 : 0.3));
+    grads.push_back(g);
+  }
+  auto run = [&](bool fused) {
+    std::vector<at::Tensor> ps;
+    for (const auto& p : start) ps.push_back(p.clone().requires_grad_(true));
+    torch::optim::Adam ref(ps, torch::optim::AdamOptions(1e-2));
+    quant::FusedAdam ours(ps, 1e-2);
+    for (int t = 0; t < 60; ++t) {
+      const double lr = 1e-2 * 0.5 * (1.0 + std::cos(M_PI * t / 60.0));
+      for (size_t i = 0; i < ps.size(); ++i)
+        ps[i].mutable_grad() = (i == 2 && t % 5 == 3) ? at::Tensor() : grads[static_cast<size_t>(t)][i].clone();
+      if (fused) {
+        ours.set_lr(lr);
+        ours.step();
+      } else {
+        for (auto& group : ref.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+        ref.step();
+      }
+    }
+    std::vector<at::Tensor> out;
+    for (const auto& p : ps) out.push_back(p.detach());
+    return out;
+  };
+  const auto want = run(false);
+  for (int cap = simd::kBase; cap <= simd::detected(); ++cap) {
+    simd::level_cap() = cap;
+    const auto got = run(true);
+    simd::level_cap() = -1;
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_TRUE(got[i].equal(want[i])) << "variant " << cap << ", parameter " << i << ": max difference "
+                                         << (got[i] - want[i]).abs().max().item<float>();
+  }
 }
