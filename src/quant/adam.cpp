@@ -5,36 +5,12 @@
 
 #include <cmath>
 
-#include "core/simd.hpp"
+#include "quant/adam_kernel.hpp"
 
 namespace dsgq::quant {
 namespace {
 
 constexpr int64_t kGrain = 1 << 15;
-
-struct Coefficients {
-  float beta1, one_minus_beta1, beta2, one_minus_beta2, sqrt_bc2, eps, neg_step;
-};
-
-// torch's kernels, element by element (LibTorch 1.13 as built by Debian, AVX2 kernels compiled with FMA contraction,
-// checked against it by the unit test): m.mul_(b1).add_(g, 1 - b1) as fma(g, 1 - b1, m * b1);
-// v.mul_(b2).addcmul_(g, g, 1 - b2) as fma((1 - b2) * g, g, v * b2); denom = sqrt(v) / sqrt(bc2) + eps;
-// p.addcdiv_(m, denom, -step) as p + ((-step) * m) / denom.
-DSGQ_ALWAYS_INLINE void adam_body(float* __restrict p, float* __restrict m, float* __restrict v,
-                                  const float* __restrict g, int64_t n, Coefficients c) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i];
-    const float mi = std::fma(gi, c.one_minus_beta1, m[i] * c.beta1);
-    const float vi = std::fma(c.one_minus_beta2 * gi, gi, v[i] * c.beta2);
-    const float denom = std::sqrt(vi) / c.sqrt_bc2 + c.eps;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] + (c.neg_step * mi) / denom;
-  }
-}
-
-DSGQ_SIMD_FUNCTION(void, adam_loop, (float* p, float* m, float* v, const float* g, int64_t n, Coefficients c),
-                   (p, m, v, g, n, c), adam_body)
 
 bool fusable(const at::Tensor& p, const at::Tensor& g) {
   return p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() && g.device().is_cpu() &&
@@ -76,15 +52,16 @@ void FusedAdam::step() {
       p.data().addcdiv_(s.m, denom, -step_size);
       continue;
     }
-    const Coefficients c{static_cast<float>(beta1_),     static_cast<float>(1 - beta1_),     static_cast<float>(beta2_),
-                         static_cast<float>(1 - beta2_), static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps_),
-                         static_cast<float>(-step_size)};
+    const AdamCoefficients c{static_cast<float>(beta1_),         static_cast<float>(1 - beta1_),
+                             static_cast<float>(beta2_),         static_cast<float>(1 - beta2_),
+                             static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps_),
+                             static_cast<float>(-step_size)};
     float* pp = p.data_ptr<float>();
     float* pm = s.m.data_ptr<float>();
     float* pv = s.v.data_ptr<float>();
     const float* pg = g.data_ptr<float>();
     at::parallel_for(0, p.numel(), kGrain,
-                     [&](int64_t b, int64_t e) { adam_loop(pp + b, pm + b, pv + b, pg + b, e - b, c); });
+                     [&](int64_t b, int64_t e) { adam_update(pp + b, pm + b, pv + b, pg + b, e - b, c); });
   }
 }
 
