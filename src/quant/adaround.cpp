@@ -89,7 +89,6 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
                               const config::AdaRoundConfig& cfg, uint64_t seed, const RowShare& share, int64_t chunk) {
   const mpi::Comm* comm = cooperating(share);
-  const at::Tensor s = per_channel(grid.scale, weight), z = per_channel(grid.zero_point, weight);
   const double qmax = std::pow(2.0, grid.bits) - 1.0;
   const RoundingStart start = rounding_start(weight, grid.scale);  // the soft weight starts at the FP weight
   const at::Tensor& w_floor = start.floor;

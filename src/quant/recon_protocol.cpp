@@ -157,9 +157,8 @@ at::Tensor UnitObjective::regularizer(double beta, int part, int parts) const {
 
 at::Tensor UnitObjective::hard_weight(size_t i) const {
   torch::NoGradGuard ng;
-  const at::Tensor s = per_channel(scales_[i].detach().abs().clamp_min(1e-8), floor_[i]),
-                   z = per_channel(zp_[i], floor_[i]);
-  return (floor_[i] + v_[i].detach().ge(0).to(floor_[i].dtype()) + z).clamp(0, qmax_[i]).sub(z).mul(s);
+  return soft_weight(v_[i].detach().ge(0).to(floor_[i].dtype()), floor_[i], zp_[i],
+                     scales_[i].detach().abs().clamp_min(1e-8), qmax_[i]);
 }
 
 ReconQuantizer::ReconQuantizer(const models::Network& fp, const config::QuantConfig& cfg, uint64_t seed)

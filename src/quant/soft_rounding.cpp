@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/simd.hpp"
+#include "quant/adaround.hpp"
 
 namespace dsgq::quant {
 namespace {
@@ -183,19 +184,13 @@ struct RegularizerFn : public torch::autograd::Function<RegularizerFn> {
   }
 };
 
-at::Tensor per_channel_view(const at::Tensor& p, const at::Tensor& w) {
-  std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
-  shape[0] = -1;
-  return p.view(shape);
-}
-
 }  // namespace
 
 at::Tensor rectified_sigmoid_ref(const at::Tensor& v) { return (v.sigmoid() * (kZeta - kGamma) + kGamma).clamp(0, 1); }
 
 at::Tensor soft_weight_ref(const at::Tensor& h, const at::Tensor& floor, const at::Tensor& zero_point,
                            const at::Tensor& scale, double qmax) {
-  const at::Tensor s = per_channel_view(scale, floor), z = per_channel_view(zero_point, floor);
+  const at::Tensor s = per_channel(scale, floor), z = per_channel(zero_point, floor);
   return (floor + h + z).clamp(0, qmax).sub(z).mul(s);
 }
 
