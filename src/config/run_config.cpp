@@ -93,6 +93,10 @@ const Table<SynthConfig>& synth_table() {
       bool_field<S>("flip", &S::flip, false,
                     "deepinversion: random horizontal flip of the whole batch per step (ImageNet code: true)",
                     id | kOnlyIfSet),
+      bool_field<S>("clip", &S::clip, false,
+                    "zeroq, dsg, deepinversion: after every step clamp each channel to the image range [0, 1] in "
+                    "normalized units (DeepInversion's ImageNet code); the start is clamped too",
+                    id | kOnlyIfSet),
       choice_field<S>(
           "init", &S::init, SynthInit::automatic,
           "starting images of a pixel-optimising method: preset (the method's and preset's; deepinversion with "
@@ -272,6 +276,12 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
     // which measured 90.48 (real) / 89.96 (DSG) against ema's 90.32 / 88.49 on resnet20 W4A4 (docs/campaigns.md).
     if (q.act_observer == Observer::automatic)
       q.act_observer = q.protocol == Protocol::zeroq ? Observer::ema : Observer::mse;
+  } else if (name == "synth") {
+    const SynthConfig& y = cfg.synth;
+    if (y.clip && y.method != SynthMethod::dsg && y.method != SynthMethod::zeroq &&
+        y.method != SynthMethod::deepinversion)
+      throw InputError(t.where("clip") + " = true applies to the pixel-optimising methods; method is " +
+                       quote_value(config::name(y.method)) + ", expected zeroq, dsg or deepinversion");
   } else if (name == "output") {
     if (cfg.output.dir.empty()) throw InputError(t.where("dir") + " is empty; expected a folder path");
   } else if (name == "runtime") {

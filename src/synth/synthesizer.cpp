@@ -149,8 +149,22 @@ BatchResult Synthesizer::make_batch(int64_t b) {
   return r;
 }
 
+namespace {
+
+// The image range [0, 1] in normalized units, per channel: DeepInversion's `clip` (ImageNet code), in place.
+void clip_to_image_range(const models::InputSpec& in, at::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  for (int64_t ch = 0; ch < x.size(1); ++ch) {
+    const size_t k = static_cast<size_t>(ch);
+    x.select(1, ch).clamp_(-in.mean[k] / in.std[k], (1.0 - in.mean[k]) / in.std[k]);
+  }
+}
+
+}  // namespace
+
 void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResult& r) {
   const config::SynthConfig& c = s_.cfg;
+  if (c.clip) clip_to_image_range(net_.input(), x);
   x.requires_grad_(true);
   torch::optim::Adam opt(std::vector<at::Tensor>{x}, torch::optim::AdamOptions(s_.lr));
   PlateauConfig pc;
@@ -187,6 +201,7 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
     converged = stop.update(value.total);
     loss.backward();
     opt.step();
+    if (c.clip) clip_to_image_range(net_.input(), x);
     const double lr = di ? s_.lr : plateau.step(value.total);  // deepinversion: constant lr
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
     char buf[64];

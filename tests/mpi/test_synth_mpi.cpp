@@ -211,6 +211,39 @@ TEST(SynthMpi, DeepInversionKeepsTheLowestLossIterate) {
   EXPECT_EQ(static_cast<float>(r.loss), *std::min_element(r.loss_curve.begin(), r.loss_curve.end()));
 }
 
+// clip (docs/method.md section 7.1): every kept pixel lies in its channel's image range [0, 1] in normalized
+// units, the clamp binds (some pixels sit on a bound; without it some lie outside), and ranks agree with one rank.
+TEST(SynthMpi, DeepInversionClipKeepsPixelsInTheImageRange) {
+  const auto& w = test::world();
+  at::set_num_threads(1);
+  auto net = resnet20();
+  const auto& in = net->input();
+  synth::SynthSettings s = settings(config::SynthMethod::deepinversion, false, 8);
+  s.cfg.lr = 0.5;  // large steps, so that the unclipped images leave the range within 20 iterations
+  for (const bool clip : {false, true}) {
+    s.cfg.clip = clip;
+    synth::Synthesizer synth(*net, s, synth::Margins(), w);
+    const at::Tensor x = gather_batch(synth.make_batch(0), w);
+    int64_t outside = 0, on_bound = 0;
+    for (int64_t ch = 0; ch < 3; ++ch) {
+      const size_t k = static_cast<size_t>(ch);
+      const float lo = static_cast<float>(-in.mean[k] / in.std[k]);
+      const float hi = static_cast<float>((1.0 - in.mean[k]) / in.std[k]);
+      const at::Tensor c = x.select(1, ch);
+      outside += (c < lo).sum().item<int64_t>() + (c > hi).sum().item<int64_t>();
+      on_bound += (c == lo).sum().item<int64_t>() + (c == hi).sum().item<int64_t>();
+    }
+    if (clip) {
+      EXPECT_EQ(outside, 0) << "world " << w.size();
+      EXPECT_GT(on_bound, 0) << "the clamp never bound";
+      const double err = distributed_vs_single(s, synth::Margins());
+      EXPECT_LE(err, 1e-4) << "world " << w.size();
+    } else {
+      EXPECT_GT(outside, 0) << "without clip the test's images should leave the range";
+    }
+  }
+}
+
 // Stop when converged (docs/method.md section 6): every rank ends the batch at the same iteration, its images are
 // those of a fixed run of that many iterations, and the loss curve holds NaN after it.
 TEST(SynthMpi, ConvergedBatchesStopTogetherAndEqualAFixedRun) {

@@ -188,6 +188,9 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
             "configs/t.toml [runtime]: device = 'gpu' is not a device; expected cpu, cuda or cuda:N");
   EXPECT_EQ(error_of("[model]\ndataset = \"mnist\"\n"),
             "configs/t.toml [model]: dataset = 'mnist' is not allowed; expected one of , cifar10, imagenet");
+  EXPECT_EQ(error_of("[synth]\nmethod = \"genie\"\nclip = true\n"),
+            "configs/t.toml [synth]: clip = true applies to the pixel-optimising methods; method is 'genie', "
+            "expected zeroq, dsg or deepinversion");
 }
 
 TEST(RunConfig, OverrideErrorsNameTheOverride) {
