@@ -36,6 +36,14 @@ c10::Device resolve_device(const std::string& setting, int local_rank, const std
 #endif
 }
 
+int visible_cuda_devices() {
+#ifdef DSGQ_WITH_CUDA
+  return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+#else
+  return 0;
+#endif
+}
+
 void set_torch_threads(int threads) { at::set_num_threads(threads); }
 int torch_threads() { return at::get_num_threads(); }
 

@@ -12,6 +12,9 @@ namespace dsgq::pipeline {
 // workspace) so the same seed and world size give the same bytes; a CPU device changes no global state.
 c10::Device resolve_device(const std::string& setting, int local_rank, const std::string& where);
 
+// CUDA devices this process sees (0 in a CPU-only build or on a node without GPUs).
+int visible_cuda_devices();
+
 // Sets the torch intra-op thread count (local).
 void set_torch_threads(int threads);
 int torch_threads();

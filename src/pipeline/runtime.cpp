@@ -30,8 +30,20 @@ Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, cons
   if (c == config::Collectives::nccl && !rt.device.is_cuda())
     throw InputError(where + " needs a CUDA device; [runtime] device is '" + rt.device.str() +
                      "' (NCCL reduces device memory; expected device = \"cuda\")");
-  const bool nccl = rt.device.is_cuda() &&
-                    (c == config::Collectives::nccl || (c == config::Collectives::automatic && mpi::nccl_built()));
+  bool nccl = rt.device.is_cuda() &&
+              (c == config::Collectives::nccl || (c == config::Collectives::automatic && mpi::nccl_built()));
+  // NCCL needs one GPU per rank (ncclCommInitRank fails on a GPU shared by two ranks of a node). Ranks share one when
+  // all of a node's ranks were given "cuda:N", or when a node has more ranks than visible GPUs.
+  const int gpus = rt.device.is_cuda() ? visible_cuda_devices() : 0;
+  const bool shared = comm.local_size() > 1 && (cfg.runtime.device != "cuda" || comm.local_size() > gpus);
+  if (nccl && shared) {
+    if (c == config::Collectives::nccl)
+      throw InputError(where + ": " + std::to_string(comm.local_size()) + " ranks on this node share " +
+                       (cfg.runtime.device == "cuda" ? std::to_string(gpus) + " GPU(s)" : "device " + rt.device.str()) +
+                       "; NCCL needs one GPU per rank: expected device = \"cuda\" with at most one rank per visible "
+                       "GPU (Slurm: --gpus-per-task=1), or collectives = \"mpi\"");
+    nccl = false;  // auto: ranks sharing a GPU reduce through host memory over MPI
+  }
   if (nccl) comm.use_nccl(rt.device.index() >= 0 ? rt.device.index() : 0);
   rt.collectives = nccl ? "nccl" : "mpi";
   return rt;
