@@ -91,8 +91,14 @@ const Table<SynthConfig>& synth_table() {
                    "deepinversion: random shift of the whole batch by up to this many pixels per step (ImageNet: 30)",
                    id | kOnlyIfSet),
       bool_field<S>("flip", &S::flip, false,
-                    "deepinversion: random horizontal flip of the whole batch per step (ImageNet code: true)",
+                    "deepinversion: random horizontal flip of the whole batch per step (ImageNet code: true); "
+                    "with crop > 0, of each image",
                     id | kOnlyIfSet),
+      int_field<S>("crop", &S::crop, 0, 0, 1 << 10,
+                   "deepinversion: the classifier's training augmentation instead of the jitter: each image, each "
+                   "step, padded by this many black pixels and cropped back at its own random offset (CIFAR's "
+                   "RandomCrop(32, padding=4): 4), flipped on its own when flip = true; 0 = off",
+                   id | kOnlyIfSet),
       bool_field<S>("clip", &S::clip, false,
                     "zeroq, dsg, deepinversion: after every step clamp each channel to the image range [0, 1] in "
                     "normalized units (DeepInversion's ImageNet code); the start is clamped too",
@@ -282,6 +288,10 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
         y.method != SynthMethod::deepinversion)
       throw InputError(t.where("clip") + " = true applies to the pixel-optimising methods; method is " +
                        quote_value(config::name(y.method)) + ", expected zeroq, dsg or deepinversion");
+    if (y.crop > 0 && y.method != SynthMethod::deepinversion)
+      throw InputError(t.where("crop") + " = " + std::to_string(y.crop) +
+                       " applies to method deepinversion; method is " + quote_value(config::name(y.method)) +
+                       ", expected deepinversion or crop = 0");
   } else if (name == "output") {
     if (cfg.output.dir.empty()) throw InputError(t.where("dir") + " is empty; expected a folder path");
   } else if (name == "runtime") {

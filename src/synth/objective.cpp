@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <numeric>
 
 #include "core/error.hpp"
 #include "models/bn_kernels.hpp"
@@ -75,19 +76,35 @@ namespace {
 
 // TV-L2 of the rolled images xj over the whole batch: the sum of the Frobenius norms of 4 difference images, their
 // squared sums all-reduced (collective). `global` gets the value; the returned surrogate has its gradient w.r.t.
-// this rank's share (d sqrt(S) = dS / (2 sqrt(S))).
-at::Tensor tv_l2(const at::Tensor& xj, const mpi::Comm& comm, double& global) {
+// this rank's share (d sqrt(S) = dS / (2 sqrt(S))). With `ordered` (a slice of the batch), the squared sums are
+// taken per image in double and added in global order, so their value does not depend on the ranks' split (the
+// rank-local float sums do, in their last bits; deepinversion's crop needs this: the pixels a crop leaves out get the
+// priors' gradient alone, which Adam scales up, so those bits grow into visible differences within 20 steps).
+at::Tensor tv_l2(const at::Tensor& xj, const mpi::Comm& comm, double& global, const BatchSlice* ordered = nullptr) {
   const int64_t H = xj.size(2), W = xj.size(3);
   const at::Tensor diffs[4] = {xj.slice(3, 0, W - 1) - xj.slice(3, 1, W), xj.slice(2, 0, H - 1) - xj.slice(2, 1, H),
                                xj.slice(2, 1, H).slice(3, 0, W - 1) - xj.slice(2, 0, H - 1).slice(3, 1, W),
                                xj.slice(2, 0, H - 1).slice(3, 0, W - 1) - xj.slice(2, 1, H).slice(3, 1, W)};
   std::vector<double> sq(4);
   at::Tensor sq_local[4];
-  for (int k = 0; k < 4; ++k) {
-    sq_local[k] = diffs[k].square().sum();
-    sq[k] = sq_local[k].item<double>();
+  if (ordered) {
+    const int64_t B = ordered->global_batch, n = xj.size(0), pos = ordered->batch_offset;
+    std::vector<double> per_image(static_cast<size_t>(4 * B), 0.0);  // [4, B]: this rank's images at their positions
+    for (int k = 0; k < 4; ++k) {
+      sq_local[k] = diffs[k].square().sum();
+      const at::Tensor s = diffs[k].detach().to(at::kDouble).square().sum({1, 2, 3}).cpu().contiguous();
+      std::copy(s.data_ptr<double>(), s.data_ptr<double>() + n, per_image.begin() + k * B + pos);
+    }
+    comm.allreduce_sum(per_image);  // one rank holds each position: the sums are exact
+    for (int k = 0; k < 4; ++k)
+      sq[k] = std::accumulate(per_image.begin() + k * B, per_image.begin() + (k + 1) * B, 0.0);
+  } else {
+    for (int k = 0; k < 4; ++k) {
+      sq_local[k] = diffs[k].square().sum();
+      sq[k] = sq_local[k].item<double>();
+    }
+    comm.allreduce_sum(sq);
   }
-  comm.allreduce_sum(sq);
   at::Tensor surrogate = torch::zeros({}, xj.options().requires_grad(false));
   global = 0;
   for (int k = 0; k < 4; ++k) {
@@ -216,8 +233,22 @@ at::Tensor Objective::batch_loss(const at::Tensor& x, const BatchSlice& slice, L
 
 at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& slice, LossValue* value) const {
   const int64_t B = slice.global_batch, n = x.size(0);
-  at::Tensor xj = torch::roll(x, {slice.jitter_h, slice.jitter_w}, {2, 3});
-  if (slice.flip) xj = xj.flip({3});
+  at::Tensor xj;
+  if (slice.crop_index.defined()) {
+    // The training augmentation: pad with black (pixel value 0 in the network's units), crop per image.
+    const models::InputSpec& in = net_.input();
+    const int64_t C = x.size(1), H = x.size(2), W = x.size(3), p = slice.crop_pad;
+    std::vector<double> black(static_cast<size_t>(C));
+    for (int64_t ch = 0; ch < C; ++ch)
+      black[static_cast<size_t>(ch)] = -in.mean[static_cast<size_t>(ch)] / in.std[static_cast<size_t>(ch)];
+    const at::Tensor fill =
+        torch::tensor(black, torch::kDouble).to(x.options().requires_grad(false)).view({1, C, 1, 1});
+    const at::Tensor padded = at::constant_pad_nd(x - fill, {p, p, p, p}) + fill;
+    xj = padded.reshape({n, C, -1}).gather(2, slice.crop_index.unsqueeze(1).expand({n, C, H * W})).view({n, C, H, W});
+  } else {
+    xj = torch::roll(x, {slice.jitter_h, slice.jitter_w}, {2, 3});
+    if (slice.flip) xj = xj.flip({3});
+  }
   const BatchSums bs = batch_sums(net_, xj, B, /*with_input=*/false, comm_);
 
   // Batch statistics against the running ones: ||var - running_var||_2 + ||mean - running_mean||_2 per layer, the
@@ -240,17 +271,19 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
   // This rank's shares of the other terms (sums over its images; the global means divide by B or the global count).
   const at::Tensor ce = torch::nn::functional::cross_entropy(
       bs.logits, slice.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-  const int64_t H = xj.size(2), W = xj.size(3), C = xj.size(1);
-  const at::Tensor diffs[4] = {xj.slice(3, 0, W - 1) - xj.slice(3, 1, W), xj.slice(2, 0, H - 1) - xj.slice(2, 1, H),
-                               xj.slice(2, 1, H).slice(3, 0, W - 1) - xj.slice(2, 0, H - 1).slice(3, 1, W),
-                               xj.slice(2, 0, H - 1).slice(3, 0, W - 1) - xj.slice(2, 1, H).slice(3, 1, W)};
+  // The priors on the images themselves when cropping (a black border is not the image's), else on the shifted ones.
+  const at::Tensor& px = slice.crop_index.defined() ? x : xj;
+  const int64_t H = px.size(2), W = px.size(3), C = px.size(1);
+  const at::Tensor diffs[4] = {px.slice(3, 0, W - 1) - px.slice(3, 1, W), px.slice(2, 0, H - 1) - px.slice(2, 1, H),
+                               px.slice(2, 1, H).slice(3, 0, W - 1) - px.slice(2, 0, H - 1).slice(3, 1, W),
+                               px.slice(2, 0, H - 1).slice(3, 0, W - 1) - px.slice(2, 1, H).slice(3, 1, W)};
   const double per_image[4] = {double(C * H * (W - 1)), double(C * (H - 1) * W), double(C * (H - 1) * (W - 1)),
                                double(C * (H - 1) * (W - 1))};
   at::Tensor tv_l1 = torch::zeros({}, x.options());
   for (int k = 0; k < 4; ++k) tv_l1 = tv_l1 + diffs[k].abs().sum() / (per_image[k] * double(B) * 255.0);
   double tv_l2_global = 0;
-  const at::Tensor tv_l2_surrogate = tv_l2(xj, comm_, tv_l2_global);
-  const at::Tensor l2 = xj.reshape({n, -1}).norm(2, 1).sum() / double(B);
+  const at::Tensor tv_l2_surrogate = tv_l2(px, comm_, tv_l2_global, slice.crop_index.defined() ? &slice : nullptr);
+  const at::Tensor l2 = px.reshape({n, -1}).norm(2, 1).sum() / double(B);
 
   std::vector<double> local = {ce.item<double>() / double(B), tv_l1.item<double>(), l2.item<double>()};
   comm_.allreduce_sum(local);

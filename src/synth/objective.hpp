@@ -36,7 +36,11 @@ struct BatchSlice {
   int64_t roll = 0;                    // official priors: cyclic shift in H and W
   int64_t jitter_h = 0, jitter_w = 0;  // deepinversion: this step's shift of the batch in H and W
   bool flip = false;                   // deepinversion: this step's flip of the width axis (after the shift)
-  at::Tensor sci_gauss;                // SCI: this step's N(0,1) batch [B, C, H, W] (the whole batch, every rank)
+  // deepinversion with crop > 0 (replaces the shift and the batch flip): int64 [n, H * W], for each image and output
+  // pixel its position in the image padded by crop_pad pixels on every side; on the device
+  at::Tensor crop_index;
+  int64_t crop_pad = 0;
+  at::Tensor sci_gauss;  // SCI: this step's N(0,1) batch [B, C, H, W] (the whole batch, every rank)
 };
 
 struct LossValue {

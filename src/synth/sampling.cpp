@@ -66,6 +66,24 @@ int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration) {
   return static_cast<int64_t>(z % 60) - 30;
 }
 
+at::Tensor draw_crop_index(uint64_t seed, int64_t first, int64_t n, int64_t iteration, int64_t H, int64_t W,
+                           int64_t pad, bool flip) {
+  at::Tensor out = torch::empty({n, H * W}, torch::kLong);
+  int64_t* p = out.data_ptr<int64_t>();
+  const uint64_t span = static_cast<uint64_t>(2 * pad + 1);
+  const int64_t Wp = W + 2 * pad;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t z =
+        mix_seed(seed, Stream::crop, static_cast<uint64_t>(first + i) * 1000003ull + static_cast<uint64_t>(iteration));
+    const int64_t dy = static_cast<int64_t>((z & 0xFFFFFF) % span),
+                  dx = static_cast<int64_t>(((z >> 24) & 0xFFFFFF) % span);
+    const bool mirror = flip && ((z >> 63) & 1u);
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t x = 0; x < W; ++x) *p++ = (y + dy) * Wp + (mirror ? W - 1 - x : x) + dx;
+  }
+  return out;
+}
+
 at::Tensor draw_sci_gauss(uint64_t seed, int64_t batch, int64_t iteration, int64_t B, int64_t C, int64_t H, int64_t W) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(
       mix_seed(seed, Stream::sci, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration)));

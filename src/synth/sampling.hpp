@@ -17,6 +17,7 @@ enum class Stream : uint64_t {
   latent = 7,     // genie: each image's latent vector
   generator = 8,  // genie: each batch's generator initialisation
   swing = 9,      // genie: each step's swing-convolution shifts
+  crop = 10,      // deepinversion crop: each image's crop offset and flip per step
 };
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
@@ -41,6 +42,14 @@ struct Jitter {
   bool flip = false;
 };
 Jitter draw_jitter(uint64_t seed, int64_t batch, int64_t iteration, int64_t limit, bool flip);
+
+// deepinversion's training augmentation (crop > 0) for global images first..first+n-1 at one step: each image padded
+// by `pad` pixels on every side, cropped back to H x W at an offset uniform on {0..2 pad} in each axis and, when
+// `flip`, mirrored with probability 1/2 (RandomCrop(H, padding=pad), RandomHorizontalFlip). Returns int64 [n, H * W]:
+// output pixel (y, x) of image i is pixel crop_index[i][y * W + x] of its padded (H + 2 pad) x (W + 2 pad) plane.
+// From (seed, global index, iteration), so independent of the ranks' split.
+at::Tensor draw_crop_index(uint64_t seed, int64_t first, int64_t n, int64_t iteration, int64_t H, int64_t W,
+                           int64_t pad, bool flip);
 
 // SCI's Gaussian reference of one step: [B, C, H, W] N(0,1) from (seed, batch, iteration), the same on every rank.
 at::Tensor draw_sci_gauss(uint64_t seed, int64_t batch, int64_t iteration, int64_t B, int64_t C, int64_t H, int64_t W);

@@ -186,10 +186,17 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
           draw_sci_gauss(static_cast<uint64_t>(c.seed), b, it, slice.global_batch, x.size(1), x.size(2), x.size(3))
               .to(x.device());
     if (di) {
-      const Jitter j = draw_jitter(static_cast<uint64_t>(c.seed), b, it, c.jitter, c.flip);
-      slice.jitter_h = j.h;
-      slice.jitter_w = j.w;
-      slice.flip = j.flip;
+      if (c.crop > 0) {
+        slice.crop_pad = c.crop;
+        slice.crop_index = draw_crop_index(static_cast<uint64_t>(c.seed), slice.first_global, x.size(0), it, x.size(2),
+                                           x.size(3), c.crop, c.flip)
+                               .to(x.device());
+      } else {
+        const Jitter j = draw_jitter(static_cast<uint64_t>(c.seed), b, it, c.jitter, c.flip);
+        slice.jitter_h = j.h;
+        slice.jitter_w = j.w;
+        slice.flip = j.flip;
+      }
     }
     const at::Tensor loss = objective_.evaluate(x, slice, &value);
     check_finite(value, s_.label, b, it);

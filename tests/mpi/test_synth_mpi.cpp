@@ -189,6 +189,22 @@ TEST(SynthMpi, DeepInversionMatchesOneRankWithTheWholeBatch) {
   EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
 }
 
+// deepinversion with the training augmentation (crop 4, a flip per image): the crops are drawn per global image, so
+// the ranks' shares of the batch give the images of one rank holding it all.
+TEST(SynthMpi, DeepInversionCropMatchesOneRankWithTheWholeBatch) {
+  const auto& w = test::world();
+  auto net = resnet20();
+  synth::SynthSettings s = settings(config::SynthMethod::deepinversion, false, 8);
+  s.cfg.crop = 4;
+  s.cfg.flip = true;
+  s = synth::resolve_settings(s.cfg, "test");
+  const double err = distributed_vs_single(s, synth::Margins());
+  if (w.rank() == 0)
+    std::printf("[ info     ] deepinversion crop 4, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", w.size(),
+                err);
+  EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+}
+
 // deepinversion's settings and bookkeeping: lr 0.1 and N(0,1) starts whatever the preset, targets i mod K stored as
 // labels, and the kept images are the lowest-loss iterate (the file's loss is the curve's minimum).
 TEST(SynthMpi, DeepInversionKeepsTheLowestLossIterate) {

@@ -282,6 +282,10 @@ int main(int argc, char** argv) {
         slice.jitter_h = j[0].item<int64_t>();
         slice.jitter_w = j[1].item<int64_t>();
         slice.flip = need(in, "flip").item<int64_t>() != 0;
+        if (in.count("crop_index")) {  // crop > 0: the per-image crop positions in the padded plane, and the pad
+          slice.crop_index = need(in, "crop_index");
+          slice.crop_pad = need(in, "crop_pad").item<int64_t>();
+        }
       }
       synth::LossValue value;
       objective.evaluate(x, slice, &value).backward();

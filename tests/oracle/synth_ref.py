@@ -209,6 +209,20 @@ def di_jitter(x, jitter, flip):
     return xj
 
 
+def di_crop(x, pad, offsets, black):
+    """The classifier's training augmentation (crop > 0): each image padded by `pad` pixels of the per-channel value
+    `black` (pixel 0 in the network's units, -mean/std), then image i cut at rows dy..dy+H-1, columns dx..dx+W-1 of the
+    padded plane and, when its flip is 1, mirrored along the width: offsets = [(dy, dx, flip), ...], one per image."""
+    H, W = x.shape[2], x.shape[3]
+    b = torch.as_tensor(black, dtype=x.dtype).view(1, -1, 1, 1)
+    padded = F.pad(x - b, (pad, pad, pad, pad)) + b
+    out = []
+    for i, (dy, dx, fl) in enumerate(offsets):
+        c = padded[i, :, dy:dy + H, dx:dx + W]
+        out.append(torch.flip(c, dims=(2,)) if fl else c)
+    return torch.stack(out)
+
+
 def batch_stats_biased(f):
     """docs/method.md section 7.1: per channel over (N, H, W): mean = S1/N, var = S2/N - mean^2 (BIASED, no eps). f: [N,C,H,W]."""
     c = f.shape[1]
@@ -258,7 +272,8 @@ def di_weights(spec):
 
 def deepinversion_loss(model, x, spec):
     """docs/method.md section 7.1. spec keys: labels (int64 [B], the targets t), jitter ((dx, dy)), flip (bool or 0/1),
-    weights (6 numbers, DI_WEIGHT_NAMES order). x must be the whole batch (batch statistics, TV norms over the batch).
+    weights (6 numbers, DI_WEIGHT_NAMES order); or, instead of jitter and flip, crop = (pad, [(dy, dx, flip)] per image,
+    black per channel) (di_crop; the priors then on x, not on the crops). x must be the whole batch (batch statistics, TV norms over the batch).
     Returns (total, terms): "bn0".."bn{L-1}" (R_l, unweighted), "bn" (R, first_bn_weight applied), "ce", "tv_l2", "tv_l1",
     "l2" (unweighted)."""
     B = x.shape[0]
@@ -266,14 +281,20 @@ def deepinversion_loss(model, x, spec):
         raise ValueError("deepinversion: the reference needs the whole batch in x (global_batch == x.shape[0])")
     w = di_weights(spec)
     flip = spec.get("flip", 0)
-    xj = di_jitter(x, spec.get("jitter", (0, 0)), bool(int(flip.item() if torch.is_tensor(flip) else flip)))
+    if "crop" in spec:  # the training augmentation replaces the roll and the batch flip; the priors see x itself
+        pad, offsets, black = spec["crop"]
+        xj = di_crop(x, pad, offsets, black)
+        xp = x
+    else:
+        xj = di_jitter(x, spec.get("jitter", (0, 0)), bool(int(flip.item() if torch.is_tensor(flip) else flip)))
+        xp = xj
     logits, taps = forward_with_bn_inputs(model, xj)
     terms = {}
     for l, (bn, f) in enumerate(taps):
         terms[f"bn{l}"] = di_bn_term(f, bn)
     terms["bn"] = sum((w["first_bn_weight"] if l == 0 else 1.0) * terms[f"bn{l}"] for l in range(len(taps)))
     terms["ce"] = F.cross_entropy(logits, spec["labels"], reduction="sum") / B
-    terms["tv_l2"], terms["tv_l1"], terms["l2"] = di_priors(xj)
+    terms["tv_l2"], terms["tv_l1"], terms["l2"] = di_priors(xp)
     total = w["ce_weight"] * terms["ce"] + w["bn_weight"] * terms["bn"] + w["tv_l2"] * terms["tv_l2"] \
         + w["tv_l1"] * terms["tv_l1"] + w["l2"] * terms["l2"]
     return total, terms

@@ -102,6 +102,8 @@ DI_WEIGHTS_A = (1.0, 100.0, 1.0, 2.5e-5, 0.0, 0.0)     # docs/method.md section 
 DI_JITTER_A = (1, -2)
 DI_WEIGHTS_B = (0.5, 0.05, 10.0, 5e-3, 300.0, 0.07)   # every weighted term >= 7 % of the loss on N(0,1) images
 DI_JITTER_B = (-2, 2)
+DI_CROP_PAD, DI_CROP_SEED = 4, 20261204                # case (d): RandomCrop(32, padding=4) and a flip per image
+DI_BLACK = tuple(-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))  # resnet20: pixel 0, normalized
 SCI_GAUSS_SEED = 20240613                              # sci_gauss ~ N(0,1), its own generator
 SCI_CORR_SEED = 20240709                               # the correlated batch of case (b2)
 SCI_W_A, SCI_W_B = 1.0, 500.0                          # docs/method.md section 4.1: w = 1 is the journal's weight
@@ -304,6 +306,13 @@ def test_di_loss(tool, weights, tmp, model64, name, x, spec, delta, gamma):
         "lse": torch.tensor(0, dtype=torch.int64),
         "first_index": torch.tensor(0, dtype=torch.int64),
     }
+    if "crop" in spec:  # the crops travel as positions in each padded plane: row (y + dy), column (x or W-1-x) + dx
+        pad, offsets, _ = spec["crop"]
+        H, W = x.shape[2], x.shape[3]
+        ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+        payload["crop_index"] = torch.stack([((ys + dy) * (W + 2 * pad) + ((W - 1 - xs) if fl else xs) + dx).reshape(-1)
+                                             for dy, dx, fl in offsets]).to(torch.int64)
+        payload["crop_pad"] = torch.tensor(pad, dtype=torch.int64)
     compare_with_tool(tool, weights, tmp, name, payload, x, val_py, g_py, info)
     return val_py, g_py
 
@@ -334,6 +343,27 @@ def test_deepinversion(tool, weights, tmp, model64, delta, gamma):
     distinct("deepinversion (b)", rb, "(b) with the labels i mod 10", di_ref(model64, x, dict(spec_b, labels=spec_a["labels"])))
     distinct("deepinversion (a)", ra, "(a) with jitter (0, 0)", di_ref(model64, x, dict(spec_a, jitter=(0, 0))))
     distinct("deepinversion (a)", ra, "(a) with flip", di_ref(model64, x, dict(spec_a, flip=1)))
+
+    # (d) crop > 0: black padding, a crop and a flip per image, the priors on x itself; separated from the same crops
+    # padded with zeros (the normalized mean instead of black), without the flips, with the offsets' axes swapped and
+    # with the priors on the crops
+    g = torch.Generator().manual_seed(DI_CROP_SEED)
+    offsets = [tuple(int(v) for v in t) for t in torch.stack([torch.randint(0, 2 * DI_CROP_PAD + 1, (B,), generator=g),
+                                                            torch.randint(0, 2 * DI_CROP_PAD + 1, (B,), generator=g),
+                                                            torch.randint(0, 2, (B,), generator=g)], 1)]
+    spec_d = {"labels": labels_b, "jitter": (0, 0), "flip": 0, "weights": DI_WEIGHTS_B,
+              "crop": (DI_CROP_PAD, offsets, DI_BLACK)}
+    rd = test_di_loss(tool, weights, tmp, model64, f"deepinversion (d) {DI_WEIGHTS_B} crop pad {DI_CROP_PAD} per image",
+                      x, spec_d, delta, gamma)
+    distinct("deepinversion (d)", rd, "(d) padded with zeros", di_ref(model64, x, dict(spec_d, crop=(DI_CROP_PAD, offsets, (0, 0, 0)))))
+    distinct("deepinversion (d)", rd, "(d) without the flips",
+             di_ref(model64, x, dict(spec_d, crop=(DI_CROP_PAD, [(a, b, 0) for a, b, _ in offsets], DI_BLACK))))
+    distinct("deepinversion (d)", rd, "(d) with dy and dx swapped",
+             di_ref(model64, x, dict(spec_d, crop=(DI_CROP_PAD, [(b, a, f) for a, b, f in offsets], DI_BLACK))))
+    xd = synth_ref.di_crop(x.double(), DI_CROP_PAD, offsets, DI_BLACK)
+    tv_x, tv_crop = synth_ref.di_priors(x.double())[0].item(), synth_ref.di_priors(xd)[0].item()
+    check(rel(tv_x, tv_crop) > 10 * TOL_LOSS,
+          f"deepinversion (d): TV_L2 of x {tv_x:.6g} and of its crops {tv_crop:.6g} must differ (priors on x are tested)")
 
 
 # ---------------------------------------------------------------------------------------------------- 6. Genie (7.3)

@@ -191,6 +191,10 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
   EXPECT_EQ(error_of("[synth]\nmethod = \"genie\"\nclip = true\n"),
             "configs/t.toml [synth]: clip = true applies to the pixel-optimising methods; method is 'genie', "
             "expected zeroq, dsg or deepinversion");
+  EXPECT_EQ(error_of("[synth]\nmethod = \"zeroq\"\ncrop = 4\n"),
+            "configs/t.toml [synth]: crop = 4 applies to method deepinversion; method is 'zeroq', expected "
+            "deepinversion or crop = 0");
+  EXPECT_EQ(error_of("[synth]\ncrop = -1\n"), "configs/t.toml [synth]: crop = '-1' is out of range; expected 0..1024");
 }
 
 TEST(RunConfig, OverrideErrorsNameTheOverride) {

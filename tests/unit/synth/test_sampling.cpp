@@ -63,6 +63,51 @@ TEST(Sampling, JitterCoversItsRangeAndFlipsOnlyWhenAllowed) {
   EXPECT_EQ(none.w, 0);
 }
 
+// deepinversion's crop (crop > 0): each image's positions are one crop of its padded plane, its offsets cover
+// {0..2 pad} in both axes evenly, about half the images are mirrored only when flip is allowed, and every image's
+// draw depends on (seed, global index, iteration) alone, so any split over ranks gives the same crops.
+TEST(Sampling, CropIndexIsOneMirroredOrPlainCropPerImage) {
+  const int64_t H = 5, W = 6, pad = 2, n = 4000, Wp = W + 2 * pad, span = 2 * pad + 1;
+  const at::Tensor idx = draw_crop_index(9, 0, n, 3, H, W, pad, true);
+  ASSERT_EQ(idx.sizes(), (at::IntArrayRef{n, H * W}));
+  std::map<int64_t, int64_t> dys, dxs;
+  int64_t mirrored = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const at::Tensor row = idx[i];
+    bool found = false;
+    for (int64_t dy = 0; dy < span && !found; ++dy)
+      for (int64_t dx = 0; dx < span && !found; ++dx)
+        for (const bool m : {false, true}) {
+          at::Tensor want = torch::empty({H * W}, torch::kLong);
+          for (int64_t y = 0; y < H; ++y)
+            for (int64_t x = 0; x < W; ++x) want[y * W + x] = (y + dy) * Wp + (m ? W - 1 - x : x) + dx;
+          if (torch::equal(row, want)) {
+            found = true;
+            ++dys[dy];
+            ++dxs[dx];
+            mirrored += m;
+            break;
+          }
+        }
+    ASSERT_TRUE(found) << "image " << i << " is no crop of its padded plane: " << row;
+  }
+  ASSERT_EQ(dys.size(), size_t(span));
+  ASSERT_EQ(dxs.size(), size_t(span));
+  for (int64_t v = 0; v < span; ++v) {  // 800 expected per value; 5 sigma is about 130
+    EXPECT_NEAR(double(dys[v]), n / double(span), 140.0) << "dy = " << v;
+    EXPECT_NEAR(double(dxs[v]), n / double(span), 140.0) << "dx = " << v;
+  }
+  EXPECT_NEAR(double(mirrored), n / 2.0, 160.0);
+  // no flip: the same offsets, nothing mirrored (an image's first position is then dy * Wp + dx)
+  const at::Tensor plain = draw_crop_index(9, 0, 50, 3, H, W, pad, false);
+  for (int64_t i = 0; i < 50; ++i)
+    EXPECT_EQ(plain[i][1].item<int64_t>(), plain[i][0].item<int64_t>() + 1) << "image " << i << " mirrored";
+  // the split over ranks, the seed and the iteration
+  EXPECT_TRUE(torch::equal(draw_crop_index(9, 3, 5, 3, H, W, pad, true), idx.slice(0, 3, 8)));
+  EXPECT_FALSE(torch::equal(draw_crop_index(9, 0, 50, 4, H, W, pad, true), idx.slice(0, 0, 50)));
+  EXPECT_FALSE(torch::equal(draw_crop_index(8, 0, 50, 3, H, W, pad, true), idx.slice(0, 0, 50)));
+}
+
 // The diverse start, rebuilt by hand from the same generator: per image and channel a scale and a mean, per pixel
 // N(0,1), then a 5x5 box of weight 1/16 with reflect-101 borders (index -1 reads 1, index n reads n - 2).
 TEST(Sampling, DiverseStartIsScaledShiftedAndBoxSmoothed) {
