@@ -9,6 +9,8 @@ from Python.
    dsgq's own top-1 on the 10,000 CIFAR-10 test images to within 0.05 percentage points.
 2. Every exported weight lies on its output channel's grid from param_encodings: w/scale - offset is within 1e-3 of
    an integer in [0, 2^k - 1] (AdaRound may round either way, so the FP32 weights are not needed).
+3. (qdrop) analysis/swap_steps.py, given the point's record as both A and B, rebuilds it from the same files: every
+   figure it prints is dsgq's top-1 to within 0.05; an encodings file given as a record: exit 2 with one line.
 usage: test_qdrop_export.py --dsgq build/bin/dsgq [--protocol qdrop|adaround] [--data DIR]"""
 import argparse
 import json
@@ -206,6 +208,23 @@ def main():
               f"every exported weight is on its channel's grid ({sum(sd[k].numel() for k in params if k in sd)} "
               f"weights; worst |w/scale - offset - integer| {worst_dev:.2e} in {worst_name}; worst step outside "
               f"[0, 2^k - 1] {worst_range:.0f}; {bad_count} off-grid)")
+
+        # analysis/swap_steps.py reads the same two files: with A = B every swap is the point itself.
+        if proto == "qdrop":
+            swap = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "swap_steps.py")
+            rec_path = os.path.join(tmp, "results", recs[0])
+            r = subprocess.run([sys.executable, swap, rec_path, rec_path, "--data", a.data, "--threads", "1"],
+                               capture_output=True, text=True)
+            lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("A's weights", "B's weights"))]
+            got = [float(ln.split(":")[1].split()[0]) for ln in lines]
+            check(r.returncode == 0 and len(got) == 9 and all(abs(v - dsgq_top1) <= 0.05 for v in got),
+                  f"analysis/swap_steps.py with A = B: {len(got)} top-1 figures {got} all within 0.05 of dsgq's "
+                  f"{dsgq_top1:.2f} (exit {r.returncode}{'; ' + r.stderr.strip() if r.returncode else ''})")
+            enc_path = rec["outputs"]["encodings"]
+            r = subprocess.run([sys.executable, swap, rec_path, enc_path], capture_output=True, text=True)
+            check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and enc_path in r.stderr,
+                  f"analysis/swap_steps.py on an encodings file instead of a record: exit 2, one line naming it "
+                  f"(exit {r.returncode}: {r.stderr.strip()})")
     if failures:
         sys.exit(1)
     print(f"all {proto} export checks passed")
