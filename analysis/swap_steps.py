@@ -44,11 +44,16 @@ def load_point(path):
         fail(f"{path}: protocol {p.get('protocol')!r}; only qdrop and adaround export folded weights")
     if not re.fullmatch(r"resnet(20|32|44|56|110)", p.get("arch", "")):
         fail(f"{path}: arch {p.get('arch')!r}; expected a CIFAR ResNet (resnet20/32/44/56/110)")
+    files = {}
     for k in ("state_dict", "encodings"):
-        if not out.get(k) or not os.path.exists(out[k]):
-            fail(f"{path}: outputs.{k} = {out.get(k)!r} does not exist")
-    sd = torch.load(out["state_dict"])
-    with open(out["encodings"]) as f:
+        # As recorded (relative paths are relative to where dsgq ran), else beside the record: <dir>/quant/<name>.
+        beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "quant",
+                              os.path.basename(out.get(k) or ""))
+        files[k] = next((f for f in (out.get(k), beside) if f and os.path.isfile(f)), None)
+        if files[k] is None:
+            fail(f"{path}: outputs.{k} = {out.get(k)!r} does not exist (nor {beside})")
+    sd = torch.load(files["state_dict"])
+    with open(files["encodings"]) as f:
         enc = {k: v["output"]["0"] for k, v in json.load(f)["activation_encodings"].items()}
     return rec, sd, enc
 
