@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MEAN = (0.485, 0.456, 0.406)  # the CIFAR models' normalisation (docs/models.md)
+MEAN = (0.485, 0.456, 0.406)  # the CIFAR models' normalisation (src/models/resnet_cifar.cpp)
 STD = (0.229, 0.224, 0.225)
 
 
@@ -52,7 +52,7 @@ def load_point(path):
         files[k] = next((f for f in (out.get(k), beside) if f and os.path.isfile(f)), None)
         if files[k] is None:
             fail(f"{path}: outputs.{k} = {out.get(k)!r} does not exist (nor {beside})")
-    sd = torch.load(files["state_dict"])
+    sd = {k: v.float().contiguous() for k, v in torch.load(files["state_dict"]).items()}
     with open(files["encodings"]) as f:
         enc = {k: v["output"]["0"] for k, v in json.load(f)["activation_encodings"].items()}
     return rec, sd, enc
