@@ -9,8 +9,9 @@ from Python.
    dsgq's own top-1 on the 10,000 CIFAR-10 test images to within 0.05 percentage points.
 2. Every exported weight lies on its output channel's grid from param_encodings: w/scale - offset is within 1e-3 of
    an integer in [0, 2^k - 1] (AdaRound may round either way, so the FP32 weights are not needed).
-3. (qdrop) analysis/swap_steps.py, given the point's record as both A and B, rebuilds it from the same files: every
-   figure it prints is dsgq's top-1 to within 0.05; an encodings file given as a record: exit 2 with one line.
+3. (qdrop) analysis/swap_steps.py, given the point as A and the same point with its stem's step halved as B, prints
+   the top-1 computed here with the halved step for the swaps that take the stem from B and dsgq's own top-1 for the
+   others (each within 0.05); an encodings file given as a record: exit 2 with one line.
 usage: test_qdrop_export.py --dsgq build/bin/dsgq [--protocol qdrop|adaround] [--data DIR]"""
 import argparse
 import json
@@ -209,17 +210,37 @@ def main():
               f"weights; worst |w/scale - offset - integer| {worst_dev:.2e} in {worst_name}; worst step outside "
               f"[0, 2^k - 1] {worst_range:.0f}; {bad_count} off-grid)")
 
-        # analysis/swap_steps.py reads the same two files: with A = B every swap is the point itself.
+        # analysis/swap_steps.py reads the same two files. B = this point with the stem's step halved (a second
+        # record and encodings file): swaps that take the stem's step from B give the top-1 computed here with that
+        # step, every other figure is the point's own.
         if proto == "qdrop":
             swap = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "swap_steps.py")
             rec_path = os.path.join(tmp, "results", recs[0])
-            r = subprocess.run([sys.executable, swap, rec_path, rec_path, "--data", a.data, "--threads", "1"],
+            enc_b = json.loads(json.dumps(enc))
+            stem = enc_b["activation_encodings"]["relu"]["output"]["0"]
+            stem["scale"] = stem["scale"] / 2
+            stem["max"] = stem["max"] / 2
+            rec_b = json.loads(json.dumps(rec))
+            rec_b["outputs"]["encodings"] = os.path.join(tmp, "b.encodings.json")
+            json.dump(enc_b, open(rec_b["outputs"]["encodings"], "w"))
+            rec_b_path = os.path.join(tmp, "b.json")
+            json.dump(rec_b, open(rec_b_path, "w"))
+            Q_b = dict(Q)
+            Q_b["relu"] = ActQuant(stem)
+            with torch.no_grad():
+                halved = 100.0 * sum((forward(sd, Q_b, x[b:b + 500]).argmax(1) == labels[b:b + 500]).sum().item()
+                                     for b in range(0, x.shape[0], 500)) / x.shape[0]
+            r = subprocess.run([sys.executable, swap, rec_path, rec_b_path, "--data", a.data, "--threads", "1"],
                                capture_output=True, text=True)
-            lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("A's weights", "B's weights"))]
-            got = [float(ln.split(":")[1].split()[0]) for ln in lines]
-            check(r.returncode == 0 and len(got) == 9 and all(abs(v - dsgq_top1) <= 0.05 for v in got),
-                  f"analysis/swap_steps.py with A = B: {len(got)} top-1 figures {got} all within 0.05 of dsgq's "
-                  f"{dsgq_top1:.2f} (exit {r.returncode}{'; ' + r.stderr.strip() if r.returncode else ''})")
+            got = {ln.split(":")[0]: float(ln.split(":")[1].split()[0]) for ln in r.stdout.splitlines()
+                   if ln.startswith(("A's weights", "B's weights"))}
+            want = {k: (halved if k.startswith("A's") and k.endswith(("every site", "stem (relu)")) else dsgq_top1)
+                    for k in got}
+            bad = {k: (v, round(want[k], 2)) for k, v in got.items() if abs(v - want[k]) > 0.05}
+            check(r.returncode == 0 and len(got) == 9 and not bad and abs(halved - dsgq_top1) > 0.05,
+                  f"analysis/swap_steps.py against the point with its stem step halved: 9 figures, those with B's "
+                  f"stem step {halved:.2f} (computed here), the others dsgq's {dsgq_top1:.2f} (got {len(got)}; wrong "
+                  f"{bad}; exit {r.returncode}{'; ' + r.stderr.strip() if r.returncode else ''})")
             enc_path = rec["outputs"]["encodings"]
             r = subprocess.run([sys.executable, swap, rec_path, enc_path], capture_output=True, text=True)
             check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and enc_path in r.stderr,
