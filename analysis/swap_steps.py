@@ -6,7 +6,8 @@ weights) calibrated on different data (say A = synthetic, B = real), this rebuil
 exported files alone (<key>.pt: the rounded, folded weights; <key>.encodings.json: the activation quantizers, AIMET
 layout) and evaluates it on the 10,000 CIFAR-10 test images as it is, then with B's activation encodings put in place
 of A's: at every site, and per group of sites (the stem, each stage, the first and second ReLU of the blocks); and
-B's weights with A's steps. If A's weights with B's steps reach B's top-1, the gap is in the steps. docs/campaigns.md section 4 has a measurement.
+B's weights with A's steps. If A's weights with B's steps reach B's top-1, the gap is in the steps.
+docs/campaigns.md section 4 has a measurement.
 
 usage: analysis/swap_steps.py A.json B.json [--data DIR] [--threads N]
   A.json, B.json: dsgq result records (runs/<dir>/results/<key>.json) of the same arch and precision.
@@ -76,7 +77,10 @@ def forward(sd, enc, depth, x):
             out = F.relu(F.conv2d(x, sd[p + ".conv1.weight"], sd[p + ".conv1.bias"], stride, 1))
             out = fake_quant(out, enc.get(p + ".relu1"))
             out = F.conv2d(out, sd[p + ".conv2.weight"], sd[p + ".conv2.bias"], 1, 1)
-            sc = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4)) if x.shape[1] != planes or stride != 1 else x
+            if stride != 1 or x.shape[1] != planes:  # option A: subsample, zero-pad planes/4 channels each side
+                sc = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))
+            else:
+                sc = x
             x = fake_quant(F.relu(out + sc), enc.get(p + ".relu2"))
     return F.linear(x.mean((2, 3)), sd["linear.weight"], sd["linear.bias"])
 

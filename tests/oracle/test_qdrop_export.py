@@ -14,6 +14,7 @@ from Python.
    others (each within 0.05); an encodings file given as a record: exit 2 with one line.
 usage: test_qdrop_export.py --dsgq build/bin/dsgq [--protocol qdrop|adaround] [--data DIR]"""
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -216,15 +217,16 @@ def main():
         if proto == "qdrop":
             swap = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "swap_steps.py")
             rec_path = os.path.join(tmp, "results", recs[0])
-            enc_b = json.loads(json.dumps(enc))
+            enc_b = copy.deepcopy(enc)
             stem = enc_b["activation_encodings"]["relu"]["output"]["0"]
             stem["scale"] = stem["scale"] / 2
             stem["max"] = stem["max"] / 2
-            rec_b = json.loads(json.dumps(rec))
+            rec_b = copy.deepcopy(rec)
             rec_b["outputs"]["encodings"] = os.path.join(tmp, "b.encodings.json")
-            json.dump(enc_b, open(rec_b["outputs"]["encodings"], "w"))
             rec_b_path = os.path.join(tmp, "b.json")
-            json.dump(rec_b, open(rec_b_path, "w"))
+            for obj, path in ((enc_b, rec_b["outputs"]["encodings"]), (rec_b, rec_b_path)):
+                with open(path, "w") as f:
+                    json.dump(obj, f)
             Q_b = dict(Q)
             Q_b["relu"] = ActQuant(stem)
             with torch.no_grad():
