@@ -97,6 +97,14 @@ def forward(sd, Q, x):
     return F.linear(x.mean((2, 3)), sd["linear.weight"], sd["linear.bias"])
 
 
+def top1(sd, Q, x, labels):
+    """Top-1 (%) of the rebuilt network on x, in batches of 500."""
+    with torch.no_grad():
+        correct = sum((forward(sd, Q, x[b:b + 500]).argmax(1) == labels[b:b + 500]).sum().item()
+                      for b in range(0, x.shape[0], 500))
+    return 100.0 * correct / x.shape[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dsgq", required=True)
@@ -168,10 +176,7 @@ def main():
 
         # Top-1 of the network rebuilt from the two files.
         x, labels = cifar10_test(a.data)
-        with torch.no_grad():
-            correct = sum((forward(sd, Q, x[b:b + 500]).argmax(1) == labels[b:b + 500]).sum().item()
-                          for b in range(0, x.shape[0], 500))
-        py_top1 = 100.0 * correct / x.shape[0]
+        py_top1 = top1(sd, Q, x, labels)
         dsgq_top1 = rec["metrics"]["top1"]
         check(abs(py_top1 - dsgq_top1) <= 0.05,
               f"{proto} W4A4 rebuilt from state_dict + encodings: python3-torch top-1 {py_top1:.2f} vs dsgq "
@@ -229,9 +234,7 @@ def main():
                     json.dump(obj, f)
             Q_b = dict(Q)
             Q_b["relu"] = ActQuant(stem)
-            with torch.no_grad():
-                halved = 100.0 * sum((forward(sd, Q_b, x[b:b + 500]).argmax(1) == labels[b:b + 500]).sum().item()
-                                     for b in range(0, x.shape[0], 500)) / x.shape[0]
+            halved = top1(sd, Q_b, x, labels)
             r = subprocess.run([sys.executable, swap, rec_path, rec_b_path, "--data", a.data, "--threads", "1"],
                                capture_output=True, text=True)
             got = {ln.split(":")[0]: float(ln.split(":")[1].split()[0]) for ln in r.stdout.splitlines()
