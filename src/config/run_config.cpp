@@ -156,7 +156,7 @@ const Table<QuantConfig>& quant_table() {
                    "as the rest (1 is refused)",
                    kAdaRoundVariant),
       int_field<S>("cache_mib", &S::cache_mib, 2048, 0, int64_t(1) << 30,
-                   "adaround: one layer's cached inputs+targets above this go to a temporary HDF5 file (qdrop "
+                   "adaround: one layer's cached inputs+targets above this go to two temporary HDF5 files (qdrop "
                    "keeps its unit caches in memory)"),
       bool_field<S>("onnx", &S::onnx, true,
                     "also write the quantized network as an ONNX QDQ graph, <key>.onnx beside the encodings "
