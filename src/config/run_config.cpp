@@ -183,6 +183,11 @@ const Table<AdaRoundConfig>& adaround_table() {
       float_field<S>(
           "lr", &S::lr, 1e-2, 1e-8, 10.0,
           "Adam on the rounding variables (reference 1e-3 at 10-20k iterations; docs/method.md section 12.6)", v),
+      bool_field<S>("gram", &S::gram, false,
+                    "protocol adaround: every step's loss over the whole calibration set, exactly, as a quadratic "
+                    "form in the weight change through the layer inputs' second moments (summed once per layer), "
+                    "instead of over `batch` sampled images (docs/method.md section 12.7)",
+                    v | kOnlyIfSet),
   };
   return t;
 }
@@ -295,6 +300,14 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
       throw InputError(t.where("crop") + " = " + std::to_string(y.crop) +
                        " applies to method deepinversion; method is " + quote_value(config::name(y.method)) +
                        ", expected deepinversion or crop = 0");
+  } else if (name == "quant.adaround") {
+    // qdrop rounds with [quant.adaround] too, but its units' losses pass through quantized activations, which no
+    // second-moment form describes; zeroq ignores every [quant.adaround] key.
+    if (cfg.quant.adaround.gram && cfg.quant.protocol == Protocol::qdrop)
+      throw InputError(t.where("gram") +
+                       " = true applies to protocol adaround (layer by layer, activations in "
+                       "floating point); protocol is " +
+                       quote_value(config::name(cfg.quant.protocol)) + ", expected adaround or gram = false");
   } else if (name == "output") {
     if (cfg.output.dir.empty()) throw InputError(t.where("dir") + " is empty; expected a folder path");
   } else if (name == "runtime") {

@@ -81,6 +81,7 @@ struct AdaRoundConfig {
   double beta_end;
   double warmup;
   double lr;
+  bool gram;  // protocol adaround: the whole set's loss through the inputs' second moments (quant/adaround.hpp)
 };
 
 // [quant.recon]: block reconstruction with activations in the loop (protocol qdrop; docs/method.md section 13). The

@@ -56,29 +56,40 @@ at::Tensor Network::layer_forward(int layer, const at::Tensor& x, const at::Tens
   return layer_compute(layer, bf(x), bf(w), bf(bias)).to(at::kFloat);
 }
 
+Network::Padded Network::pad_input(int layer, const at::Tensor& x) const {
+  const LayerSpec& s = layers_[static_cast<size_t>(layer)];
+  Padded p{x, s.pad, s.pad_w};
+  if (!s.tf_same) return p;
+  // TensorFlow SAME: out = ceil(in / stride); total = max((out-1)*stride + k - in, 0); extra pixel bottom/right.
+  auto same = [&](int64_t size, int64_t* sym, int64_t* before, int64_t* after) {
+    const int64_t out = (size + s.stride - 1) / s.stride;
+    const int64_t total = std::max<int64_t>((out - 1) * s.stride + s.kernel - size, 0);
+    *before = total / 2;
+    *after = total - *before;
+    *sym = *before;
+  };
+  int64_t top, bottom, left, right;
+  same(x.size(2), &p.pad_h, &top, &bottom);
+  same(x.size(3), &p.pad_w, &left, &right);
+  if (top != bottom || left != right) {
+    p.x = at::constant_pad_nd(x, {left, right, top, bottom}, 0.0);
+    p.pad_h = p.pad_w = 0;
+  }
+  return p;
+}
+
 at::Tensor Network::layer_compute(int layer, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) const {
   const LayerSpec& s = layers_[static_cast<size_t>(layer)];
   if (s.kind == LayerSpec::Kind::linear) return at::linear(x, w, bias);
-  at::Tensor in = layout(x);
-  int64_t pad_h = s.pad, pad_w = s.pad_w;
-  if (s.tf_same) {
-    // TensorFlow SAME: out = ceil(in / stride); total = max((out-1)*stride + k - in, 0); extra pixel bottom/right.
-    auto same = [&](int64_t size, int64_t* sym, int64_t* before, int64_t* after) {
-      const int64_t out = (size + s.stride - 1) / s.stride;
-      const int64_t total = std::max<int64_t>((out - 1) * s.stride + s.kernel - size, 0);
-      *before = total / 2;
-      *after = total - *before;
-      *sym = *before;
-    };
-    int64_t top, bottom, left, right;
-    same(x.size(2), &pad_h, &top, &bottom);
-    same(x.size(3), &pad_w, &left, &right);
-    if (top != bottom || left != right) {
-      in = at::constant_pad_nd(x, {left, right, top, bottom}, 0.0);
-      pad_h = pad_w = 0;
-    }
-  }
-  return at::conv2d(in, w, bias, {s.stride, s.stride}, {pad_h, pad_w}, {1, 1}, s.groups);
+  const Padded p = pad_input(layer, layout(x));
+  return at::conv2d(p.x, w, bias, {s.stride, s.stride}, {p.pad_h, p.pad_w}, {1, 1}, s.groups);
+}
+
+at::Tensor Network::layer_columns(int layer, const at::Tensor& x) const {
+  const LayerSpec& s = layers_[static_cast<size_t>(layer)];
+  if (s.kind == LayerSpec::Kind::linear) return x.reshape({x.size(0), -1, 1});
+  const Padded p = pad_input(layer, x);
+  return at::im2col(p.x, {s.kernel, s.kernel_w}, {1, 1}, {p.pad_h, p.pad_w}, {s.stride, s.stride});
 }
 
 at::Tensor Ops::linear(int layer, const at::Tensor& x) const {

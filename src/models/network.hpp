@@ -140,6 +140,11 @@ class Network {
   // Layer `layer` applied to its input x (before any padding) with the given weight and bias (bias may be
   // undefined): what Ops::conv / Ops::linear compute, for layer-wise reconstruction (AdaRound).
   at::Tensor layer_forward(int layer, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
+  // The patches layer `layer` multiplies its weight with, for x as layer_forward takes it: [N, in/groups * kh * kw
+  // * groups, L] (im2col; rows in the weight's (in, kh, kw) order, group after group; L output positions) for a
+  // conv, [N, in, 1] for a linear layer. layer_forward(x, w, 0) equals w.view(groups, out/groups, -1) times these
+  // rows group by group, so a layer's squared output error is a quadratic form in the weight (quant/adaround.hpp).
+  at::Tensor layer_columns(int layer, const at::Tensor& x) const;
   const at::Tensor& layer_bias(int layer) const { return layer_params_[static_cast<size_t>(layer)][1]; }
   c10::Device device() const { return device_; }
   // [runtime] channels_last: forward, unit_forward and layer_forward hand 4-D inputs to the convolutions in
@@ -172,6 +177,11 @@ class Network {
  private:
   friend class Ops;
   at::Tensor layout(const at::Tensor& x) const;  // x in the layout the convolutions take (set_channels_last)
+  struct Padded {
+    at::Tensor x;                  // x, padded explicitly where the padding is asymmetric (TensorFlow SAME)
+    int64_t pad_h = 0, pad_w = 0;  // the symmetric padding left for the convolution
+  };
+  Padded pad_input(int layer, const at::Tensor& x) const;
   at::Tensor layer_compute(int layer, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) const;
   void add_param(const std::string& name, std::vector<int64_t> shape);
 

@@ -3,11 +3,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "models/network.hpp"
 #include "mpi/comm.hpp"
 #include "quant/adam.hpp"
+#include "quant/gemm.hpp"
 #include "quant/lsq.hpp"
 
 namespace dsgq::quant {
@@ -85,6 +87,75 @@ double layer_output_mse(const models::Network& net, int layer, const RowCache& x
   return count > 0 ? sum / static_cast<double>(count) : 0.0;
 }
 
+LayerGram layer_gram(const models::Network& net, int layer, const RowCache& x_in, const at::Tensor& weight,
+                     const at::Tensor& bias, const RowCache& y_target, const RowShare& share, int64_t chunk) {
+  torch::NoGradGuard ng;
+  const int64_t groups = net.layers()[static_cast<size_t>(layer)].kind == models::LayerSpec::Kind::conv
+                             ? net.layers()[static_cast<size_t>(layer)].groups
+                             : 1;
+  const int64_t out_g = weight.size(0) / groups, k = weight.numel() / weight.size(0);
+  const auto f64 = weight.options().dtype(at::kDouble);
+  LayerGram f;
+  f.weight = weight;
+  f.g64 = at::zeros({groups, k, k}, f64);
+  f.e64 = at::zeros({groups, out_g, k}, f64);
+  double sums[3] = {0, 0, 0};  // r0, rows, output elements
+  // One image's patches take in/groups*kh*kw times its input's bytes: bound one slab of them to ~64 MiB.
+  const int64_t row_floats = x_in.rows() > 0 ? net.layer_columns(layer, x_in.slice(0, 1)).numel() : 1;
+  const int64_t rows_per_slab =
+      std::clamp<int64_t>((int64_t(64) << 20) / (row_floats * int64_t(sizeof(float))), 1, std::max<int64_t>(1, chunk));
+  for (int64_t b = 0; b < x_in.rows(); b += rows_per_slab) {
+    const at::Tensor x = x_in.slice(b, std::min(rows_per_slab, x_in.rows() - b));
+    const at::Tensor cols = net.layer_columns(layer, x);  // [n, groups*k, L]
+    const int64_t n = x.size(0), positions = cols.size(2);
+    // [groups, k, n*L]: one column per output position of every image
+    const at::Tensor xg = cols.view({n, groups, k, positions}).permute({1, 2, 0, 3}).reshape({groups, k, -1});
+    const at::Tensor r = (net.layer_forward(layer, x, weight, bias) - y_target.slice(b, n))
+                             .reshape({n, groups, out_g, positions})
+                             .permute({1, 2, 0, 3})
+                             .reshape({groups, out_g, -1});
+    for (int64_t gi = 0; gi < groups; ++gi) {  // oneDNN's sgemm on CPUs (quant/gemm.hpp)
+      f.g64[gi] += mm_nt(xg[gi], xg[gi]).to(at::kDouble);
+      f.e64[gi] += mm_nt(r[gi], xg[gi]).to(at::kDouble);
+    }
+    sums[0] += r.to(at::kDouble).square().sum().item<double>();
+    sums[1] += static_cast<double>(n);
+    sums[2] += static_cast<double>(r.numel());
+  }
+  if (const mpi::Comm* comm = cooperating(share)) {
+    comm->allreduce_sum(f.g64);
+    comm->allreduce_sum(f.e64);
+    std::vector<double> v(sums, sums + 3);
+    comm->allreduce_sum(v);
+    std::copy(v.begin(), v.end(), sums);
+  }
+  f.r0 = sums[0];
+  f.images = sums[1];
+  f.outputs = sums[2];
+  f.g = f.g64.to(at::kFloat);
+  f.e = f.e64.to(at::kFloat);
+  return f;
+}
+
+at::Tensor LayerGram::change_error(const at::Tensor& w) const {
+  const at::Tensor d = w.reshape(e.sizes()) - weight.reshape(e.sizes());
+  return (at::bmm(d, g) * d).sum() + 2.0 * (d * e).sum();
+}
+
+at::Tensor LayerGram::change_error_grad(const at::Tensor& w) const {
+  torch::NoGradGuard ng;
+  const at::Tensor d = w.detach().reshape(e.sizes()) - weight.reshape(e.sizes());
+  at::Tensor dg = at::empty_like(d);
+  for (int64_t gi = 0; gi < d.size(0); ++gi) dg[gi].copy_(mm_nt(d[gi], g[gi]));  // G symmetric: D G = D G^T
+  return dg.add_(e).mul_(2.0).view(w.sizes());
+}
+
+double LayerGram::error(const at::Tensor& w) const {
+  torch::NoGradGuard ng;
+  const at::Tensor d = (w - weight).to(at::kDouble).reshape(e64.sizes());
+  return (at::bmm(d, g64) * d).sum().item<double>() + 2.0 * (d * e64).sum().item<double>() + r0;
+}
+
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
                               const config::AdaRoundConfig& cfg, uint64_t seed, const RowShare& share, int64_t chunk) {
@@ -98,6 +169,35 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
 
   AdaRoundResult r;
   const at::Tensor nearest = quantize_nearest(weight, grid);
+  const int64_t warm = static_cast<int64_t>(cfg.warmup * static_cast<double>(cfg.iters));
+  auto beta_at = [&](int64_t it) {  // linear decay after the warm-up (BRECQ)
+    const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(cfg.iters - warm));
+    return cfg.beta_start + (cfg.beta_end - cfg.beta_start) * t;
+  };
+  if (cfg.gram) {
+    // The whole set's loss every step, from its second moments (collective once, then the same steps on every rank).
+    const LayerGram f = layer_gram(net, layer, x_in, weight, bias, y_target, share, chunk);
+    r.mse_nearest = f.error(nearest) / std::max(1.0, f.outputs);
+    FusedAdam opt({v}, cfg.lr);
+    for (int64_t it = 0; it < cfg.iters; ++it) {
+      opt.zero_grad();
+      const at::Tensor h = rectified_sigmoid(v);
+      // The mean over images of the summed squared output error, the sampled loss's expectation: its gradient in
+      // the soft weight is 2 (D G + E) / images, fed to the soft weight's backward as sum(w~ * grad).
+      const at::Tensor w_soft = soft(h);
+      at::Tensor loss = (w_soft * f.change_error_grad(w_soft).div_(std::max(1.0, f.images))).sum();
+      if (it >= warm) loss = loss + cfg.reg * rounding_regularizer(h, beta_at(it));
+      loss.backward();
+      opt.step();
+    }
+    torch::NoGradGuard ng;
+    const at::Tensor h = rectified_sigmoid(v);
+    r.undecided = (h.gt(1e-3) & h.lt(1 - 1e-3)).to(at::kFloat).mean().item<double>();
+    r.weight = soft(v.ge(0).to(weight.dtype()));
+    r.flipped = r.weight.ne(nearest).to(at::kFloat).mean().item<double>();
+    r.mse_adaround = f.error(r.weight) / std::max(1.0, f.outputs);
+    return r;
+  }
   r.mse_nearest = layer_output_mse(net, layer, x_in, nearest, bias, y_target, share, chunk);
   FusedAdam opt({v}, cfg.lr);  // torch::optim::Adam's arithmetic, one pass (quant/adam.hpp)
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed * 7919 + static_cast<uint64_t>(layer));
@@ -105,7 +205,6 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
   const int64_t batch = std::min(cfg.batch, n);
   // With cooperating ranks: this rank's share of V's elements for the regulariser.
   const mpi::Share reg_part = comm ? mpi::share_of(v.numel(), comm->rank(), comm->size()) : mpi::Share{0, v.numel()};
-  const int64_t warm = static_cast<int64_t>(cfg.warmup * static_cast<double>(cfg.iters));
   for (int64_t it = 0; it < cfg.iters; ++it) {
     at::Tensor idx = at::randint(0, n, {batch}, gen);  // the global draw, the same on every rank
     if (comm) idx = idx.masked_select(idx.ge(share.first) & idx.lt(share.first + local)) - share.first;
@@ -119,10 +218,8 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
       loss = sq_error_sum(net.layer_forward(layer, xb, soft(h), bias), yb, at::Tensor()) / double(batch);
     }
     if (it >= warm) {
-      const double t = static_cast<double>(it - warm) / std::max<double>(1.0, double(cfg.iters - warm));
-      const double beta = cfg.beta_start + (cfg.beta_end - cfg.beta_start) * t;  // linear decay (BRECQ)
       const at::Tensor hr = comm ? h.view(-1).slice(0, reg_part.begin, reg_part.end) : h;
-      const at::Tensor reg = cfg.reg * rounding_regularizer(hr, beta);
+      const at::Tensor reg = cfg.reg * rounding_regularizer(hr, beta_at(it));
       loss = loss.defined() ? loss + reg : reg;
     }
     if (loss.defined()) loss.backward();

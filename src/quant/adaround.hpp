@@ -58,6 +58,32 @@ struct RowShare {
   const mpi::Comm* comm = nullptr;
 };
 
+// The layer's summed squared output error over every row as a quadratic form in the weight change D = W~ - W, group
+// by group (cfg.gram; docs/method.md section 12.7): sum_i ||W~ x_i + b - y_i||^2 = sum_g tr(D_g G_g D_g^T) +
+// 2 tr(D_g E_g) + r0, with X the patches the weight multiplies (Network::layer_columns), G_g = sum X_g X_g^T their
+// second moments, E_g = sum X_g R_g^T their correlation with the FP weight's residual R = W x + b - y, and
+// r0 = sum ||R||^2. D is small, so nothing large cancels: the form is as exact in float32 as the sampled loss.
+struct LayerGram {
+  at::Tensor weight;    // W, the FP weight the change is measured from
+  at::Tensor g;         // [groups, K, K], K = in/groups * kh * kw (float32)
+  at::Tensor e;         // [groups, out/groups, K]: E_g transposed, D's shape (float32)
+  at::Tensor g64, e64;  // the same in float64, for error()
+  double r0 = 0;        // sum of ||R||^2
+  double images = 0;    // rows, over every rank
+  double outputs = 0;   // output elements, over every rank (error() / outputs is the mean squared error)
+
+  // sum_g tr(D_g G_g D_g^T) + 2 tr(D_g E_g) for w = W + D: the summed squared error less r0, differentiable in w.
+  at::Tensor change_error(const at::Tensor& w) const;
+  // Its gradient in w, 2 (D G + E) in w's shape (not differentiable; oneDNN's sgemm on CPUs, quant/gemm.hpp).
+  at::Tensor change_error_grad(const at::Tensor& w) const;
+  // The summed squared error of w, r0 included, in float64.
+  double error(const at::Tensor& w) const;
+};
+// Sums G, E and r0 over the rows, `chunk` rows (fewer where their patches pass 64 MiB) at a time; collective over
+// share.comm (one all-reduce of G and E), so every rank holds the whole set's form.
+LayerGram layer_gram(const models::Network& net, int layer, const RowCache& x_in, const at::Tensor& weight,
+                     const at::Tensor& bias, const RowCache& y_target, const RowShare& share = {}, int64_t chunk = 256);
+
 // x_in: the layer's inputs from the (partially) quantized network; y_target: the FP layer's outputs for the FP
 // inputs; both N rows, in memory or spilled (RowCache). cfg: [quant.adaround] (iters, batch, reg, beta_start,
 // beta_end, warmup, lr; `enabled` is the caller's business). Mini-batches are drawn with replacement from a
@@ -65,6 +91,9 @@ struct RowShare {
 // Cooperative (collective over share.comm): every rank draws the same global mini-batch, computes the loss on the
 // rows it holds, and the gradients are summed over the ranks (one all-reduce per step; the regulariser is split
 // over them), so the result is one rank's up to floating-point summation order.
+// cfg.gram: every step takes the whole set's mean error instead, from layer_gram (the sampled loss's expectation:
+// no mini-batches, no seed), and the output errors reported come from the same form; after the one all-reduce of
+// the form every rank takes the same steps.
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
                               const config::AdaRoundConfig& cfg, uint64_t seed, const RowShare& share = {},

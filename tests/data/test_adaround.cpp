@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "eval/evaluate.hpp"
 #include "io/cifar10.hpp"
@@ -136,4 +139,72 @@ TEST(AdaRound, SpilledCacheGivesTheSameRounding) {
   EXPECT_FALSE(std::filesystem::exists(in_path));
   EXPECT_FALSE(std::filesystem::exists(out_path));
   std::filesystem::remove_all(dir);
+}
+
+// quant.adaround.gram: the quadratic form (LayerGram) against the plain sum of squared output errors computed with
+// the layer's own convolution, in float64, for a weight off the FP one, and its gradient against autograd's of that
+// sum; on real layers of every kind it must handle: resnet20's stem, a stride-2 conv and the classifier, and
+// mobilenet_v1_0.25's stem (TensorFlow SAME padding, stride 2), a depthwise conv (groups = channels) and a pointwise
+// one.
+TEST(AdaRound, GramFormIsTheLayersSquaredErrorAndItsGradient) {
+  at::set_num_threads(2);
+  for (const std::string arch : {"resnet20", "mobilenet_v1_0.25"}) {
+    auto net = models::build_network(arch, "arch");
+    net->load(models::read_checkpoint(test::data_path("models/" + models::arch_info(arch, "arch").weights_file)));
+    auto folded = net->folded();
+    const auto& in = folded->input();
+    torch::manual_seed(3);
+    const at::Tensor x =
+        arch == "resnet20"
+            ? folded->normalize(io::read_cifar10(test::data_path("cifar10/data_batch_1.bin"), 0, 40).images,
+                                folded->device())
+            : torch::randn({6, 3, in.height, in.width});
+    const std::vector<std::string> names =
+        arch == "resnet20" ? std::vector<std::string>{"conv1", "layer2.0.conv1", "linear"}
+                           : std::vector<std::string>{"conv1", "conv_dw_2", "conv_pw_2", "conv_preds"};
+    std::map<int, at::Tensor> inputs;
+    std::vector<int> layers;
+    for (const auto& name : names)
+      for (size_t l = 0; l < folded->layers().size(); ++l)
+        if (folded->layers()[l].name == name) layers.push_back(static_cast<int>(l));
+    ASSERT_EQ(layers.size(), names.size()) << arch;
+    models::ForwardHooks h;
+    h.layer_io = [&](int l, const at::Tensor& x_in, const at::Tensor&) { inputs[l] = x_in.clone(); };
+    {
+      torch::NoGradGuard ng;
+      folded->forward(x, &h);
+    }
+    for (const int layer : layers) {
+      const std::string& name = folded->layers()[static_cast<size_t>(layer)].name;
+      const at::Tensor w = folded->param(name + ".weight"), &b = folded->layer_bias(layer);
+      const at::Tensor x_in = inputs.at(layer);
+      // Targets off the layer's own output (as from the FP network when the inputs come from a quantized one), and
+      // a weight off the FP one by about a 4-bit grid step.
+      at::Tensor y, w_off;
+      {
+        torch::NoGradGuard ng;
+        const at::Tensor out = folded->layer_forward(layer, x_in, w, b);
+        y = out + 0.05 * out.std() * torch::randn_like(out);
+        w_off = w + 0.1 * w.abs().max() * torch::randn_like(w) / 8;
+      }
+      const quant::LayerGram f = quant::layer_gram(*folded, layer, quant::RowCache(x_in), w, b, quant::RowCache(y));
+      // the reference: the summed squared error with the layer's conv, and autograd's gradient of it
+      const at::Tensor wr = w_off.clone().requires_grad_(true);
+      const at::Tensor direct = (folded->layer_forward(layer, x_in, wr, b) - y).to(at::kDouble).square().sum();
+      direct.backward();
+      const double ref = direct.item<double>(), got = f.error(w_off);
+      const at::Tensor g_ref = wr.grad(), g_got = f.change_error_grad(w_off);
+      const double g_err = (g_got - g_ref).abs().max().item<double>() / g_ref.abs().max().item<double>();
+      const double change = f.change_error(w_off).item<double>() + f.r0;
+      std::printf(
+          "[ info     ] %s %s: squared error %.9g (form) vs %.9g (conv), rel %.2e; float32 form %.2e; "
+          "gradient rel %.2e\n",
+          arch.c_str(), name.c_str(), got, ref, std::abs(got - ref) / ref, std::abs(change - ref) / ref, g_err);
+      EXPECT_NEAR(got, ref, 1e-5 * ref) << arch << " " << name;
+      EXPECT_NEAR(change, ref, 1e-4 * ref) << arch << " " << name;
+      EXPECT_LT(g_err, 1e-4) << arch << " " << name;
+      EXPECT_EQ(f.images, static_cast<double>(x_in.size(0)));
+      EXPECT_EQ(f.outputs, static_cast<double>(y.numel()));
+    }
+  }
 }

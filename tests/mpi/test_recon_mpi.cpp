@@ -55,7 +55,8 @@ void expect_rounding_agrees(const std::string& summary, const std::vector<at::Te
 }
 }  // namespace
 
-TEST(AdaRoundMpi, CooperativePointMatchesOneRank) {
+// gram: quant.adaround.gram (the second-moment sums all-reduced once per layer instead of each step's gradient).
+static void adaround_point_matches_one_rank(bool gram) {
   const auto& w = test::world();
   at::set_num_threads(1);
   auto net = resnet20();
@@ -64,6 +65,7 @@ TEST(AdaRoundMpi, CooperativePointMatchesOneRank) {
   qc.act_observer = config::Observer::mse;
   qc.adaround.iters = 40;
   qc.adaround.batch = 12;
+  qc.adaround.gram = gram;
   quant::AdaRoundRun run;
   run.seed = 5;
   quant::AdaRoundQuantizer coop(*net, qc, run), alone(*net, qc, run);
@@ -83,10 +85,14 @@ TEST(AdaRoundMpi, CooperativePointMatchesOneRank) {
   }
   char summary[160];
   std::snprintf(summary, sizeof summary,
-                "adaround world %d: first layer error %.9g vs %.9g alone, worst range difference %.2e", w.size(),
-                e_coop, e_alone, worst_range);
+                "adaround%s world %d: first layer error %.9g vs %.9g alone, worst range difference %.2e",
+                gram ? " (gram)" : "", w.size(), e_coop, e_alone, worst_range);
   expect_rounding_agrees(summary, coop.weights(), alone.weights());
 }
+
+TEST(AdaRoundMpi, CooperativePointMatchesOneRank) { adaround_point_matches_one_rank(false); }
+
+TEST(AdaRoundMpi, CooperativeGramPointMatchesOneRank) { adaround_point_matches_one_rank(true); }
 
 TEST(ReconMpi, CooperativePointMatchesOneRank) {
   const auto& w = test::world();

@@ -191,6 +191,9 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
   EXPECT_EQ(error_of("[synth]\nmethod = \"genie\"\nclip = true\n"),
             "configs/t.toml [synth]: clip = true applies to the pixel-optimising methods; method is 'genie', "
             "expected zeroq, dsg or deepinversion");
+  EXPECT_EQ(error_of("[quant]\nprotocol = \"qdrop\"\n[quant.adaround]\ngram = true\n"),
+            "configs/t.toml [quant.adaround]: gram = true applies to protocol adaround (layer by layer, activations "
+            "in floating point); protocol is 'qdrop', expected adaround or gram = false");
   EXPECT_EQ(error_of("[synth]\nmethod = \"zeroq\"\ncrop = 4\n"),
             "configs/t.toml [synth]: crop = 4 applies to method deepinversion; method is 'zeroq', expected "
             "deepinversion or crop = 0");
