@@ -186,7 +186,8 @@ const Table<AdaRoundConfig>& adaround_table() {
       bool_field<S>("gram", &S::gram, false,
                     "protocol adaround: every step's loss over the whole calibration set, exactly, as a quadratic "
                     "form in the weight change through the layer inputs' second moments (summed once per layer), "
-                    "instead of over `batch` sampled images (docs/method.md section 12.7)",
+                    "instead of over `batch` sampled images (docs/method.md section 12.7); with lr 3e-2 a layer is "
+                    "3.9x faster on resnet20, top-1 level to W3A3 and higher at W2A4 (docs/campaigns.md section 9)",
                     v | kOnlyIfSet),
   };
   return t;

@@ -142,12 +142,18 @@ at::Tensor LayerGram::change_error(const at::Tensor& w) const {
   return (at::bmm(d, g) * d).sum() + 2.0 * (d * e).sum();
 }
 
-at::Tensor LayerGram::change_error_grad(const at::Tensor& w) const {
+at::Tensor LayerGram::change_error_grad(const at::Tensor& w, int64_t first) const {
   torch::NoGradGuard ng;
-  const at::Tensor d = w.detach().reshape(e.sizes()) - weight.reshape(e.sizes());
-  at::Tensor dg = at::empty_like(d);
-  for (int64_t gi = 0; gi < d.size(0); ++gi) dg[gi].copy_(mm_nt(d[gi], g[gi]));  // G symmetric: D G = D G^T
-  return dg.add_(e).mul_(2.0).view(w.sizes());
+  const int64_t out_g = e.size(1), k = e.size(2), n = w.size(0);
+  const at::Tensor d = w.detach().reshape({n, k}) - weight.reshape({-1, k}).slice(0, first, first + n);
+  const at::Tensor e_rows = e.reshape({-1, k});
+  at::Tensor grad = at::empty_like(d);
+  for (int64_t gi = first / out_g; gi < e.size(0) && gi * out_g < first + n; ++gi) {  // the groups the rows meet
+    const int64_t lo = std::max(first, gi * out_g), hi = std::min(first + n, (gi + 1) * out_g);
+    // G symmetric: D G = D G^T (oneDNN's sgemm on CPUs)
+    grad.slice(0, lo - first, hi - first).copy_(mm_nt(d.slice(0, lo - first, hi - first), g[gi]));
+  }
+  return grad.add_(e_rows.slice(0, first, first + n)).mul_(2.0).view(w.sizes());
 }
 
 double LayerGram::error(const at::Tensor& w) const {
@@ -175,25 +181,42 @@ AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::T
     return cfg.beta_start + (cfg.beta_end - cfg.beta_start) * t;
   };
   if (cfg.gram) {
-    // The whole set's loss every step, from its second moments (collective once, then the same steps on every rank).
+    // The whole set's loss every step, from its second moments (one all-reduce of them). The loss separates over
+    // output channels (each row of D has its own terms, and the regulariser is elementwise), so with cooperating
+    // ranks each takes the steps of its share of the channels alone and the rounded rows are gathered at the end.
     const LayerGram f = layer_gram(net, layer, x_in, weight, bias, y_target, share, chunk);
     r.mse_nearest = f.error(nearest) / std::max(1.0, f.outputs);
-    FusedAdam opt({v}, cfg.lr);
-    for (int64_t it = 0; it < cfg.iters; ++it) {
-      opt.zero_grad();
-      const at::Tensor h = rectified_sigmoid(v);
-      // The mean over images of the summed squared output error, the sampled loss's expectation: its gradient in
-      // the soft weight is 2 (D G + E) / images, fed to the soft weight's backward as sum(w~ * grad).
-      const at::Tensor w_soft = soft(h);
-      at::Tensor loss = (w_soft * f.change_error_grad(w_soft).div_(std::max(1.0, f.images))).sum();
-      if (it >= warm) loss = loss + cfg.reg * rounding_regularizer(h, beta_at(it));
-      loss.backward();
-      opt.step();
+    const mpi::Share rows = comm ? mpi::share_of(weight.size(0), comm->rank(), comm->size()) : mpi::Share{0, v.size(0)};
+    const at::Tensor floor_mine = w_floor.slice(0, rows.begin, rows.end),
+                     zp_mine = grid.zero_point.slice(0, rows.begin, rows.end),
+                     scale_mine = grid.scale.slice(0, rows.begin, rows.end);
+    auto soft_mine = [&](const at::Tensor& h) { return soft_weight(h, floor_mine, zp_mine, scale_mine, qmax); };
+    const at::Tensor v_mine = comm ? v.slice(0, rows.begin, rows.end).detach().clone().requires_grad_(true) : v;
+    if (rows.size() > 0) {
+      FusedAdam opt({v_mine}, cfg.lr);
+      for (int64_t it = 0; it < cfg.iters; ++it) {
+        opt.zero_grad();
+        const at::Tensor h = rectified_sigmoid(v_mine);
+        // The mean over images of the summed squared output error, the sampled loss's expectation: its gradient in
+        // the soft weight is 2 (D G + E) / images, fed to the soft weight's backward as sum(w~ * grad).
+        const at::Tensor w_soft = soft_mine(h);
+        at::Tensor loss = (w_soft * f.change_error_grad(w_soft, rows.begin).div_(std::max(1.0, f.images))).sum();
+        if (it >= warm) loss = loss + cfg.reg * rounding_regularizer(h, beta_at(it));
+        loss.backward();
+        opt.step();
+      }
     }
     torch::NoGradGuard ng;
-    const at::Tensor h = rectified_sigmoid(v);
-    r.undecided = (h.gt(1e-3) & h.lt(1 - 1e-3)).to(at::kFloat).mean().item<double>();
-    r.weight = soft(v.ge(0).to(weight.dtype()));
+    const at::Tensor h = rectified_sigmoid(v_mine);
+    const at::Tensor hard_mine = soft_mine(v_mine.ge(0).to(weight.dtype()));
+    double undecided = (h.gt(1e-3) & h.lt(1 - 1e-3)).sum().item<double>();
+    if (comm) {
+      undecided = comm->allreduce_sum(undecided);
+      r.weight = comm->allgatherv(hard_mine.contiguous()).view(weight.sizes());
+    } else {
+      r.weight = hard_mine;
+    }
+    r.undecided = undecided / static_cast<double>(weight.numel());
     r.flipped = r.weight.ne(nearest).to(at::kFloat).mean().item<double>();
     r.mse_adaround = f.error(r.weight) / std::max(1.0, f.outputs);
     return r;

@@ -74,8 +74,9 @@ struct LayerGram {
 
   // sum_g tr(D_g G_g D_g^T) + 2 tr(D_g E_g) for w = W + D: the summed squared error less r0, differentiable in w.
   at::Tensor change_error(const at::Tensor& w) const;
-  // Its gradient in w, 2 (D G + E) in w's shape (not differentiable; oneDNN's sgemm on CPUs, quant/gemm.hpp).
-  at::Tensor change_error_grad(const at::Tensor& w) const;
+  // Its gradient in w, 2 (D G + E) in w's shape (not differentiable; oneDNN's sgemm on CPUs, quant/gemm.hpp). w may
+  // hold only output channels first .. first + w.size(0) - 1 (the terms of a row of D involve that row alone).
+  at::Tensor change_error_grad(const at::Tensor& w, int64_t first = 0) const;
   // The summed squared error of w, r0 included, in float64.
   double error(const at::Tensor& w) const;
 };
@@ -93,7 +94,8 @@ LayerGram layer_gram(const models::Network& net, int layer, const RowCache& x_in
 // over them), so the result is one rank's up to floating-point summation order.
 // cfg.gram: every step takes the whole set's mean error instead, from layer_gram (the sampled loss's expectation:
 // no mini-batches, no seed), and the output errors reported come from the same form; after the one all-reduce of
-// the form every rank takes the same steps.
+// the form each rank takes the steps of its share of the output channels alone (the loss separates over them) and
+// the rounded rows are gathered, so the result is one rank's up to the summation order of the form's products.
 AdaRoundResult adaround_layer(const models::Network& net, int layer, const at::Tensor& weight, const at::Tensor& bias,
                               const WeightGrid& grid, const RowCache& x_in, const RowCache& y_target,
                               const config::AdaRoundConfig& cfg, uint64_t seed, const RowShare& share = {},

@@ -203,6 +203,12 @@ TEST(AdaRound, GramFormIsTheLayersSquaredErrorAndItsGradient) {
       EXPECT_NEAR(got, ref, 1e-5 * ref) << arch << " " << name;
       EXPECT_NEAR(change, ref, 1e-4 * ref) << arch << " " << name;
       EXPECT_LT(g_err, 1e-4) << arch << " " << name;
+      // A share of the output channels alone (what one of several cooperating ranks steps): the same rows.
+      const int64_t first = w.size(0) / 3, n = std::max<int64_t>(1, w.size(0) / 2);
+      const at::Tensor g_rows = f.change_error_grad(w_off.slice(0, first, first + n).clone(), first);
+      EXPECT_LT((g_rows - g_got.slice(0, first, first + n)).abs().max().item<double>(),
+                1e-5 * g_got.abs().max().item<double>())
+          << arch << " " << name << " rows " << first << ".." << first + n - 1;
       EXPECT_EQ(f.images, static_cast<double>(x_in.size(0)));
       EXPECT_EQ(f.outputs, static_cast<double>(y.numel()));
     }
