@@ -33,12 +33,4 @@ at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b) {
   return at::mm(a, b.t());
 }
 
-const char* gemm_backend() {
-#ifdef DSGQ_HAVE_DNNL
-  return "onednn";
-#else
-  return "aten";
-#endif
-}
-
 }  // namespace dsgq::quant

@@ -11,7 +11,4 @@ namespace dsgq::quant {
 // a [m, k] times b [n, k] transposed: [m, n], a's dtype and device.
 at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b);
 
-// "onednn" or "aten": where mm_nt's CPU float32 products go in this build.
-const char* gemm_backend();
-
 }  // namespace dsgq::quant

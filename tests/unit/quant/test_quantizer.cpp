@@ -1,7 +1,12 @@
-// src/quant/quantizer.cpp: the released code's fake quantizer and the affine one against its double reference.
+// src/quant/quantizer.cpp: the released code's fake quantizer and the affine one against its double reference;
+// src/quant/gemm.cpp against a float64 product.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <utility>
+#include <vector>
+
+#include "quant/gemm.hpp"
 #include "quant/quantizer.hpp"
 
 using namespace dsgq::quant;
@@ -57,4 +62,28 @@ TEST(FakeQuant, AffineMatchesReference) {
             .item<double>();
     EXPECT_TRUE(!(err1 > kAffineTol)) << "per-tensor bits " << bits << " err " << err1;
   }
+}
+
+// quant::mm_nt (oneDNN's sgemm for CPU float32 where the build has its header, else at::mm) against a float64
+// product: contiguous, strided (transposed views and column slices), one row, no rows, and float64 input.
+TEST(Gemm, MatchesAFloat64ProductForEveryLayout) {
+  torch::manual_seed(7);
+  const at::Tensor a = torch::randn({37, 150}), b = torch::randn({19, 150});
+  const at::Tensor at_ = torch::randn({150, 37}).t(), bt = torch::randn({150, 19}).t();  // rows not unit-stride
+  const at::Tensor wide = torch::randn({37, 300});
+  const std::vector<std::pair<at::Tensor, at::Tensor>> cases = {
+      {a, b}, {at_, bt}, {wide.slice(1, 100, 250), b}, {a.slice(0, 5, 6), b}, {a.slice(0, 0, 0), b}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& [x, y] = cases[i];
+    const at::Tensor got = dsgq::quant::mm_nt(x, y);
+    const at::Tensor ref = at::mm(x.to(at::kDouble), y.to(at::kDouble).t());
+    ASSERT_EQ(got.sizes(), ref.sizes()) << "case " << i;
+    EXPECT_EQ(got.scalar_type(), at::kFloat) << "case " << i;
+    if (ref.numel() == 0) continue;
+    const double err = (got.to(at::kDouble) - ref).abs().max().item<double>() / ref.abs().max().item<double>();
+    EXPECT_LT(err, 1e-5) << "case " << i;
+  }
+  const at::Tensor d = dsgq::quant::mm_nt(a.to(at::kDouble), b.to(at::kDouble));  // at::mm's path
+  EXPECT_EQ(d.scalar_type(), at::kDouble);
+  EXPECT_TRUE(d.allclose(at::mm(a.to(at::kDouble), b.to(at::kDouble).t())));
 }
