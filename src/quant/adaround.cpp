@@ -90,9 +90,7 @@ double layer_output_mse(const models::Network& net, int layer, const RowCache& x
 LayerGram layer_gram(const models::Network& net, int layer, const RowCache& x_in, const at::Tensor& weight,
                      const at::Tensor& bias, const RowCache& y_target, const RowShare& share, int64_t chunk) {
   torch::NoGradGuard ng;
-  const int64_t groups = net.layers()[static_cast<size_t>(layer)].kind == models::LayerSpec::Kind::conv
-                             ? net.layers()[static_cast<size_t>(layer)].groups
-                             : 1;
+  const int64_t groups = net.layers()[static_cast<size_t>(layer)].groups;  // 1 for linear layers
   const int64_t out_g = weight.size(0) / groups, k = weight.numel() / weight.size(0);
   const auto f64 = weight.options().dtype(at::kDouble);
   LayerGram f;
