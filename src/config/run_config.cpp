@@ -110,6 +110,11 @@ const Table<SynthConfig>& synth_table() {
           "diverse (per image and channel a random mean and scale, then a 5x5 smoothing; Sony MCT's "
           "DataInitType.Diverse)",
           id | kOnlyIfSet),
+      int_field<S>("lowres_iters", &S::lowres_iters, 0, 0, 1000000,
+                   "deepinversion: Adam steps before the `iters` ones in which the network sees the images "
+                   "average-pooled 2x2 (half the resolution; jitter and crop halved; a fresh Adam for the full-size "
+                   "steps): DeepInversion's multi-resolution setting; 0 = off (docs/method.md section 7.5)",
+                   id | kOnlyIfSet),
       float_field<S>("generator_lr", &S::generator_lr, 0.01, 0.0, 1e3,
                      "genie: Adam learning rate of the generator (x0.95 every 100 iterations)", id | kOnlyIfSet),
       int_field<S>("swing", &S::swing, 1, 0, 64,
@@ -301,6 +306,10 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
       throw InputError(t.where("crop") + " = " + std::to_string(y.crop) +
                        " applies to method deepinversion; method is " + quote_value(config::name(y.method)) +
                        ", expected deepinversion or crop = 0");
+    if (y.lowres_iters > 0 && y.method != SynthMethod::deepinversion)
+      throw InputError(t.where("lowres_iters") + " = " + std::to_string(y.lowres_iters) +
+                       " applies to method deepinversion; method is " + quote_value(config::name(y.method)) +
+                       ", expected deepinversion or lowres_iters = 0");
   } else if (name == "quant.adaround") {
     // qdrop rounds with [quant.adaround] too, but its units' losses pass through quantized activations, which no
     // second-moment form describes; zeroq ignores every [quant.adaround] key.

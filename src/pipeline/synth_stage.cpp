@@ -145,7 +145,7 @@ io::SynthMeta SynthStage::synth_meta(const mpi::Comm& comm) const {
   meta.created = io::utc_timestamp();
   meta.seed = y.seed;
   meta.world_size = comm.size();
-  meta.iterations = config::optimised(y.method) ? y.iters : 0;
+  meta.iterations = config::optimised(y.method) ? y.lowres_iters + y.iters : 0;  // the loss curve's length
   meta.n_images = y.n_images;
   meta.batch = y.batch;
   meta.channels = s.net->input().channels;

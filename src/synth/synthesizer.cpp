@@ -166,65 +166,77 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
   const config::SynthConfig& c = s_.cfg;
   if (c.clip) clip_to_image_range(net_.input(), x);
   x.requires_grad_(true);
-  torch::optim::Adam opt(std::vector<at::Tensor>{x}, torch::optim::AdamOptions(s_.lr));
-  PlateauConfig pc;
-  pc.patience = s_.patience;
-  Plateau plateau(s_.lr, pc);
-  Progress progress(s_.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s_.n_batches()), "iter",
-                    c.iters);
-  LossValue value;
   const bool di = objective_.config().deepinversion;
-  at::Tensor best;  // deepinversion keeps the iterate with the lowest loss (taken before its step)
+  const std::string what = s_.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s_.n_batches());
+  // deepinversion with lowres_iters > 0 (docs/method.md section 7.5): first that many steps on the images pooled to
+  // half their size, then `iters` at full size with a fresh Adam, as DeepInversion's multi-resolution setting.
+  // Iteration numbers (the random draws', the loss curve's) run on across both phases.
+  const int64_t lowres = di ? c.lowres_iters : 0, total = lowres + c.iters;
+  LossValue value;
+  at::Tensor best;  // deepinversion keeps the full-size iterate with the lowest loss (taken before its step)
   double best_loss = INFINITY;
-  ConvergenceStop stop(c.stop_rtol, c.stop_window);
-  bool converged = false;
-  for (int64_t it = 0; it < c.iters && !converged; ++it) {
-    opt.zero_grad();
-    if (objective_.config().official) slice.roll = draw_roll(static_cast<uint64_t>(c.seed), b, it);
-    if (objective_.config().sci_weight > 0)
-      slice.sci_gauss =
-          draw_sci_gauss(static_cast<uint64_t>(c.seed), b, it, slice.global_batch, x.size(1), x.size(2), x.size(3))
-              .to(x.device());
-    if (di) {
-      if (c.crop > 0) {
-        slice.crop_pad = c.crop;
-        slice.crop_index = draw_crop_index(static_cast<uint64_t>(c.seed), slice.first_global, x.size(0), it, x.size(2),
-                                           x.size(3), c.crop, c.flip)
-                               .to(x.device());
-      } else {
-        const Jitter j = draw_jitter(static_cast<uint64_t>(c.seed), b, it, c.jitter, c.flip);
-        slice.jitter_h = j.h;
-        slice.jitter_w = j.w;
-        slice.flip = j.flip;
+  ConvergenceStop stop(c.stop_rtol, c.stop_window);  // fed the full-size steps only
+  int64_t it = 0;
+  for (const bool half : {true, false}) {
+    const int64_t phase_end = half ? lowres : total;
+    if (it >= phase_end) continue;
+    const int64_t scale = half ? 2 : 1;
+    torch::optim::Adam opt(std::vector<at::Tensor>{x}, torch::optim::AdamOptions(s_.lr));
+    PlateauConfig pc;
+    pc.patience = s_.patience;
+    Plateau plateau(s_.lr, pc);
+    Progress progress(what + (half ? " (half size)" : ""), "iter", phase_end - it);
+    const int64_t phase_begin = it;
+    bool converged = false;
+    for (; it < phase_end && !converged; ++it) {
+      opt.zero_grad();
+      const at::Tensor xin = half ? at::avg_pool2d(x, {2, 2}) : x;
+      if (objective_.config().official) slice.roll = draw_roll(static_cast<uint64_t>(c.seed), b, it);
+      if (objective_.config().sci_weight > 0)
+        slice.sci_gauss =
+            draw_sci_gauss(static_cast<uint64_t>(c.seed), b, it, slice.global_batch, x.size(1), x.size(2), x.size(3))
+                .to(x.device());
+      if (di) {
+        if (c.crop > 0) {
+          slice.crop_pad = c.crop / scale;
+          slice.crop_index = draw_crop_index(static_cast<uint64_t>(c.seed), slice.first_global, xin.size(0), it,
+                                             xin.size(2), xin.size(3), slice.crop_pad, c.flip)
+                                 .to(x.device());
+        } else {
+          const Jitter j = draw_jitter(static_cast<uint64_t>(c.seed), b, it, c.jitter / scale, c.flip);
+          slice.jitter_h = j.h;
+          slice.jitter_w = j.w;
+          slice.flip = j.flip;
+        }
       }
+      const at::Tensor loss = objective_.evaluate(xin, slice, &value);
+      check_finite(value, s_.label, b, it);
+      r.loss_curve.push_back(static_cast<float>(value.total));
+      if (di && !half && value.total < best_loss) {
+        best_loss = value.total;
+        best = x.detach().clone();
+      }
+      if (!half) converged = stop.update(value.total);
+      loss.backward();
+      opt.step();
+      if (c.clip) clip_to_image_range(net_.input(), x);
+      const double lr = di ? s_.lr : plateau.step(value.total);  // deepinversion: constant lr
+      for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "loss %.6g (", value.total);
+      std::string line = buf;
+      for (const auto& [name, v] : value.terms) {
+        std::snprintf(buf, sizeof buf, "%s %.4g ", name.c_str(), v);
+        line += buf;
+      }
+      std::snprintf(buf, sizeof buf, ") lr %.3g", lr);
+      progress.update(it + 1 - phase_begin, line + buf);
     }
-    const at::Tensor loss = objective_.evaluate(x, slice, &value);
-    check_finite(value, s_.label, b, it);
-    r.loss_curve.push_back(static_cast<float>(value.total));
-    if (di && value.total < best_loss) {
-      best_loss = value.total;
-      best = x.detach().clone();
-    }
-    converged = stop.update(value.total);
-    loss.backward();
-    opt.step();
-    if (c.clip) clip_to_image_range(net_.input(), x);
-    const double lr = di ? s_.lr : plateau.step(value.total);  // deepinversion: constant lr
-    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "loss %.6g (", value.total);
-    std::string line = buf;
-    for (const auto& [name, v] : value.terms) {
-      std::snprintf(buf, sizeof buf, "%s %.4g ", name.c_str(), v);
-      line += buf;
-    }
-    std::snprintf(buf, sizeof buf, ") lr %.3g", lr);
-    progress.update(it + 1, line + buf);
   }
   r.images = di ? best : x.detach();
   r.loss = di ? best_loss : value.total;
-  stop.finish(r.loss_curve, c.iters,
-              s_.label + " batch " + std::to_string(b + 1) + "/" + std::to_string(s_.n_batches()));
+  stop.finish(r.loss_curve, c.iters, what);  // logs an early stop
+  pad_loss_curve(r.loss_curve, total);
 }
 
 }  // namespace dsgq::synth

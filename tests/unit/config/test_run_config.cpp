@@ -198,6 +198,11 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
             "configs/t.toml [synth]: crop = 4 applies to method deepinversion; method is 'zeroq', expected "
             "deepinversion or crop = 0");
   EXPECT_EQ(error_of("[synth]\ncrop = -1\n"), "configs/t.toml [synth]: crop = '-1' is out of range; expected 0..1024");
+  EXPECT_EQ(error_of("[synth]\nmethod = \"dsg\"\nlowres_iters = 100\n"),
+            "configs/t.toml [synth]: lowres_iters = 100 applies to method deepinversion; method is 'dsg', expected "
+            "deepinversion or lowres_iters = 0");
+  EXPECT_EQ(error_of("[synth]\nlowres_iters = -1\n"),
+            "configs/t.toml [synth]: lowres_iters = '-1' is out of range; expected 0..1000000");
 }
 
 TEST(RunConfig, OverrideErrorsNameTheOverride) {
