@@ -4,6 +4,7 @@
 #include <regex>
 #include <sstream>
 #include <type_traits>
+#include <utility>
 
 #include "config/field_table.hpp"
 #include "config/toml_section.hpp"
@@ -302,14 +303,11 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
         y.method != SynthMethod::deepinversion)
       throw InputError(t.where("clip") + " = true applies to the pixel-optimising methods; method is " +
                        quote_value(config::name(y.method)) + ", expected zeroq, dsg or deepinversion");
-    if (y.crop > 0 && y.method != SynthMethod::deepinversion)
-      throw InputError(t.where("crop") + " = " + std::to_string(y.crop) +
-                       " applies to method deepinversion; method is " + quote_value(config::name(y.method)) +
-                       ", expected deepinversion or crop = 0");
-    if (y.lowres_iters > 0 && y.method != SynthMethod::deepinversion)
-      throw InputError(t.where("lowres_iters") + " = " + std::to_string(y.lowres_iters) +
-                       " applies to method deepinversion; method is " + quote_value(config::name(y.method)) +
-                       ", expected deepinversion or lowres_iters = 0");
+    // deepinversion's integer keys that are off at 0
+    for (const auto& [key, value] : {std::pair<const char*, int64_t>{"crop", y.crop}, {"lowres_iters", y.lowres_iters}})
+      if (value > 0 && y.method != SynthMethod::deepinversion)
+        throw InputError(t.where(key) + " = " + std::to_string(value) + " applies to method deepinversion; method is " +
+                         quote_value(config::name(y.method)) + ", expected deepinversion or " + key + " = 0");
   } else if (name == "quant.adaround") {
     // qdrop rounds with [quant.adaround] too, but its units' losses pass through quantized activations, which no
     // second-moment form describes; zeroq ignores every [quant.adaround] key.
