@@ -27,6 +27,8 @@ class TomlSection {
   std::string get_enum(const std::string& key, const std::string& def, const std::vector<std::string>& allowed);
   // A nested table (`key = { ... }` or [section.key]); absent = every key takes its default.
   TomlSection sub(const std::string& key);
+  // Whether the file or a --set gave this key (a default is resolved from what the user left out).
+  bool has(const std::string& key) const { return table_ && table_->contains(key); }
   // Throws InputError for the first key never asked for, listing the keys this section knows.
   void reject_unread() const;
 

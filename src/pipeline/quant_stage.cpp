@@ -65,6 +65,9 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
         extra.push_back("dsgq");
       else if (y.init == config::SynthInit::diverse)
         extra.push_back("diverse start");
+      // half-size steps get their own row: sets of 500 full-size steps (the default before 2026-12-05) stay apart
+      if (y.lowres_iters > 0)
+        extra.push_back("lowres " + std::to_string(y.lowres_iters) + "+" + std::to_string(y.iters));
     }
     if (y.method == SynthMethod::dsg) {
       if (!y.lse) extra.push_back("no LSE");

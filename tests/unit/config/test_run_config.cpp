@@ -244,10 +244,13 @@ TEST(RunConfig, EveryReferenceKeyOverridesAndRoundTripsThroughToml) {
     const auto got = all_values(cfg);
     ASSERT_EQ(got.size(), defaults.size());
     for (size_t j = 0; j < got.size(); ++j) {
-      // Only the key itself changes (but the protocol also picks the act_observer that auto resolves to).
+      // Only the key itself changes (but the protocol also picks the act_observer that auto resolves to, and the
+      // method, iters and lowres_iters pick deepinversion's default schedule or leave it).
+      static const std::set<std::string> schedule = {"synth.method", "synth.iters", "synth.lowres_iters", "synth.lr"};
       if (j == i) {
         EXPECT_EQ(got[j].second, show(s.value));
-      } else if (dotted != "quant.protocol" || got[j].first != "quant.act_observer") {
+      } else if ((dotted != "quant.protocol" || got[j].first != "quant.act_observer") &&
+                 !(schedule.count(dotted) && schedule.count(got[j].first))) {
         EXPECT_EQ(got[j], defaults[j]);
       }
     }
@@ -311,6 +314,54 @@ TEST(RunConfig, AdaRoundVariantFieldsInOrder) {
   EXPECT_EQ(show(f[1].value), "bool false");
   EXPECT_EQ(show(f[2].value), "int 9");
   EXPECT_EQ(f[0].point, "first_last_bits");
+}
+
+// deepinversion with neither iters nor lowres_iters given runs 400 half-size + 100 full-size steps; either key given
+// (or another method) keeps the plain defaults, so a set of 500 full-size steps keeps its identity; the schedule
+// also takes lr 0.08 unless lr is given.
+TEST(RunConfig, DeepInversionDefaultScheduleOnlyWhenNeitherKeyIsGiven) {
+  const dsgq::test::ScopedEnv data("DSGQ_DATA", "/d");  // ${DSGQ_DATA} defaults expand without the real data folder
+  using dsgq::config::fields_with;
+  using dsgq::config::kSynthIdentity;
+  const auto identity = [](const dsgq::config::RunConfig& c) {
+    std::string out;
+    for (const auto& f : fields_with(c, kSynthIdentity)) out += f.section + "." + f.key + "=" + show(f.value) + "\n";
+    return out;
+  };
+  const auto steps = [](const dsgq::config::RunConfig& c) {
+    return std::make_pair(c.synth.lowres_iters, c.synth.iters);
+  };
+  const auto lr = [](const std::vector<std::string>& sets) { return parse_run_config("", "t.toml", sets).synth.lr; };
+  const auto def = parse_run_config("", "t.toml", {});
+  EXPECT_EQ(def.synth.method, dsgq::config::SynthMethod::deepinversion);
+  EXPECT_EQ(steps(def), std::make_pair(int64_t{400}, int64_t{100}));
+  EXPECT_EQ(steps(parse_run_config("[synth]\nmethod = \"deepinversion\"\n", "t.toml", {})), steps(def));
+  const auto full = parse_run_config("", "t.toml", {"synth.iters=500"});
+  EXPECT_EQ(steps(full), std::make_pair(int64_t{0}, int64_t{500}));
+  EXPECT_EQ(steps(parse_run_config("[synth]\niters = 200\n", "t.toml", {})), std::make_pair(int64_t{0}, int64_t{200}));
+  EXPECT_EQ(steps(parse_run_config("", "t.toml", {"synth.lowres_iters=300"})),
+            std::make_pair(int64_t{300}, int64_t{500}));
+  EXPECT_EQ(steps(parse_run_config("", "t.toml", {"synth.lowres_iters=0"})), std::make_pair(int64_t{0}, int64_t{500}));
+  EXPECT_EQ(steps(parse_run_config("", "t.toml", {"synth.method=dsg"})), std::make_pair(int64_t{0}, int64_t{500}));
+  EXPECT_EQ(steps(parse_run_config("", "t.toml", {"synth.method=genie"})), std::make_pair(int64_t{0}, int64_t{500}));
+  // The schedule's lr 0.08 unless lr is given; outside the schedule 0 (the method's own, deepinversion 0.1).
+  EXPECT_EQ(lr({}), 0.08);
+  EXPECT_EQ(lr({"synth.lr=0.2"}), 0.2);
+  EXPECT_EQ(steps(parse_run_config("", "t.toml", {"synth.lr=0.2"})), steps(def));
+  EXPECT_EQ(lr({"synth.iters=500"}), 0.0);
+  EXPECT_EQ(lr({"synth.lowres_iters=400"}), 0.0);
+  EXPECT_EQ(lr({"synth.method=dsg"}), 0.0);
+  // The identity holds the steps run: the default schedule's differs from 500 full-size steps', which is the
+  // identity such sets had before the schedule existed (iters = 500, lowres_iters left out at 0).
+  EXPECT_NE(identity(def).find("synth.lowres_iters=int 400"), std::string::npos) << identity(def);
+  EXPECT_NE(identity(def).find("synth.iters=int 100"), std::string::npos) << identity(def);
+  EXPECT_NE(identity(def).find("synth.lr=float 0.08"), std::string::npos) << identity(def);
+  EXPECT_EQ(identity(full).find("lowres_iters"), std::string::npos) << identity(full);
+  EXPECT_NE(identity(full).find("synth.iters=int 500"), std::string::npos) << identity(full);
+  // Once resolved, resolved.toml reads back to the same steps and lr.
+  EXPECT_EQ(steps(parse_run_config(dsgq::config::to_toml(def), "resolved.toml", {})), steps(def));
+  EXPECT_EQ(parse_run_config(dsgq::config::to_toml(def), "resolved.toml", {}).synth.lr, 0.08);
+  EXPECT_EQ(steps(parse_run_config(dsgq::config::to_toml(full), "resolved.toml", {})), steps(full));
 }
 
 // act_observer = "auto" is resolved when the config is read: mse under the adaround protocol, ema under zeroq;
