@@ -287,12 +287,13 @@ void apply_defaults(S& s, const Table<S>& table) {
   for (const auto& f : table) f.set_default(s);
 }
 
-// Checks that involve more than one key's range, after a section's keys are read.
 // deepinversion's default schedule when neither [synth] iters nor lowres_iters is given (docs/method.md section 7.5):
 // the steps, and the Adam learning rate unless lr is given.
 constexpr int64_t kDeepInversionLowresIters = 400, kDeepInversionFullIters = 100;
 constexpr double kDeepInversionScheduleLr = 0.08;
 
+// Checks that involve more than one key's range, after a section's keys are read (and the defaults resolved from
+// what was left out).
 void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t) {
   if (name == "quant") {
     QuantConfig& q = cfg.quant;
@@ -310,7 +311,7 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
     SynthConfig& y = cfg.synth;
     // deepinversion's schedule: with neither iters nor lowres_iters given, 400 half-size steps and then 100 full-size
     // ones at lr 0.08 (docs/method.md section 7.5: the statistics and quantized accuracy of 500 full-size steps at lr
-    // 0.1, 3x faster). Resolved here, so a set's identity holds what it ran and the sets made with 500 full-size
+    // 0.1, about 3x faster). Resolved here, so a set's identity holds what it ran and the sets made with 500 full-size
     // steps before the schedule existed keep their keys (iters = 500 given, or lowres_iters = 0, makes them again).
     if (y.method == SynthMethod::deepinversion && !t.has("iters") && !t.has("lowres_iters")) {
       y.lowres_iters = kDeepInversionLowresIters;
