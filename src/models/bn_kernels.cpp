@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -298,6 +299,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_eval_with_moments(const at::Te
   const auto [alpha, beta] = bn_affine(weight, bias, running_mean, running_var, eps);
   const auto out = BnMomentsFn::apply(x, alpha, beta);
   return {out[0], out[1], out[2]};
+}
+
+int kernel_threads(int64_t work) {
+  std::atomic<uint64_t> seen{0};
+  at::parallel_for(0, work, 1, [&](int64_t, int64_t) { seen |= uint64_t(1) << (at::get_thread_num() % 64); });
+  return __builtin_popcountll(seen.load());
 }
 
 }  // namespace dsgq::models

@@ -32,4 +32,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_eval_with_moments(const at::Te
                                                                     const at::Tensor& running_mean,
                                                                     const at::Tensor& running_var, double eps);
 
+// The threads at::parallel_for gives dsgq's own kernels for a loop of `work` iterations with grain 1: up to
+// at::get_num_threads() where they are built with OpenMP (CMakeLists.txt, DSGQ_OPENMP), else 1.
+int kernel_threads(int64_t work);
+
 }  // namespace dsgq::models

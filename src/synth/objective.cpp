@@ -21,6 +21,37 @@ Objective::Objective(const models::Network& net, ObjectiveConfig cfg, const mpi:
   DSGQ_CHECK(!(cfg_.batch_stats && (cfg_.lse || cfg_.official)), "batch statistics exclude LSE and the official form");
   DSGQ_CHECK(!(cfg_.deepinversion && (cfg_.sda || cfg_.lse || cfg_.official || cfg_.batch_stats)),
              "deepinversion has its own terms only");
+  if (!cfg_.deepinversion) return;
+  std::vector<int64_t> sum_idx, sq_idx, layer_of, pad_pos;
+  std::vector<at::Tensor> rm, rv;
+  for (const auto& bn : net_.bns()) {
+    rm.push_back(net_.param(bn.name + ".running_mean").to(at::kDouble));
+    rv.push_back(net_.param(bn.name + ".running_var").to(at::kDouble));
+    di_bn_.max_channels = std::max(di_bn_.max_channels, rm.back().numel());
+  }
+  int64_t off = 0;
+  for (int64_t l = 0; l < n_layers_; ++l) {
+    const int64_t C = rm[static_cast<size_t>(l)].numel();
+    for (int64_t c = 0; c < C; ++c) {
+      sum_idx.push_back(off + c);
+      sq_idx.push_back(off + C + c);
+      layer_of.push_back(l);
+      pad_pos.push_back(l * di_bn_.max_channels + c);
+    }
+    off += 2 * C;
+  }
+  const auto on_device = [&](const std::vector<int64_t>& v) {
+    return torch::tensor(v, torch::kLong).to(net_.device());
+  };
+  di_bn_.sum_idx = on_device(sum_idx);
+  di_bn_.sq_idx = on_device(sq_idx);
+  di_bn_.layer_of = on_device(layer_of);
+  di_bn_.pad_pos = on_device(pad_pos);
+  di_bn_.running_mean = torch::cat(rm).to(net_.device());
+  di_bn_.running_var = torch::cat(rv).to(net_.device());
+  std::vector<double> w(static_cast<size_t>(n_layers_), 1.0);
+  if (!w.empty()) w[0] = cfg_.first_bn_weight;
+  di_bn_.weight = torch::tensor(w, torch::kDouble).to(net_.device());
 }
 
 int64_t Objective::lse_layer(int64_t dataset_index, int64_t batch_position) const {
@@ -252,21 +283,21 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
   const BatchSums bs = batch_sums(net_, xj, B, /*with_input=*/false, comm_);
 
   // Batch statistics against the running ones: ||var - running_var||_2 + ||mean - running_mean||_2 per layer, the
-  // variance biased, the first layer weighted by first_bn_weight. Global (the same on every rank).
-  at::Tensor bn = torch::zeros({}, bs.global.options());
-  int64_t off = 0;
-  for (size_t l = 0; l < bs.counts.size(); ++l) {
-    const int64_t C = bs.channels[l];
-    const double N = static_cast<double>(bs.counts[l]);
-    const at::Tensor mean = bs.global.slice(0, off, off + C) / N;
-    const at::Tensor var = bs.global.slice(0, off + C, off + 2 * C) / N - mean.square();
-    off += 2 * C;
-    const std::string& name = net_.bns()[l].name;
-    const at::Tensor rm = net_.param(name + ".running_mean").to(at::kDouble);
-    const at::Tensor rv = net_.param(name + ".running_var").to(at::kDouble);
-    const at::Tensor r = (var - rv).norm() + (mean - rm).norm();
-    bn = bn + (l == 0 ? cfg_.first_bn_weight : 1.0) * r;
-  }
+  // variance biased, the first layer weighted by first_bn_weight. Global (the same on every rank). All layers at once:
+  // the per-layer norms are the row norms of a [L, C_max] matrix padded with zeros.
+  DSGQ_CHECK(static_cast<int64_t>(bs.counts.size()) == n_layers_, "one set of batch sums per BN layer");
+  const BnTerm& t = di_bn_;
+  std::vector<double> counts(bs.counts.begin(), bs.counts.end());
+  const at::Tensor N = torch::tensor(counts, torch::kDouble).to(bs.global.device()).index_select(0, t.layer_of);
+  const at::Tensor mean = bs.global.index_select(0, t.sum_idx) / N;
+  const at::Tensor var = bs.global.index_select(0, t.sq_idx) / N - mean.square();
+  const auto row_norms = [&](const at::Tensor& d) {
+    return torch::zeros({n_layers_ * t.max_channels}, d.options())
+        .index_copy(0, t.pad_pos, d)
+        .view({n_layers_, t.max_channels})
+        .norm(2, 1);
+  };
+  const at::Tensor bn = ((row_norms(var - t.running_var) + row_norms(mean - t.running_mean)) * t.weight).sum();
 
   // This rank's shares of the other terms (sums over its images; the global means divide by B or the global count).
   const at::Tensor ce = torch::nn::functional::cross_entropy(
@@ -274,21 +305,28 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
   // The priors on the images themselves when cropping (a black border is not the image's), else on the shifted ones.
   const at::Tensor& px = slice.crop_index.defined() ? x : xj;
   const int64_t H = px.size(2), W = px.size(3), C = px.size(1);
-  const at::Tensor diffs[4] = {px.slice(3, 0, W - 1) - px.slice(3, 1, W), px.slice(2, 0, H - 1) - px.slice(2, 1, H),
-                               px.slice(2, 1, H).slice(3, 0, W - 1) - px.slice(2, 0, H - 1).slice(3, 1, W),
-                               px.slice(2, 0, H - 1).slice(3, 0, W - 1) - px.slice(2, 1, H).slice(3, 1, W)};
-  const double per_image[4] = {double(C * H * (W - 1)), double(C * (H - 1) * W), double(C * (H - 1) * (W - 1)),
-                               double(C * (H - 1) * (W - 1))};
+  // A term whose weight is 0 is neither computed nor listed (the defaults leave TV-L1 and L2 off).
   at::Tensor tv_l1 = torch::zeros({}, x.options());
-  for (int k = 0; k < 4; ++k) tv_l1 = tv_l1 + diffs[k].abs().sum() / (per_image[k] * double(B) * 255.0);
+  if (cfg_.tv_l1 != 0) {
+    const at::Tensor diffs[4] = {px.slice(3, 0, W - 1) - px.slice(3, 1, W), px.slice(2, 0, H - 1) - px.slice(2, 1, H),
+                                 px.slice(2, 1, H).slice(3, 0, W - 1) - px.slice(2, 0, H - 1).slice(3, 1, W),
+                                 px.slice(2, 0, H - 1).slice(3, 0, W - 1) - px.slice(2, 1, H).slice(3, 1, W)};
+    const double per_image[4] = {double(C * H * (W - 1)), double(C * (H - 1) * W), double(C * (H - 1) * (W - 1)),
+                                 double(C * (H - 1) * (W - 1))};
+    for (int k = 0; k < 4; ++k) tv_l1 = tv_l1 + diffs[k].abs().sum() / (per_image[k] * double(B) * 255.0);
+  }
   double tv_l2_global = 0;
-  const at::Tensor tv_l2_surrogate = tv_l2(px, comm_, tv_l2_global, slice.crop_index.defined() ? &slice : nullptr);
-  const at::Tensor l2 = px.reshape({n, -1}).norm(2, 1).sum() / double(B);
+  at::Tensor tv_l2_surrogate = torch::zeros({}, x.options());
+  if (cfg_.tv_l2 != 0) tv_l2_surrogate = tv_l2(px, comm_, tv_l2_global, slice.crop_index.defined() ? &slice : nullptr);
+  const at::Tensor l2 = cfg_.l2 != 0 ? px.reshape({n, -1}).norm(2, 1).sum() / double(B) : torch::zeros({}, x.options());
 
   std::vector<double> local = {ce.item<double>() / double(B), tv_l1.item<double>(), l2.item<double>()};
   comm_.allreduce_sum(local);
   const double bn_value = bn.item<double>();
-  value->terms = {{"ce", local[0]}, {"bn", bn_value}, {"tv_l2", tv_l2_global}, {"tv_l1", local[1]}, {"l2", local[2]}};
+  value->terms = {{"ce", local[0]}, {"bn", bn_value}};
+  if (cfg_.tv_l2 != 0) value->terms.push_back({"tv_l2", tv_l2_global});
+  if (cfg_.tv_l1 != 0) value->terms.push_back({"tv_l1", local[1]});
+  if (cfg_.l2 != 0) value->terms.push_back({"l2", local[2]});
   value->total = cfg_.ce_weight * local[0] + cfg_.bn_weight * bn_value + cfg_.tv_l2 * tv_l2_global +
                  cfg_.tv_l1 * local[1] + cfg_.l2 * local[2];
   return cfg_.ce_weight * ce / double(B) + cfg_.bn_weight * bn.to(x.scalar_type()) + cfg_.tv_l2 * tv_l2_surrogate +

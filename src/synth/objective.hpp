@@ -45,7 +45,8 @@ struct BatchSlice {
 
 struct LossValue {
   double total = 0;
-  // "bn", "input", official "ce", "tv", "l2", and "sci" when on; deepinversion "ce", "bn", "tv_l2", "tv_l1", "l2"
+  // "bn", "input", official "ce", "tv", "l2", and "sci" when on; deepinversion "ce", "bn" and those of
+  // "tv_l2", "tv_l1", "l2" whose weight is not 0
   std::vector<std::pair<std::string, double>> terms;
 };
 
@@ -71,6 +72,14 @@ class Objective {
   ObjectiveConfig cfg_;
   const mpi::Comm& comm_;
   int64_t n_layers_;
+  // deepinversion: the BN term over all layers at once (a few ops per step instead of a dozen per layer), built in the
+  // constructor on the network's device: where each layer's sums and sums of squares lie in the all-reduced vector
+  // (sum_idx, sq_idx), each channel's layer (layer_of) and its place in a [L, C_max] zero-padded matrix (pad_pos),
+  // the running statistics concatenated in double, and the layers' weights (first_bn_weight, then 1).
+  struct BnTerm {
+    at::Tensor sum_idx, sq_idx, layer_of, pad_pos, running_mean, running_var, weight;
+    int64_t max_channels = 0;
+  } di_bn_;
 };
 
 inline constexpr int64_t kOfficialLseLayers = 20;  // hard-coded in the released code (ResNet-18's BN count)

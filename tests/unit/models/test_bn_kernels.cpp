@@ -89,6 +89,16 @@ TEST(BnKernels, SameBytesForAnyThreadCount) {
   EXPECT_TRUE(g1.equal(g2));
 }
 
+// The kernels' at::parallel_for is a header template: without OpenMP in their translation units it runs serially
+// whatever --threads says (as it did, unnoticed, until this test). Built with OpenMP, a loop of 64 planes takes both.
+TEST(BnKernels, KernelsUseTheThreadsGiven) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  const int used = models::kernel_threads(64);
+  at::set_num_threads(before);
+  EXPECT_EQ(used, DSGQ_KERNELS_OPENMP ? 2 : 1);
+}
+
 TEST(BnKernels, FusedBatchNormMatchesBatchNormAndItsGradient) {
   const at::Tensor x0 = offset_features({3, 6, 8, 5}, 3);
   const at::Tensor w = torch::rand({6}) + 0.5, b = torch::randn({6}), m = torch::randn({6}), v = torch::rand({6}) + 0.1;
