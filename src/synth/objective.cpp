@@ -47,8 +47,11 @@ Objective::Objective(const models::Network& net, ObjectiveConfig cfg, const mpi:
   di_bn_.sq_idx = on_device(sq_idx);
   di_bn_.layer_of = on_device(layer_of);
   di_bn_.pad_pos = on_device(pad_pos);
-  di_bn_.running_mean = torch::cat(rm).to(net_.device());
-  di_bn_.running_var = torch::cat(rv).to(net_.device());
+  const auto joined = [&](const std::vector<at::Tensor>& v) {  // a network without BN: no terms, an empty vector
+    return (v.empty() ? torch::zeros({0}, torch::kDouble) : torch::cat(v)).to(net_.device());
+  };
+  di_bn_.running_mean = joined(rm);
+  di_bn_.running_var = joined(rv);
   std::vector<double> w(static_cast<size_t>(n_layers_), 1.0);
   if (!w.empty()) w[0] = cfg_.first_bn_weight;
   di_bn_.weight = torch::tensor(w, torch::kDouble).to(net_.device());
