@@ -8,6 +8,7 @@
 #include "core/threads.hpp"
 #include "mpi/nccl.hpp"
 #include "pipeline/device.hpp"
+#include "models/bn_kernels.hpp"
 #include "models/registry.hpp"
 
 namespace dsgq::pipeline {
@@ -20,6 +21,12 @@ Runtime setup_runtime(const config::RunConfig& cfg, const CommonArgs& args, cons
   rt.threads = tc.threads;
   rt.threads_source = args.threads > 0 ? "--threads" : cfg.runtime.threads > 0 ? "[runtime] threads" : tc.source;
   set_torch_threads(rt.threads);
+  // dsgq's own CPU kernels share LibTorch's threads only in a build with OpenMP (CMakeLists.txt, docs/running.md).
+  if (!rt.device.is_cuda() && rt.threads > 1 && models::kernel_threads(rt.threads) < 2)
+    log_info0(
+        "dsgq's own CPU kernels run on 1 thread per rank in this build (LibTorch carries its own OpenMP "
+        "runtime); the convolutions use %d",
+        rt.threads);
   // Device collectives (docs/gpu.md): NCCL when asked, or by default for a CUDA device in an NCCL build.
   const config::Collectives c = cfg.runtime.collectives;
   const std::string where = cfg.source + " [runtime]: collectives = '" + config::name(c) + "'";
