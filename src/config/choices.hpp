@@ -26,7 +26,7 @@ enum class Preset { paper, official, dsgq };
 enum class BnStats { per_sample, batch };
 // [synth] init: the starting images; `automatic` ("preset") takes the method's and preset's (docs/method.md
 // section 7.2).
-enum class SynthInit { automatic, gaussian, diverse };
+enum class SynthInit { automatic, gaussian, diverse, dead_leaves };
 // [runtime] collectives: how device tensors are all-reduced; `automatic` is NCCL for CUDA tensors in an NCCL build.
 enum class Collectives { automatic, mpi, nccl };
 // [quant] protocol.
@@ -64,8 +64,10 @@ struct ChoiceTable<BnStats> {
 };
 template <>
 struct ChoiceTable<SynthInit> {
-  static constexpr std::array<std::pair<SynthInit, const char*>, 3> rows{
-      {{SynthInit::automatic, "preset"}, {SynthInit::gaussian, "gaussian"}, {SynthInit::diverse, "diverse"}}};
+  static constexpr std::array<std::pair<SynthInit, const char*>, 4> rows{{{SynthInit::automatic, "preset"},
+                                                                          {SynthInit::gaussian, "gaussian"},
+                                                                          {SynthInit::diverse, "diverse"},
+                                                                          {SynthInit::dead_leaves, "dead_leaves"}}};
 };
 template <>
 struct ChoiceTable<Collectives> {

@@ -103,6 +103,11 @@ const Table<SynthConfig>& synth_table() {
                    "step, padded by this many black pixels and cropped back at its own random offset (CIFAR's "
                    "RandomCrop(32, padding=4): 4), flipped on its own when flip = true; 0 = off",
                    id | kOnlyIfSet),
+      float_field<S>("mix", &S::mix, 0.0, 0.0, 1.0,
+                     "deepinversion: fraction of the images whose target mixes two classes, lambda x class i mod K + "
+                     "(1 - lambda) x another class, lambda uniform on [0, 1) per image (Qimera's boundary-supporting "
+                     "samples); 0 = off",
+                     id | kOnlyIfSet),
       bool_field<S>("clip", &S::clip, false,
                     "zeroq, dsg, deepinversion: after every step clamp each channel to the image range [0, 1] in "
                     "normalized units (DeepInversion's ImageNet code); the start is clamped too",
@@ -112,7 +117,8 @@ const Table<SynthConfig>& synth_table() {
           "starting images of a pixel-optimising method: preset (the method's and preset's; deepinversion with "
           "preset dsgq: diverse) | gaussian (N(0,1)) | "
           "diverse (per image and channel a random mean and scale, then a 5x5 smoothing; Sony MCT's "
-          "DataInitType.Diverse)",
+          "DataInitType.Diverse) | dead_leaves (opaque discs of random colour, radii from a power law, painted "
+          "until the image is covered: flat regions and sharp edges, docs/method.md section 7.2)",
           id | kOnlyIfSet),
       int_field<S>("lowres_iters", &S::lowres_iters, 0, 0, 1000000,
                    "deepinversion: Adam steps before the `iters` ones in which the network sees the images "
@@ -322,6 +328,9 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
         y.method != SynthMethod::deepinversion)
       throw InputError(t.where("clip") + " = true applies to the pixel-optimising methods; method is " +
                        quote_value(config::name(y.method)) + ", expected zeroq, dsg or deepinversion");
+    if (y.mix > 0 && y.method != SynthMethod::deepinversion)
+      throw InputError(t.where("mix") + " = " + number_text(y.mix) + " applies to method deepinversion; method is " +
+                       quote_value(config::name(y.method)) + ", expected deepinversion or mix = 0");
     // deepinversion's integer keys that are off at 0
     for (const auto& [key, value] : {std::pair<const char*, int64_t>{"crop", y.crop}, {"lowres_iters", y.lowres_iters}})
       if (value > 0 && y.method != SynthMethod::deepinversion)

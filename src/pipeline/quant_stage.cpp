@@ -61,10 +61,18 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
     if (y.preset == config::Preset::official && (y.method == SynthMethod::dsg || y.method == SynthMethod::zeroq))
       extra.push_back(config::name(y.preset));
     if (y.method == SynthMethod::deepinversion) {  // the recommended settings, or the start alone when it differs
-      if (y.preset == config::Preset::dsgq && y.init != config::SynthInit::gaussian && y.bn_weight == 0)
+      const bool diverse = y.init == config::SynthInit::diverse ||
+                           (y.init == config::SynthInit::automatic && y.preset == config::Preset::dsgq);
+      if (y.preset == config::Preset::dsgq && diverse && y.bn_weight == 0)
         extra.push_back("dsgq");
       else if (y.init == config::SynthInit::diverse)
         extra.push_back("diverse start");
+      if (y.init == config::SynthInit::dead_leaves) extra.push_back("dead-leaves start");
+      if (y.mix > 0) {
+        std::ostringstream m;
+        m << "mix " << y.mix;
+        extra.push_back(m.str());
+      }
       // half-size steps get their own row: sets of 500 full-size steps (the default before 2026-12-05) stay apart
       if (y.lowres_iters > 0)
         extra.push_back("lowres " + std::to_string(y.lowres_iters) + "+" + std::to_string(y.iters));

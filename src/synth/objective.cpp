@@ -303,8 +303,17 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
   const at::Tensor bn = ((row_norms(var - t.running_var) + row_norms(mean - t.running_mean)) * t.weight).sum();
 
   // This rank's shares of the other terms (sums over its images; the global means divide by B or the global count).
-  const at::Tensor ce = torch::nn::functional::cross_entropy(
-      bs.logits, slice.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  at::Tensor ce;
+  if (slice.mix_other.defined()) {  // a target mixing two classes: the cross-entropy is linear in the target
+    const at::Tensor logp = torch::log_softmax(bs.logits, 1);
+    const at::Tensor w = slice.mix_weight.to(logp.scalar_type());
+    ce = -(w * logp.gather(1, slice.labels.unsqueeze(1)).squeeze(1) +
+           (1 - w) * logp.gather(1, slice.mix_other.unsqueeze(1)).squeeze(1))
+              .sum();
+  } else {
+    ce = torch::nn::functional::cross_entropy(bs.logits, slice.labels,
+                                              torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  }
   // The priors on the images themselves when cropping (a black border is not the image's), else on the shifted ones.
   const at::Tensor& px = slice.crop_index.defined() ? x : xj;
   const int64_t H = px.size(2), W = px.size(3), C = px.size(1);

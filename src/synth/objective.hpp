@@ -29,10 +29,13 @@ struct ObjectiveConfig {
 };
 
 struct BatchSlice {
-  int64_t global_batch = 0;            // B: images in the whole batch (all ranks)
-  int64_t batch_offset = 0;            // position of this rank's first image within the batch
-  int64_t first_global = 0;            // dataset index of this rank's first image (paper LSE: layer = index mod L)
-  at::Tensor labels;                   // int64 [n] (official and deepinversion CE), on the device
+  int64_t global_batch = 0;  // B: images in the whole batch (all ranks)
+  int64_t batch_offset = 0;  // position of this rank's first image within the batch
+  int64_t first_global = 0;  // dataset index of this rank's first image (paper LSE: layer = index mod L)
+  at::Tensor labels;         // int64 [n] (official and deepinversion CE), on the device
+  // deepinversion with mix > 0: image i's target is mix_weight[i] * labels[i] + (1 - mix_weight[i]) * mix_other[i]
+  // (int64 [n] and float64 [n], on the device); undefined: the one class labels[i]
+  at::Tensor mix_other, mix_weight;
   int64_t roll = 0;                    // official priors: cyclic shift in H and W
   int64_t jitter_h = 0, jitter_w = 0;  // deepinversion: this step's shift of the batch in H and W
   bool flip = false;                   // deepinversion: this step's flip of the width axis (after the shift)

@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 namespace dsgq::synth {
 
@@ -19,6 +21,63 @@ uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index) {
   return z;
 }
 
+namespace {
+
+// A dead-leaves image [C, H, W] (Lee, Mumford and Huang 2001; Baradad et al. 2021 as a procedural image source):
+// opaque discs of random colour painted one over the other until every pixel is covered (at most 4096 discs), radii
+// r with density ~ r^-3 on [1, max(H, W) / 2], centres uniform over the image. A disc's colour is a grey level
+// g ~ N(0, 1) plus 0.5 N(0, 1) per channel (normalized units: real images' pixels are about N(0, 1) per channel and
+// strongly correlated across channels). The draws come from splitmix64 words of `key`, so they are exact everywhere.
+at::Tensor dead_leaves(uint64_t key, int64_t C, int64_t H, int64_t W) {
+  uint64_t counter = 0;
+  const auto uniform = [&]() {  // [0, 1)
+    return static_cast<double>(mix_seed(key, Stream::init, counter++) >> 11) * 0x1.0p-53;
+  };
+  const auto normal = [&]() {  // Box-Muller
+    const double u1 = 1.0 - uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  };
+  at::Tensor img = torch::empty({C, H, W});
+  float* p = img.data_ptr<float>();
+  std::vector<char> painted(static_cast<size_t>(H * W), 0);
+  int64_t left = H * W;
+  const double r_min = 1.0, r_max = std::max<double>(r_min, 0.5 * static_cast<double>(std::max(H, W)));
+  std::vector<float> colour(static_cast<size_t>(C));
+  // Painted front to back: a pixel takes the colour of the first disc that covers it (the same image as painting
+  // back to front, and every pixel is final once set).
+  for (int disc = 0; disc < 4096 && left > 0; ++disc) {
+    // inverse CDF of p(r) ~ r^-3 on [r_min, r_max]
+    const double u = uniform();
+    const double r = 1.0 / std::sqrt(1.0 / (r_min * r_min) - u * (1.0 / (r_min * r_min) - 1.0 / (r_max * r_max)));
+    const double cy = uniform() * static_cast<double>(H), cx = uniform() * static_cast<double>(W);
+    const double grey = normal();
+    for (int64_t c = 0; c < C; ++c) colour[static_cast<size_t>(c)] = static_cast<float>(grey + 0.5 * normal());
+    const auto y0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(cy - r))),
+               y1 = std::min<int64_t>(H - 1, static_cast<int64_t>(std::ceil(cy + r)));
+    const auto x0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(cx - r))),
+               x1 = std::min<int64_t>(W - 1, static_cast<int64_t>(std::ceil(cx + r)));
+    for (int64_t y = y0; y <= y1; ++y)
+      for (int64_t x = x0; x <= x1; ++x) {
+        const double dy = static_cast<double>(y) + 0.5 - cy, dx = static_cast<double>(x) + 0.5 - cx;
+        char& done = painted[static_cast<size_t>(y * W + x)];
+        if (done || dy * dy + dx * dx > r * r) continue;
+        done = 1;
+        --left;
+        for (int64_t c = 0; c < C; ++c) p[(c * H + y) * W + x] = colour[static_cast<size_t>(c)];
+      }
+  }
+  if (left > 0) {  // what 4096 discs left uncovered: a last, background colour
+    const double grey = normal();
+    for (int64_t c = 0; c < C; ++c) colour[static_cast<size_t>(c)] = static_cast<float>(grey + 0.5 * normal());
+    for (int64_t k = 0; k < H * W; ++k)
+      if (!painted[static_cast<size_t>(k)])
+        for (int64_t c = 0; c < C; ++c) p[c * H * W + k] = colour[static_cast<size_t>(c)];
+  }
+  return img;
+}
+
+}  // namespace
+
 at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, int64_t n, int64_t C, int64_t H,
                        int64_t W) {
   at::Tensor out = torch::empty({n, C, H, W});
@@ -33,6 +92,9 @@ at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, i
         break;
       case Init::zeroq_official:
         out[i] = (at::randint(0, 255, {C, H, W}, gen).to(at::kFloat) - 127.5f) / 5418.75f;
+        break;
+      case Init::dead_leaves:
+        out[i] = dead_leaves(mix_seed(seed, stream, static_cast<uint64_t>(first + i)), C, H, W);
         break;
       case Init::diverse: {
         const at::Tensor scale = at::randn({C, 1, 1}, gen);
@@ -58,6 +120,27 @@ at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes)
     out[i] = at::randint(0, classes, {1}, gen)[0];
   }
   return out;
+}
+
+MixedTargets draw_mixed_targets(uint64_t seed, int64_t first, const at::Tensor& labels, int64_t classes,
+                                double fraction) {
+  const int64_t n = labels.size(0);
+  MixedTargets m{labels.clone(), torch::ones({n}, torch::kDouble)};
+  if (classes < 2) return m;
+  const auto* a = labels.data_ptr<int64_t>();
+  auto* other = m.other.data_ptr<int64_t>();
+  auto* weight = m.weight.data_ptr<double>();
+  // three 53-bit uniforms per image from splitmix64 words: whether it mixes, the other class, lambda
+  const auto uniform = [&](int64_t index, uint64_t k) {
+    return static_cast<double>(mix_seed(seed, Stream::mix, static_cast<uint64_t>(index) * 3u + k) >> 11) * 0x1.0p-53;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    if (uniform(first + i, 0) >= fraction) continue;
+    const auto shift = 1 + static_cast<int64_t>(uniform(first + i, 1) * static_cast<double>(classes - 1));
+    other[i] = (a[i] + std::min(shift, classes - 1)) % classes;
+    weight[i] = uniform(first + i, 2);
+  }
+  return m;
 }
 
 int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration) {

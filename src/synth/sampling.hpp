@@ -18,19 +18,31 @@ enum class Stream : uint64_t {
   generator = 8,  // genie: each batch's generator initialisation
   swing = 9,      // genie: each step's swing-convolution shifts
   crop = 10,      // deepinversion crop: each image's crop offset and flip per step
+  mix = 11,       // deepinversion mix: whether an image's target mixes two classes, the second class and the weight
 };
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
 
-enum class Init { gaussian, uniform01, zeroq_official, diverse };
+enum class Init { gaussian, uniform01, zeroq_official, diverse, dead_leaves };
 
 // [n, C, H, W] images for global indices first..first+n-1. gaussian: N(0,1); uniform01: U[0,1) (the released DSG
-// code); zeroq_official: (k - 127.5) / 5418.75 with k uniform on {0..254} (the released ZeroQ code).
+// code); zeroq_official: (k - 127.5) / 5418.75 with k uniform on {0..254} (the released ZeroQ code); diverse: Sony
+// MCT's start; dead_leaves: opaque discs painted over each other (docs/method.md section 7.2).
 at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, int64_t n, int64_t C, int64_t H,
                        int64_t W);
 
 // [n] labels uniform on {0..classes-1}, one per global index.
 at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes);
+
+// deepinversion's mixed targets (mix > 0) for global images first..first+n-1 whose first class is labels[i]: with
+// probability `fraction` an image's target is lambda * labels[i] + (1 - lambda) * other[i], other[i] uniform on the
+// other classes and lambda uniform on [0, 1); else other[i] = labels[i] and lambda 1. From (seed, global index).
+struct MixedTargets {
+  at::Tensor other;   // int64 [n]
+  at::Tensor weight;  // float64 [n]: lambda, the weight of labels[i]
+};
+MixedTargets draw_mixed_targets(uint64_t seed, int64_t first, const at::Tensor& labels, int64_t classes,
+                                double fraction);
 
 // Official jitter offset for (batch, iteration): uniform on {-30..29}.
 int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration);

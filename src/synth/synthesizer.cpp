@@ -44,6 +44,9 @@ SynthSettings resolve_settings(const config::SynthConfig& cfg, std::string label
     case config::SynthInit::diverse:
       s.init = Init::diverse;
       break;
+    case config::SynthInit::dead_leaves:
+      s.init = Init::dead_leaves;
+      break;
   }
   return s;
 }
@@ -144,6 +147,11 @@ BatchResult Synthesizer::make_batch(int64_t b) {
   if (objective_.config().deepinversion)  // the classes spread evenly over the set: image i gets class i mod K
     r.labels = torch::arange(r.first, r.first + n, torch::kLong).remainder(in.num_classes);
   slice.labels = r.labels.to(net_.device());
+  if (objective_.config().deepinversion && c.mix > 0) {
+    const MixedTargets m = draw_mixed_targets(static_cast<uint64_t>(c.seed), r.first, r.labels, in.num_classes, c.mix);
+    slice.mix_other = m.other.to(net_.device());
+    slice.mix_weight = m.weight.to(net_.device());
+  }
   for (int64_t i = 0; i < n; ++i) r.lse_layer[i] = objective_.lse_layer(r.first + i, share.begin + i);
   optimise(b, draw(s_.init), slice, r);
   return r;

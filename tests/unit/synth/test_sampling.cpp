@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <map>
 
 #include "synth/sampling.hpp"
@@ -110,6 +111,41 @@ TEST(Sampling, CropIndexIsOneMirroredOrPlainCropPerImage) {
 
 // The diverse start, rebuilt by hand from the same generator: per image and channel a scale and a mean, per pixel
 // N(0,1), then a 5x5 box of weight 1/16 with reflect-101 borders (index -1 reads 1, index n reads n - 2).
+TEST(Sampling, MixedTargetsPairTwoDifferentClassesForTheirFraction) {
+  const int64_t n = 6000, K = 10;
+  const at::Tensor labels = torch::arange(0, n, torch::kLong).remainder(K);
+  const MixedTargets none = draw_mixed_targets(4, 0, labels, K, 0.0);
+  EXPECT_TRUE(torch::equal(none.other, labels));
+  EXPECT_TRUE(torch::equal(none.weight, torch::ones({n}, torch::kDouble)));
+
+  const MixedTargets m = draw_mixed_targets(4, 0, labels, K, 0.3);
+  std::map<int64_t, int64_t> shifts;
+  int64_t mixed = 0, low = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t a = labels[i].item<int64_t>(), b = m.other[i].item<int64_t>();
+    const double w = m.weight[i].item<double>();
+    ASSERT_TRUE(b >= 0 && b < K) << "image " << i << ": other class " << b;
+    if (b == a) {
+      EXPECT_EQ(w, 1.0) << "image " << i << " has one class but weight " << w;
+      continue;
+    }
+    ++mixed;
+    ++shifts[(b - a + K) % K];
+    ASSERT_TRUE(w >= 0.0 && w < 1.0) << "image " << i << ": weight " << w;
+    low += w < 0.5;
+  }
+  EXPECT_NEAR(double(mixed), 0.3 * n, 5 * std::sqrt(n * 0.3 * 0.7));  // about 1800, 5 sigma 177
+  EXPECT_NEAR(double(low), 0.5 * mixed, 5 * std::sqrt(mixed * 0.25));
+  ASSERT_EQ(shifts.size(), size_t(K - 1));  // every other class, never the image's own
+  for (const auto& [shift, count] : shifts) EXPECT_NEAR(double(count), mixed / double(K - 1), 110.0) << shift;
+
+  // a function of (seed, global index): a later slice draws what the whole set drew there, another seed differs
+  const MixedTargets part = draw_mixed_targets(4, 1000, labels.slice(0, 1000, 1100), K, 0.3);
+  EXPECT_TRUE(torch::equal(part.other, m.other.slice(0, 1000, 1100)));
+  EXPECT_TRUE(torch::equal(part.weight, m.weight.slice(0, 1000, 1100)));
+  EXPECT_FALSE(torch::equal(draw_mixed_targets(5, 0, labels, K, 0.3).other, m.other));
+}
+
 TEST(Sampling, DiverseStartIsScaledShiftedAndBoxSmoothed) {
   const int64_t n = 3, C = 3, H = 6, W = 7, first = 4;
   const uint64_t seed = 11;
@@ -135,4 +171,28 @@ TEST(Sampling, DiverseStartIsScaledShiftedAndBoxSmoothed) {
   }
   // keyed by the global index like every other draw
   EXPECT_TRUE(torch::equal(x.slice(0, 1, 3), draw_images(Init::diverse, seed, Stream::init, first + 1, 2, C, H, W)));
+}
+
+TEST(Sampling, DeadLeavesStartIsFlatRegionsOfCorrelatedColours) {
+  const int64_t n = 64, C = 3, H = 32, W = 32;
+  const at::Tensor x = draw_images(Init::dead_leaves, 7, Stream::init, 0, n, C, H, W);
+  ASSERT_EQ(x.sizes(), (at::IntArrayRef{n, C, H, W}));
+  ASSERT_TRUE(torch::isfinite(x).all().item<bool>());
+  // every pixel takes one disc's colour: neighbours share it except across an edge, so most horizontal pairs are equal
+  // in all channels (about 85 % at 32 x 32 with these radii), and an image has far fewer colours than pixels
+  const at::Tensor same = x.slice(3, 1, W).eq(x.slice(3, 0, W - 1)).all(1);
+  EXPECT_GT(same.to(at::kDouble).mean().item<double>(), 0.6);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t colours = std::get<0>(at::_unique(x[i][0].flatten())).numel();
+    EXPECT_LT(colours, H * W / 4) << "image " << i;
+    EXPECT_GT(colours, 4) << "image " << i;
+  }
+  // per channel grey N(0,1) + 0.5 N(0,1): std sqrt(1.25) ~ 1.12 over discs, channels correlated 1 / 1.25 = 0.8
+  for (int64_t c = 0; c < C; ++c) EXPECT_NEAR(x.select(1, c).std().item<double>(), 1.118, 0.2) << "channel " << c;
+  const at::Tensor r = x.select(1, 0).flatten(), g = x.select(1, 1).flatten();
+  const double corr = ((r - r.mean()) * (g - g.mean())).mean().item<double>() / (r.std() * g.std()).item<double>();
+  EXPECT_NEAR(corr, 0.8, 0.15);
+  // keyed by the global index like every other draw; another seed gives other images
+  EXPECT_TRUE(torch::equal(x.slice(0, 5, 9), draw_images(Init::dead_leaves, 7, Stream::init, 5, 4, C, H, W)));
+  EXPECT_FALSE(torch::equal(x.slice(0, 0, 4), draw_images(Init::dead_leaves, 8, Stream::init, 0, 4, C, H, W)));
 }
