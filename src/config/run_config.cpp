@@ -103,6 +103,11 @@ const Table<SynthConfig>& synth_table() {
                    "step, padded by this many black pixels and cropped back at its own random offset (CIFAR's "
                    "RandomCrop(32, padding=4): 4), flipped on its own when flip = true; 0 = off",
                    id | kOnlyIfSet),
+      float_field<S>("stem_l1", &S::stem_l1, 0.0, 0.0, 1e6,
+                     "deepinversion: weight of the mean |standardized response| of the first BN layer (its input "
+                     "minus the running mean over the running std): at a held variance, a sparsity prior that makes "
+                     "the responses heavy-tailed like natural images'; 0 = off",
+                     id | kOnlyIfSet),
       float_field<S>("mix", &S::mix, 0.0, 0.0, 1.0,
                      "deepinversion: fraction of the images whose target mixes two classes, lambda x class i mod K + "
                      "(1 - lambda) x another class, lambda uniform on [0, 1) per image (Qimera's boundary-supporting "
@@ -328,6 +333,10 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
         y.method != SynthMethod::deepinversion)
       throw InputError(t.where("clip") + " = true applies to the pixel-optimising methods; method is " +
                        quote_value(config::name(y.method)) + ", expected zeroq, dsg or deepinversion");
+    if (y.stem_l1 > 0 && y.method != SynthMethod::deepinversion)
+      throw InputError(t.where("stem_l1") + " = " + number_text(y.stem_l1) +
+                       " applies to method deepinversion; method is " + quote_value(config::name(y.method)) +
+                       ", expected deepinversion or stem_l1 = 0");
     if (y.mix > 0 && y.method != SynthMethod::deepinversion)
       throw InputError(t.where("mix") + " = " + number_text(y.mix) + " applies to method deepinversion; method is " +
                        quote_value(config::name(y.method)) + ", expected deepinversion or mix = 0");

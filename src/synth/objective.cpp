@@ -154,10 +154,11 @@ at::Tensor tv_l2(const at::Tensor& xj, const mpi::Comm& comm, double& global, co
 // spans global[off_k, off_k + 2 C_k): C_k sums of F, then C_k of F^2, over counts[k] = B*H_k*W_k elements.
 struct BatchSums {
   at::Tensor global, logits;
+  at::Tensor first_bn_input;  // with keep_first_bn_input: the first BN layer's input [n, C, H, W]
   std::vector<int64_t> counts, channels;
 };
 BatchSums batch_sums(const models::Network& net, const at::Tensor& x, int64_t global_batch, bool with_input,
-                     const mpi::Comm& comm) {
+                     const mpi::Comm& comm, bool keep_first_bn_input = false) {
   BatchSums out;
   std::vector<at::Tensor> sums;
   auto shape = [&](const at::Tensor& f) {
@@ -165,7 +166,10 @@ BatchSums batch_sums(const models::Network& net, const at::Tensor& x, int64_t gl
     out.channels.push_back(f.size(1));
   };
   models::ForwardHooks hooks;
-  hooks.bn_input = [&](int, const at::Tensor& f) { shape(f); };  // the sums come with the BN's own pass
+  hooks.bn_input = [&](int bn, const at::Tensor& f) {  // the sums come with the BN's own pass
+    shape(f);
+    if (keep_first_bn_input && bn == 0) out.first_bn_input = f;
+  };
   hooks.bn_sums = [&](int, const at::Tensor& s) { sums.push_back(s); };
   if (with_input) {
     shape(x);
@@ -283,7 +287,7 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
     xj = torch::roll(x, {slice.jitter_h, slice.jitter_w}, {2, 3});
     if (slice.flip) xj = xj.flip({3});
   }
-  const BatchSums bs = batch_sums(net_, xj, B, /*with_input=*/false, comm_);
+  const BatchSums bs = batch_sums(net_, xj, B, /*with_input=*/false, comm_, /*keep_first_bn_input=*/cfg_.stem_l1 != 0);
 
   // Batch statistics against the running ones: ||var - running_var||_2 + ||mean - running_mean||_2 per layer, the
   // variance biased, the first layer weighted by first_bn_weight. Global (the same on every rank). All layers at once:
@@ -332,17 +336,29 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
   if (cfg_.tv_l2 != 0) tv_l2_surrogate = tv_l2(px, comm_, tv_l2_global, slice.crop_index.defined() ? &slice : nullptr);
   const at::Tensor l2 = cfg_.l2 != 0 ? px.reshape({n, -1}).norm(2, 1).sum() / double(B) : torch::zeros({}, x.options());
 
-  std::vector<double> local = {ce.item<double>() / double(B), tv_l1.item<double>(), l2.item<double>()};
+  // The stem's sparsity prior: mean over the global batch's elements of |F - running mean| / running std, F the first
+  // BN layer's input (its batch variance is held to the running one by the BN term, so this favours heavy tails).
+  at::Tensor stem_l1 = torch::zeros({}, x.options());
+  if (cfg_.stem_l1 != 0) {
+    const at::Tensor& f = bs.first_bn_input;
+    const Target t0 = bn_targets(net_).front();
+    const at::Tensor mu = t0.mean.to(f.scalar_type()).view({1, -1, 1, 1});
+    const at::Tensor sd = t0.std.to(f.scalar_type()).view({1, -1, 1, 1});
+    stem_l1 = ((f - mu) / sd).abs().sum() / double(B * f.size(1) * f.size(2) * f.size(3));
+  }
+  std::vector<double> local = {ce.item<double>() / double(B), tv_l1.item<double>(), l2.item<double>(),
+                               stem_l1.item<double>()};
   comm_.allreduce_sum(local);
   const double bn_value = bn.item<double>();
   value->terms = {{"ce", local[0]}, {"bn", bn_value}};
   if (cfg_.tv_l2 != 0) value->terms.push_back({"tv_l2", tv_l2_global});
   if (cfg_.tv_l1 != 0) value->terms.push_back({"tv_l1", local[1]});
   if (cfg_.l2 != 0) value->terms.push_back({"l2", local[2]});
+  if (cfg_.stem_l1 != 0) value->terms.push_back({"stem_l1", local[3]});
   value->total = cfg_.ce_weight * local[0] + cfg_.bn_weight * bn_value + cfg_.tv_l2 * tv_l2_global +
-                 cfg_.tv_l1 * local[1] + cfg_.l2 * local[2];
+                 cfg_.tv_l1 * local[1] + cfg_.l2 * local[2] + cfg_.stem_l1 * local[3];
   return cfg_.ce_weight * ce / double(B) + cfg_.bn_weight * bn.to(x.scalar_type()) + cfg_.tv_l2 * tv_l2_surrogate +
-         cfg_.tv_l1 * tv_l1 + cfg_.l2 * l2;
+         cfg_.tv_l1 * tv_l1 + cfg_.l2 * l2 + cfg_.stem_l1 * stem_l1;
 }
 
 }  // namespace dsgq::synth

@@ -25,7 +25,7 @@ struct ObjectiveConfig {
   double sci_weight = 0;             // dsg: weight of SCI / L (docs/method.md section 4.1); 0 = off
   // method deepinversion (docs/method.md section 7.1; excludes everything above): its weights
   bool deepinversion = false;
-  double ce_weight = 1, bn_weight = 100, first_bn_weight = 1, tv_l2 = 2.5e-5, tv_l1 = 0, l2 = 0;
+  double ce_weight = 1, bn_weight = 100, first_bn_weight = 1, tv_l2 = 2.5e-5, tv_l1 = 0, l2 = 0, stem_l1 = 0;
 };
 
 struct BatchSlice {

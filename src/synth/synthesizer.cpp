@@ -68,6 +68,7 @@ ObjectiveConfig objective_config(const SynthSettings& s, const Margins& margins)
     c.tv_l2 = y.tv_l2;
     c.tv_l1 = y.tv_l1;
     c.l2 = y.l2;
+    c.stem_l1 = y.stem_l1;
   }
   if (c.sda) {
     c.delta = margins.delta;

@@ -267,6 +267,7 @@ int main(int argc, char** argv) {
         oc.tv_l2 = w[3];
         oc.tv_l1 = w[4];
         oc.l2 = w[5];
+        if (in.count("stem_l1")) oc.stem_l1 = need(in, "stem_l1").item<double>();
       }
       const synth::Objective objective(*net, oc, mpi.world());
       at::Tensor x = need(in, "x").clone().requires_grad_(true);
@@ -282,6 +283,10 @@ int main(int argc, char** argv) {
         slice.jitter_h = j[0].item<int64_t>();
         slice.jitter_w = j[1].item<int64_t>();
         slice.flip = need(in, "flip").item<int64_t>() != 0;
+        if (in.count("mix_other")) {  // mix > 0: the second class and the weight of the first
+          slice.mix_other = need(in, "mix_other");
+          slice.mix_weight = need(in, "mix_weight");
+        }
         if (in.count("crop_index")) {  // crop > 0: the per-image crop positions in the padded plane, and the pad
           slice.crop_index = need(in, "crop_index");
           slice.crop_pad = need(in, "crop_pad").item<int64_t>();

@@ -36,6 +36,9 @@ Terms and where they are specified:
   CE = mean_i -log softmax(z_i)[t_i]; TV_L2 = sum_k ||D_k||_F and TV_L1 = sum_k mean|D_k| / 255 over the 4 difference images
   of the whole batch; L2 = mean_i ||x_j,i||_2;
   loss = ce_weight CE + bn_weight R + tv_l2 TV_L2 + tv_l1 TV_L1 + l2 L2, the weights given in DI_WEIGHT_NAMES order.
+  Options (dsgq additions, section 7.1): mixed targets (spec "mix" = (u, lam)): CE = mean_i -(lam_i log softmax(z_i)[t_i]
+  + (1 - lam_i) log softmax(z_i)[u_i]); the stem prior (spec "stem_l1" = w): loss += w mean |(f_0 - running_mean_0) /
+  sqrt(running_var_0 + 1e-6)| over every element of the first BN layer's input f_0 (of x_j).
 - Genie (section 7.3; Jeon, Lee, Kim, CVPR 2023, SamsungLabs/Genie distill.py), method "genie": images x = G(z) from a
   generator with 10 parameter tensors p0..p9 = (linear weight [128 h w, 256], linear bias, bn1 weight, bn1 bias [128],
   conv1 weight [64,128,3,3], conv1 bias, bn2 weight, bn2 bias [64], conv2 weight [C,64,3,3], conv2 bias [C]), h = H/4, w = W/4:
@@ -293,10 +296,23 @@ def deepinversion_loss(model, x, spec):
     for l, (bn, f) in enumerate(taps):
         terms[f"bn{l}"] = di_bn_term(f, bn)
     terms["bn"] = sum((w["first_bn_weight"] if l == 0 else 1.0) * terms[f"bn{l}"] for l in range(len(taps)))
-    terms["ce"] = F.cross_entropy(logits, spec["labels"], reduction="sum") / B
+    if "mix" in spec:  # a target lam t + (1 - lam) u per image
+        other, lam = spec["mix"]
+        logp = F.log_softmax(logits, dim=1)
+        lam = lam.to(logp.dtype)
+        picked = lam * logp.gather(1, spec["labels"].view(-1, 1)).view(-1) \
+            + (1 - lam) * logp.gather(1, other.view(-1, 1)).view(-1)
+        terms["ce"] = -picked.sum() / B
+    else:
+        terms["ce"] = F.cross_entropy(logits, spec["labels"], reduction="sum") / B
     terms["tv_l2"], terms["tv_l1"], terms["l2"] = di_priors(xp)
     total = w["ce_weight"] * terms["ce"] + w["bn_weight"] * terms["bn"] + w["tv_l2"] * terms["tv_l2"] \
         + w["tv_l1"] * terms["tv_l1"] + w["l2"] * terms["l2"]
+    if float(spec.get("stem_l1", 0.0)) != 0.0:
+        bn0, f0 = taps[0]
+        z = (f0 - bn0.running_mean.view(1, -1, 1, 1)) / torch.sqrt(bn0.running_var.view(1, -1, 1, 1) + 1e-6)
+        terms["stem_l1"] = z.abs().mean()
+        total = total + float(spec["stem_l1"]) * terms["stem_l1"]
     return total, terms
 
 

@@ -66,6 +66,8 @@ Interface of the C++ helper:
       "flip" i64 scalar 0/1 (flip of the width axis after the roll), "weights" f64 [6] = (ce_weight, bn_weight,
       first_bn_weight, tv_l2, tv_l1, l2); "labels" are the targets t; "preset" is "paper"; "delta","gamma" (any f32 [L]),
       "roll" 0, "lse" 0, "first_index" 0 are sent and unused. Same OUT; the gradient is w.r.t. x before roll and flip.
+      Optionally "mix_other" i64 [B] and "mix_weight" f64 [B] (mixed targets lam t + (1 - lam) u) and "stem_l1" f64
+      scalar (the stem prior's weight).
       SCI cases (method "dsg", section 4.1) add to IN: "sci_weight" f64 scalar (w; the loss gains w * SCI / L) and
       "sci_gauss" f32 [B,C,H,W] (the N(0,1) tensor that SCI compares x against, in place of the stream `sci` draw); the
       other cases send neither key (w = 0). Same OUT; SCI is computed on x itself (not the rolled copy).
@@ -98,6 +100,7 @@ MIN_ACTIVE = 0.10   # the scaled-margin case must have > 10 % of its hinge entri
 ARCH, WEIGHTS = "resnet20", "cifar10_resnet20.pt"
 B, Q, N_GAUSS, ROLL = 13, 0.9, 64, 5
 DI_SEED = 20240612
+DI_MIX_SEED, DI_STEM_L1 = 20261206, 3.0          # case (e): mixed targets' draws; the stem prior's weight
 DI_WEIGHTS_A = (1.0, 100.0, 1.0, 2.5e-5, 0.0, 0.0)     # docs/method.md section 7.1: the CIFAR-10 script's defaults
 DI_JITTER_A = (1, -2)
 DI_WEIGHTS_B = (0.5, 0.05, 10.0, 5e-3, 300.0, 0.07)   # every weighted term >= 7 % of the loss on N(0,1) images
@@ -306,6 +309,11 @@ def test_di_loss(tool, weights, tmp, model64, name, x, spec, delta, gamma):
         "lse": torch.tensor(0, dtype=torch.int64),
         "first_index": torch.tensor(0, dtype=torch.int64),
     }
+    if "mix" in spec:
+        payload["mix_other"] = spec["mix"][0].to(torch.int64)
+        payload["mix_weight"] = spec["mix"][1].to(torch.float64)
+    if "stem_l1" in spec:
+        payload["stem_l1"] = torch.tensor(float(spec["stem_l1"]), dtype=torch.float64)
     if "crop" in spec:  # the crops travel as positions in each padded plane: row (y + dy), column (x or W-1-x) + dx
         pad, offsets, _ = spec["crop"]
         H, W = x.shape[2], x.shape[3]
@@ -360,6 +368,21 @@ def test_deepinversion(tool, weights, tmp, model64, delta, gamma):
              di_ref(model64, x, dict(spec_d, crop=(DI_CROP_PAD, [(a, b, 0) for a, b, _ in offsets], DI_BLACK))))
     distinct("deepinversion (d)", rd, "(d) with dy and dx swapped",
              di_ref(model64, x, dict(spec_d, crop=(DI_CROP_PAD, [(b, a, f) for a, b, f in offsets], DI_BLACK))))
+    # (e) the options: mixed two-class targets for some images and the stem prior; separated from the same case with
+    # one-class targets (the mix ignored), lam and 1 - lam exchanged, and without the stem prior
+    g = torch.Generator().manual_seed(DI_MIX_SEED)
+    other = (labels_b + torch.randint(1, 10, (B,), generator=g)) % 10
+    lam = torch.rand(B, generator=g, dtype=torch.float64)
+    lam[::3] = 1.0  # every third image keeps its one class
+    other[::3] = labels_b[::3]
+    spec_e = {"labels": labels_b, "jitter": DI_JITTER_B, "flip": 1, "weights": DI_WEIGHTS_B, "mix": (other, lam),
+              "stem_l1": DI_STEM_L1}
+    re_ = test_di_loss(tool, weights, tmp, model64, f"deepinversion (e) {DI_WEIGHTS_B} mixed targets, stem_l1 {DI_STEM_L1}",
+                       x, spec_e, delta, gamma)
+    distinct("deepinversion (e)", re_, "(e) with one-class targets", di_ref(model64, x, {k: v for k, v in spec_e.items() if k != "mix"}))
+    distinct("deepinversion (e)", re_, "(e) with lam and 1 - lam exchanged", di_ref(model64, x, dict(spec_e, mix=(other, 1 - lam))))
+    distinct("deepinversion (e)", re_, "(e) without the stem prior", di_ref(model64, x, dict(spec_e, stem_l1=0.0)))
+
     xd = synth_ref.di_crop(x.double(), DI_CROP_PAD, offsets, DI_BLACK)
     tv_x, tv_crop = synth_ref.di_priors(x.double())[0].item(), synth_ref.di_priors(xd)[0].item()
     check(rel(tv_x, tv_crop) > 10 * TOL_LOSS,
