@@ -76,7 +76,7 @@ TEST(ChoiceNames, AsWrittenInConfigFiles) {
   EXPECT_EQ(choice_names<SynthMethod>(), (V{"dsg", "zeroq", "gaussian", "real", "deepinversion", "genie"}));
   EXPECT_EQ(choice_names<Preset>(), (V{"paper", "official", "dsgq"}));
   EXPECT_EQ(choice_names<BnStats>(), (V{"per_sample", "batch"}));
-  EXPECT_EQ(choice_names<SynthInit>(), (V{"preset", "gaussian", "diverse"}));
+  EXPECT_EQ(choice_names<SynthInit>(), (V{"preset", "gaussian", "diverse", "dead_leaves"}));
   EXPECT_EQ(choice_names<Protocol>(), (V{"zeroq", "adaround", "qdrop"}));
   EXPECT_EQ(choice_names<Observer>(), (V{"auto", "minmax", "ema", "percentile", "mse"}));
   EXPECT_EQ(name(Dataset::from_arch), "");

@@ -201,6 +201,16 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
   EXPECT_EQ(error_of("[synth]\nmethod = \"dsg\"\nlowres_iters = 100\n"),
             "configs/t.toml [synth]: lowres_iters = 100 applies to method deepinversion; method is 'dsg', expected "
             "deepinversion or lowres_iters = 0");
+  EXPECT_EQ(error_of("[synth]\nmethod = \"genie\"\nmix = 0.5\n"),
+            "configs/t.toml [synth]: mix = 0.5 applies to method deepinversion; method is 'genie', expected "
+            "deepinversion or mix = 0");
+  EXPECT_EQ(error_of("[synth]\nmix = 1.5\n"), "configs/t.toml [synth]: mix = '1.5' is out of range; expected 0..1");
+  EXPECT_EQ(error_of("[synth]\nmethod = \"dsg\"\nstem_l1 = 100\n"),
+            "configs/t.toml [synth]: stem_l1 = 100 applies to method deepinversion; method is 'dsg', expected "
+            "deepinversion or stem_l1 = 0");
+  EXPECT_EQ(error_of("[synth]\ninit = \"leaves\"\n"),
+            "configs/t.toml [synth]: init = 'leaves' is not allowed; expected one of preset, gaussian, diverse, "
+            "dead_leaves");
   EXPECT_EQ(error_of("[synth]\nlowres_iters = -1\n"),
             "configs/t.toml [synth]: lowres_iters = '-1' is out of range; expected 0..1000000");
 }
