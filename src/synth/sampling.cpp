@@ -27,7 +27,8 @@ namespace {
 // opaque discs of random colour painted one over the other until every pixel is covered (at most 4096 discs), radii
 // r with density ~ r^-3 on [1, max(H, W) / 2], centres uniform over the image. A disc's colour is a grey level
 // g ~ N(0, 1) plus 0.5 N(0, 1) per channel (normalized units: real images' pixels are about N(0, 1) per channel and
-// strongly correlated across channels). The draws come from splitmix64 words of `key`, so they are exact everywhere.
+// strongly correlated across channels). The draws come from splitmix64 words of `key`, independent of torch's
+// generators.
 at::Tensor dead_leaves(uint64_t key, int64_t C, int64_t H, int64_t W) {
   uint64_t counter = 0;
   const auto uniform = [&]() {  // [0, 1)
