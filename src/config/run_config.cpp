@@ -1,6 +1,7 @@
 #include "config/run_config.hpp"
 
 #include <deque>
+#include <iomanip>
 #include <regex>
 #include <sstream>
 #include <type_traits>
@@ -333,18 +334,18 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
         y.method != SynthMethod::deepinversion)
       throw InputError(t.where("clip") + " = true applies to the pixel-optimising methods; method is " +
                        quote_value(config::name(y.method)) + ", expected zeroq, dsg or deepinversion");
-    if (y.stem_l1 > 0 && y.method != SynthMethod::deepinversion)
-      throw InputError(t.where("stem_l1") + " = " + number_text(y.stem_l1) +
-                       " applies to method deepinversion; method is " + quote_value(config::name(y.method)) +
-                       ", expected deepinversion or stem_l1 = 0");
-    if (y.mix > 0 && y.method != SynthMethod::deepinversion)
-      throw InputError(t.where("mix") + " = " + number_text(y.mix) + " applies to method deepinversion; method is " +
-                       quote_value(config::name(y.method)) + ", expected deepinversion or mix = 0");
-    // deepinversion's integer keys that are off at 0
-    for (const auto& [key, value] : {std::pair<const char*, int64_t>{"crop", y.crop}, {"lowres_iters", y.lowres_iters}})
-      if (value > 0 && y.method != SynthMethod::deepinversion)
-        throw InputError(t.where(key) + " = " + std::to_string(value) + " applies to method deepinversion; method is " +
+    // deepinversion's keys that are off at 0
+    const std::pair<const char*, double> deepinversion_only[] = {{"crop", static_cast<double>(y.crop)},
+                                                                 {"lowres_iters", static_cast<double>(y.lowres_iters)},
+                                                                 {"stem_l1", y.stem_l1},
+                                                                 {"mix", y.mix}};
+    for (const auto& [key, value] : deepinversion_only)
+      if (value > 0 && y.method != SynthMethod::deepinversion) {
+        std::ostringstream v;
+        v << std::setprecision(15) << value;  // integers in full, 0.5 as 0.5
+        throw InputError(t.where(key) + " = " + v.str() + " applies to method deepinversion; method is " +
                          quote_value(config::name(y.method)) + ", expected deepinversion or " + key + " = 0");
+      }
   } else if (name == "quant.adaround") {
     // qdrop rounds with [quant.adaround] too, but its units' losses pass through quantized activations, which no
     // second-moment form describes; zeroq ignores every [quant.adaround] key.

@@ -55,6 +55,12 @@ Objective::Objective(const models::Network& net, ObjectiveConfig cfg, const mpi:
   std::vector<double> w(static_cast<size_t>(n_layers_), 1.0);
   if (!w.empty()) w[0] = cfg_.first_bn_weight;
   di_bn_.weight = torch::tensor(w, torch::kDouble).to(net_.device());
+  if (cfg_.stem_l1 != 0) {  // the stem prior's standardisation, [1, C, 1, 1]
+    DSGQ_CHECK(n_layers_ > 0, "the stem prior needs a BN layer");
+    const Target t0 = bn_targets(net_).front();
+    di_bn_.stem_mean = t0.mean.view({1, -1, 1, 1});
+    di_bn_.stem_std = t0.std.view({1, -1, 1, 1});
+  }
 }
 
 int64_t Objective::lse_layer(int64_t dataset_index, int64_t batch_position) const {
@@ -341,9 +347,7 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
   at::Tensor stem_l1 = torch::zeros({}, x.options());
   if (cfg_.stem_l1 != 0) {
     const at::Tensor& f = bs.first_bn_input;
-    const Target t0 = bn_targets(net_).front();
-    const at::Tensor mu = t0.mean.to(f.scalar_type()).view({1, -1, 1, 1});
-    const at::Tensor sd = t0.std.to(f.scalar_type()).view({1, -1, 1, 1});
+    const at::Tensor mu = di_bn_.stem_mean.to(f.scalar_type()), sd = di_bn_.stem_std.to(f.scalar_type());
     stem_l1 = ((f - mu) / sd).abs().sum() / double(B * f.size(1) * f.size(2) * f.size(3));
   }
   std::vector<double> local = {ce.item<double>() / double(B), tv_l1.item<double>(), l2.item<double>(),

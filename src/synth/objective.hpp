@@ -78,9 +78,10 @@ class Objective {
   // deepinversion: the BN term over all layers at once (a few ops per step instead of a dozen per layer), built in the
   // constructor on the network's device: where each layer's sums and sums of squares lie in the all-reduced vector
   // (sum_idx, sq_idx), each channel's layer (layer_of) and its place in a [L, C_max] zero-padded matrix (pad_pos),
-  // the running statistics concatenated in double, and the layers' weights (first_bn_weight, then 1).
+  // the running statistics concatenated in double, and the layers' weights (first_bn_weight, then 1); with the stem
+  // prior on, the first layer's running mean and std (bn_targets) as [1, C, 1, 1].
   struct BnTerm {
-    at::Tensor sum_idx, sq_idx, layer_of, pad_pos, running_mean, running_var, weight;
+    at::Tensor sum_idx, sq_idx, layer_of, pad_pos, running_mean, running_var, weight, stem_mean, stem_std;
     int64_t max_channels = 0;
   } di_bn_;
 };
