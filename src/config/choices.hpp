@@ -27,6 +27,8 @@ enum class BnStats { per_sample, batch };
 // [synth] init: the starting images; `automatic` ("preset") takes the method's and preset's (docs/method.md
 // section 7.2).
 enum class SynthInit { automatic, gaussian, diverse, dead_leaves };
+// [synth] real_pick: which images of real_data a `real` set takes: the first n_images, or n_images drawn by the seed.
+enum class RealPick { first, seeded };
 // [runtime] collectives: how device tensors are all-reduced; `automatic` is NCCL for CUDA tensors in an NCCL build.
 enum class Collectives { automatic, mpi, nccl };
 // [quant] protocol.
@@ -68,6 +70,11 @@ struct ChoiceTable<SynthInit> {
                                                                           {SynthInit::gaussian, "gaussian"},
                                                                           {SynthInit::diverse, "diverse"},
                                                                           {SynthInit::dead_leaves, "dead_leaves"}}};
+};
+template <>
+struct ChoiceTable<RealPick> {
+  static constexpr std::array<std::pair<RealPick, const char*>, 2> rows{
+      {{RealPick::first, "first"}, {RealPick::seeded, "seeded"}}};
 };
 template <>
 struct ChoiceTable<Collectives> {

@@ -49,6 +49,11 @@ const Table<SynthConfig>& synth_table() {
                       id | kQuantPoint),
       text_field<S>("real_data", &S::real_data, "${DSGQ_DATA}/cifar10/data_batch_1.bin", true,
                     "method = real: a CIFAR-10 binary file or a packed set (dsgq pack)", kSynthIdentityReal),
+      choice_field<S>("real_pick", &S::real_pick, RealPick::first,
+                      "method = real: first (images 0..n_images-1 of real_data) | seeded (n_images distinct images "
+                      "drawn uniformly from the whole file by the seed, so each seed calibrates on other images, "
+                      "as each seed of a synthetic method does); other methods ignore it, as they ignore real_data",
+                      kSynthIdentityReal | kOnlyIfSet),
       int_field<S>("n_images", &S::n_images, 256, 1, k2p31, "images in the calibration set", id),
       int_field<S>("batch", &S::batch, 64, 1, 1 << 16, "images optimised together (split over the ranks)", id),
       int_field<S>("iters", &S::iters, 500, 1, 1000000,

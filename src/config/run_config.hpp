@@ -36,6 +36,7 @@ struct SynthConfig {
   SynthMethod method;
   Preset preset;
   std::string real_data;
+  RealPick real_pick;  // method real: the first n_images of real_data, or n_images drawn by the seed
   int64_t n_images;
   int64_t batch;
   int64_t iters;

@@ -58,6 +58,7 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
   if (!cfg.quant.calib_data.empty()) {
     data = std::filesystem::path(cfg.quant.calib_data).stem().string();
   } else {
+    if (y.method == SynthMethod::real && y.real_pick == config::RealPick::seeded) extra.push_back("drawn by seed");
     if (y.preset == config::Preset::official && (y.method == SynthMethod::dsg || y.method == SynthMethod::zeroq))
       extra.push_back(config::name(y.preset));
     if (y.method == SynthMethod::deepinversion) {  // the recommended settings, or the start alone when it differs

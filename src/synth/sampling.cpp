@@ -113,6 +113,20 @@ at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, i
   return out;
 }
 
+std::vector<int64_t> draw_subset(uint64_t seed, int64_t available, int64_t n) {
+  TORCH_CHECK(n >= 0 && n <= available, "draw_subset: n = ", n, " of ", available, " images");
+  std::vector<int64_t> all(static_cast<size_t>(available));
+  for (int64_t i = 0; i < available; ++i) all[static_cast<size_t>(i)] = i;
+  for (int64_t k = 0; k < n; ++k) {  // swap a uniform pick of [k, available) into place k
+    const uint64_t left = static_cast<uint64_t>(available - k);
+    const int64_t j = k + static_cast<int64_t>(mix_seed(seed, Stream::pick, static_cast<uint64_t>(k)) % left);
+    std::swap(all[static_cast<size_t>(k)], all[static_cast<size_t>(j)]);
+  }
+  all.resize(static_cast<size_t>(n));
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
 at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes) {
   at::Tensor out = torch::empty({n}, torch::kLong);
   for (int64_t i = 0; i < n; ++i) {

@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace dsgq::synth {
 
@@ -19,6 +20,7 @@ enum class Stream : uint64_t {
   swing = 9,      // genie: each step's swing-convolution shifts
   crop = 10,      // deepinversion crop: each image's crop offset and flip per step
   mix = 11,       // deepinversion mix: whether an image's target mixes two classes, the second class and the weight
+  pick = 12,      // real_pick = seeded: which images of the file a real set takes
 };
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
@@ -30,6 +32,10 @@ enum class Init { gaussian, uniform01, zeroq_official, diverse, dead_leaves };
 // MCT's start; dead_leaves: opaque discs painted over each other (docs/method.md section 7.2).
 at::Tensor draw_images(Init init, uint64_t seed, Stream stream, int64_t first, int64_t n, int64_t C, int64_t H,
                        int64_t W);
+
+// n distinct indices drawn uniformly from {0..available-1} (a partial Fisher-Yates shuffle whose step k draws from
+// (seed, k)), in ascending order: the images of real data that `real_pick = "seeded"` takes. The same on every rank.
+std::vector<int64_t> draw_subset(uint64_t seed, int64_t available, int64_t n);
 
 // [n] labels uniform on {0..classes-1}, one per global index.
 at::Tensor draw_labels(uint64_t seed, int64_t first, int64_t n, int64_t classes);

@@ -109,7 +109,26 @@ BatchResult Synthesizer::make_batch(int64_t b) {
   };
   switch (c.method) {
     case config::SynthMethod::real: {
-      const io::ImageSet set = io::read_image_set(c.real_data, r.first, n);
+      io::ImageSet set;
+      if (c.real_pick == config::RealPick::first || n == 0) {
+        set = io::read_image_set(c.real_data, r.first, n);
+      } else {  // the drawn images of this rank's share, read a run of consecutive file indices at a time
+        if (real_pick_.empty())
+          real_pick_ = draw_subset(static_cast<uint64_t>(c.seed), io::image_set_info(c.real_data).n_images, c.n_images);
+        std::vector<at::Tensor> images, labels;
+        for (int64_t j = r.first; j < r.first + n;) {
+          int64_t run = 1;
+          while (j + run < r.first + n &&
+                 real_pick_[static_cast<size_t>(j + run)] == real_pick_[static_cast<size_t>(j)] + run)
+            ++run;
+          io::ImageSet part = io::read_image_set(c.real_data, real_pick_[static_cast<size_t>(j)], run);
+          images.push_back(part.images);
+          labels.push_back(part.labels);
+          j += run;
+        }
+        set.images = torch::cat(images);
+        set.labels = torch::cat(labels);
+      }
       r.images = net_.normalize(set.images, net_.device());
       r.labels = set.labels;
       return r;

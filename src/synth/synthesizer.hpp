@@ -60,6 +60,7 @@ class Synthesizer {
   Margins margins_;
   const mpi::Comm& comm_;
   Objective objective_;
+  std::vector<int64_t> real_pick_;  // real_pick = seeded: the set's file indices (drawn on first use)
 };
 
 // Throws InputError "<label>: the loss diverged at batch b, iteration i: term 'x' is nan; ..." for the first

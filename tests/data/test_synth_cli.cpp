@@ -15,9 +15,11 @@
 #include "core/fs.hpp"
 #include "core/sha256.hpp"
 #include "dsgq/version.hpp"
+#include "io/image_set.hpp"
 #include "io/synth_file.hpp"
 #include "models/checkpoint.hpp"
 #include "mpi/nccl.hpp"
+#include "synth/sampling.hpp"
 #include "test_util.hpp"
 
 using namespace dsgq;
@@ -254,6 +256,45 @@ void flip_dataset_bytes(const std::string& path, const char* name, haddr_t byte,
 }
 
 }  // namespace
+
+// real_pick = "seeded": the set holds the images of the file at draw_subset(seed)'s indices, with their labels, the
+// same bytes on 1 and 2 ranks (a batch split over the ranks reads runs of the drawn indices), other images for
+// another seed.
+TEST(SynthCli, SeededRealSetHoldsTheDrawnImagesOnAnyRankCount) {
+  test::TempDir tmp;
+  const std::string file = test::data_path("cifar10/data_batch_1.bin");
+  const std::string args =
+      "--set synth.method=real --set synth.real_pick=seeded --set synth.n_images=24 "
+      "--set synth.batch=16 --set synth.real_data=" +
+      file + " --set synth.seed=";
+  for (const auto& [out, cmd] : {std::pair{"1.h5", synth_cmd(tmp / "1.h5", args + "5")},
+                                 std::pair{"2.h5", mpiexec() + " -n 2 " + synth_cmd(tmp / "2.h5", args + "5")},
+                                 std::pair{"6.h5", synth_cmd(tmp / "6.h5", args + "6")}}) {
+    const auto r = test::run_command(cmd);
+    ASSERT_EQ(r.exit_code, 0) << out << ": " << r.output;
+  }
+  const io::SynthSet set = io::read_synth(tmp / "1.h5"), two = io::read_synth(tmp / "2.h5");
+  EXPECT_TRUE(torch::equal(set.images, two.images));
+  EXPECT_TRUE(torch::equal(set.labels, two.labels));
+  const std::vector<int64_t> idx = synth::draw_subset(5, 10000, 24);
+  std::vector<at::Tensor> images, labels;
+  for (const int64_t i : idx) {
+    const io::ImageSet one = io::read_image_set(file, i, 1);
+    images.push_back(one.images);
+    labels.push_back(one.labels);
+  }
+  EXPECT_TRUE(torch::equal(set.labels, torch::cat(labels)));
+  // the stored images are the file's, normalized: per channel one affine map of the uint8 values fits every pixel
+  const at::Tensor x = torch::cat(images).to(torch::kDouble).transpose(0, 1).reshape({3, -1});
+  const at::Tensor y = set.images.to(torch::kDouble).transpose(0, 1).reshape({3, -1});
+  for (int64_t c = 0; c < 3; ++c) {
+    const at::Tensor xc = x[c] - x[c].mean(), yc = y[c] - y[c].mean();
+    const double a = (xc * yc).sum().item<double>() / (xc * xc).sum().item<double>();
+    EXPECT_GT(a, 0.0) << "channel " << c;
+    EXPECT_LT((yc - a * xc).abs().max().item<double>(), 1e-5) << "channel " << c << ": not the drawn images";
+  }
+  EXPECT_FALSE(torch::equal(io::read_synth(tmp / "6.h5").labels, set.labels));
+}
 
 // Files that rot are refused, not used: 64 flipped bytes in the images of a synthetic set and of a packed set, and
 // a NaN in a checkpoint, each exit 2 with one line naming the file and the culprit (row and batch, or tensor).

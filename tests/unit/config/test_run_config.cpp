@@ -208,6 +208,8 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
   EXPECT_EQ(error_of("[synth]\nmethod = \"dsg\"\nstem_l1 = 100\n"),
             "configs/t.toml [synth]: stem_l1 = 100 applies to method deepinversion; method is 'dsg', expected "
             "deepinversion or stem_l1 = 0");
+  EXPECT_EQ(error_of("[synth]\nmethod = \"real\"\nreal_pick = \"random\"\n"),
+            "configs/t.toml [synth]: real_pick = 'random' is not allowed; expected one of first, seeded");
   EXPECT_EQ(error_of("[synth]\ninit = \"leaves\"\n"),
             "configs/t.toml [synth]: init = 'leaves' is not allowed; expected one of preset, gaussian, diverse, "
             "dead_leaves");

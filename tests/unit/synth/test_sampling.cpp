@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <map>
+#include <vector>
 
 #include "synth/sampling.hpp"
 
@@ -111,6 +112,34 @@ TEST(Sampling, CropIndexIsOneMirroredOrPlainCropPerImage) {
 
 // The diverse start, rebuilt by hand from the same generator: per image and channel a scale and a mean, per pixel
 // N(0,1), then a 5x5 box of weight 1/16 with reflect-101 borders (index -1 reads 1, index n reads n - 2).
+// real_pick = "seeded": n distinct indices in ascending order, each index equally likely, a function of the seed alone.
+TEST(Sampling, SubsetIsDistinctSortedUniformAndKeyedBySeed) {
+  const std::vector<int64_t> a = draw_subset(7, 10000, 1024);
+  ASSERT_EQ(a.size(), 1024u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_TRUE(a[i] >= 0 && a[i] < 10000) << i << ": " << a[i];
+    if (i > 0) ASSERT_LT(a[i - 1], a[i]) << "not distinct and ascending at " << i;
+  }
+  EXPECT_EQ(a, draw_subset(7, 10000, 1024));
+  EXPECT_NE(a, draw_subset(8, 10000, 1024));
+  EXPECT_GT(a.back() - a.front(), 9000);  // drawn from the whole file, not its start
+  std::vector<int64_t> all(10);
+  for (int64_t i = 0; i < 10; ++i) all[static_cast<size_t>(i)] = i;
+  EXPECT_EQ(draw_subset(3, 10, 10), all);  // the whole file
+  EXPECT_TRUE(draw_subset(3, 10, 0).empty());
+  // 4000 seeds, 3 of 10: each index about 1200 times (binomial sd 29); each of the 120 triples about 33
+  std::vector<int64_t> hits(10, 0);
+  std::map<std::vector<int64_t>, int64_t> triples;
+  for (uint64_t seed = 0; seed < 4000; ++seed) {
+    const std::vector<int64_t> s = draw_subset(seed, 10, 3);
+    for (const int64_t i : s) ++hits[static_cast<size_t>(i)];
+    ++triples[s];
+  }
+  for (int64_t i = 0; i < 10; ++i) EXPECT_NEAR(double(hits[static_cast<size_t>(i)]), 1200.0, 5 * 29.0) << i;
+  ASSERT_EQ(triples.size(), 120u);
+  for (const auto& [s, count] : triples) EXPECT_NEAR(double(count), 4000.0 / 120.0, 30.0);
+}
+
 TEST(Sampling, MixedTargetsPairTwoDifferentClassesForTheirFraction) {
   const int64_t n = 6000, K = 10;
   const at::Tensor labels = torch::arange(0, n, torch::kLong).remainder(K);
