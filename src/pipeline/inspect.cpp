@@ -118,11 +118,16 @@ std::string inspect_synth(const std::string& path) {
     // Real data's signature on the same network and image count, when it is a CIFAR-10 network and the training
     // batch is at hand (docs/method.md section 14).
     synth::Homogeneity real;
+    synth::ClassFit real_fit;
     const int64_t n_real = std::min<int64_t>(m.n_images, 10000);  // data_batch_1 holds 10,000 images
     const std::string real_path = data_dir().empty() ? "" : data_dir() + "/cifar10/data_batch_1.bin";
     const bool with_real = net->input().num_classes == 10 && net->input().height == 32 && file_exists(real_path);
-    if (with_real)
-      real = synth::homogeneity(*net, net->normalize(io::read_cifar10(real_path, 0, n_real).images, at::kCPU));
+    if (with_real) {
+      const io::ImageSet r = io::read_cifar10(real_path, 0, n_real);
+      const at::Tensor rx = net->normalize(r.images, at::kCPU);
+      real = synth::homogeneity(*net, rx);
+      real_fit = synth::class_fit(*net, rx, r.labels);
+    }
     char line[200];
     std::snprintf(line, sizeof line, "homogeneity on %s: spread %.4f, dev %.4f", m.model.c_str(), h.spread, h.dev);
     os << line;
@@ -138,6 +143,21 @@ std::string inspect_synth(const std::string& path) {
       os << line;
       if (with_real) {
         std::snprintf(line, sizeof line, "   %7.4f     %7.4f", real.layer_spread[l], real.layer_dev[l]);
+        os << line;
+      }
+      os << "\n";
+    }
+    // How the network classifies the set's labels (a synthetic set's target classes, a real set's own labels).
+    const synth::ClassFit fit = synth::class_fit(*net, set.images, set.labels);
+    if (fit.n > 0) {
+      std::snprintf(line, sizeof line,
+                    "labels on %s: %.1f %% of %lld images classified as their label, cross-entropy %.4f, top-logit "
+                    "margin %.2f",
+                    m.model.c_str(), 100.0 * fit.agree, static_cast<long long>(fit.n), fit.ce, fit.margin);
+      os << line;
+      if (with_real) {
+        std::snprintf(line, sizeof line, " (the first %lld real CIFAR-10 training images: %.1f %%, %.4f, %.2f)",
+                      static_cast<long long>(n_real), 100.0 * real_fit.agree, real_fit.ce, real_fit.margin);
         os << line;
       }
       os << "\n";

@@ -99,4 +99,31 @@ Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, in
   return h;
 }
 
+ClassFit class_fit(const models::Network& net, const at::Tensor& images, const at::Tensor& labels, int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  DSGQ_CHECK(labels.dim() == 1 && labels.size(0) == images.size(0), "class_fit: one label per image");
+  ClassFit c;
+  double agree = 0, ce = 0, margin = 0;
+  for (int64_t b = 0; b < images.size(0); b += chunk) {
+    const int64_t e = std::min(images.size(0), b + chunk);
+    const at::Tensor y = labels.slice(0, b, e).to(at::kLong);
+    const at::Tensor keep = y.ge(0).nonzero().view(-1);
+    if (keep.numel() == 0) continue;
+    const at::Tensor z =
+        net.forward(images.slice(0, b, e).index_select(0, keep).to(net.device())).to(at::kCPU, at::kDouble);
+    const at::Tensor t = y.index_select(0, keep);
+    const at::Tensor top2 = std::get<0>(z.topk(2, 1));
+    agree += z.argmax(1).eq(t).sum().item<double>();
+    ce += at::cross_entropy_loss(z, t, {}, at::Reduction::Sum).item<double>();
+    margin += (top2.select(1, 0) - top2.select(1, 1)).sum().item<double>();
+    c.n += keep.numel();
+  }
+  if (c.n > 0) {
+    c.agree = agree / double(c.n);
+    c.ce = ce / double(c.n);
+    c.margin = margin / double(c.n);
+  }
+  return c;
+}
+
 }  // namespace dsgq::synth

@@ -59,4 +59,14 @@ struct Homogeneity {
 };
 Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, int64_t chunk = 256);
 
+// How the network classifies a labelled set (docs/method.md section 14): over the images whose label is >= 0, the
+// share whose arg-max logit is the label, the mean cross-entropy to the labels and the mean margin of the top logit
+// over the runner-up. Real training images on the CIFAR-10 ResNets: 100 %, below 0.01, about 14 (they were fitted).
+// Local; images in chunks of `chunk`; n = 0 when no image carries a label.
+struct ClassFit {
+  int64_t n = 0;
+  double agree = 0, ce = 0, margin = 0;
+};
+ClassFit class_fit(const models::Network& net, const at::Tensor& images, const at::Tensor& labels, int64_t chunk = 256);
+
 }  // namespace dsgq::synth

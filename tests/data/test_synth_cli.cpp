@@ -294,6 +294,12 @@ TEST(SynthCli, SeededRealSetHoldsTheDrawnImagesOnAnyRankCount) {
     EXPECT_LT((yc - a * xc).abs().max().item<double>(), 1e-5) << "channel " << c << ": not the drawn images";
   }
   EXPECT_FALSE(torch::equal(io::read_synth(tmp / "6.h5").labels, set.labels));
+  // dsgq inspect reports how the network classifies the set's labels, beside the first real images' figures
+  const auto r = test::run_command(dsgq_bin() + " inspect " + (tmp / "1.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("labels on resnet20: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" of 24 images classified as their label, cross-entropy "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(the first 24 real CIFAR-10 training images: "), std::string::npos) << r.output;
 }
 
 // Files that rot are refused, not used: 64 flipped bytes in the images of a synthetic set and of a packed set, and

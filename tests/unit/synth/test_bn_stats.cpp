@@ -92,3 +92,38 @@ TEST(Homogeneity, IdenticalImagesHaveNoSpread) {
   EXPECT_NEAR(spread, g.spread, 1e-12);
   EXPECT_NEAR(dev, g.dev, 1e-12);
 }
+
+TEST(ClassFit, MatchesAPlainLoopAndSkipsUnlabelledImages) {
+  auto net = models::build_network("resnet20", "arch");
+  models::Checkpoint ck;
+  torch::manual_seed(11);
+  for (const auto& [name, shape] : net->param_specs())
+    ck.tensors.push_back(
+        {name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5 : torch::randn(shape) * 0.3});
+  net->load(ck);
+  const at::Tensor x = torch::randn({7, 3, 32, 32});
+  const std::vector<int64_t> y = {3, -1, 0, 9, -1, 5, 5};
+  const at::Tensor z = net->forward(x).to(at::kDouble).contiguous();  // [7, 10], one batch
+  double agree = 0, ce = 0, margin = 0;
+  int64_t n = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    if (y[i] < 0) continue;
+    std::vector<double> row(10);
+    for (int k = 0; k < 10; ++k) row[k] = z[static_cast<int64_t>(i)][k].item<double>();
+    const auto top = std::max_element(row.begin(), row.end());
+    double lse = 0;
+    for (double v : row) lse += std::exp(v - *top);
+    ce += *top + std::log(lse) - row[y[i]];
+    agree += (top - row.begin()) == y[i] ? 1 : 0;
+    std::vector<double> sorted = row;
+    std::sort(sorted.rbegin(), sorted.rend());
+    margin += sorted[0] - sorted[1];
+    ++n;
+  }
+  const ClassFit c = class_fit(*net, x, torch::tensor(y), 3);  // chunks of 3: 3, 3, 1 images
+  ASSERT_EQ(c.n, 5);
+  EXPECT_NEAR(c.agree, agree / 5, 1e-12);
+  EXPECT_NEAR(c.ce, ce / 5, kRefRelTol * std::max(1.0, ce / 5));
+  EXPECT_NEAR(c.margin, margin / 5, kRefRelTol * std::max(1.0, margin / 5));
+  EXPECT_EQ(class_fit(*net, x, torch::full({7}, -1, at::kLong)).n, 0);  // no labels: nothing measured
+}
