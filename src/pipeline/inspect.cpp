@@ -114,7 +114,8 @@ std::string inspect_synth(const std::string& path) {
   if (file_exists(m.weights) && sha256_file(m.weights) == m.weights_sha256 && m.n_images >= 2) {
     auto net = models::build_network(m.model, path + ": model");
     net->load(models::read_checkpoint(m.weights));
-    const synth::Homogeneity h = synth::homogeneity(*net, set.images);
+    at::Tensor logits, real_logits;
+    const synth::Homogeneity h = synth::homogeneity(*net, set.images, 256, &logits);
     // Real data's signature on the same network and image count, when it is a CIFAR-10 network and the training
     // batch is at hand (docs/method.md section 14).
     synth::Homogeneity real;
@@ -124,9 +125,8 @@ std::string inspect_synth(const std::string& path) {
     const bool with_real = net->input().num_classes == 10 && net->input().height == 32 && file_exists(real_path);
     if (with_real) {
       const io::ImageSet r = io::read_cifar10(real_path, 0, n_real);
-      const at::Tensor rx = net->normalize(r.images, at::kCPU);
-      real = synth::homogeneity(*net, rx);
-      real_fit = synth::class_fit(*net, rx, r.labels);
+      real = synth::homogeneity(*net, net->normalize(r.images, at::kCPU), 256, &real_logits);
+      real_fit = synth::class_fit(real_logits, r.labels);
     }
     char line[200];
     std::snprintf(line, sizeof line, "homogeneity on %s: spread %.4f, dev %.4f", m.model.c_str(), h.spread, h.dev);
@@ -148,7 +148,7 @@ std::string inspect_synth(const std::string& path) {
       os << "\n";
     }
     // How the network classifies the set's labels (a synthetic set's target classes, a real set's own labels).
-    const synth::ClassFit fit = synth::class_fit(*net, set.images, set.labels);
+    const synth::ClassFit fit = synth::class_fit(logits, set.labels);
     if (fit.n > 0) {
       std::snprintf(line, sizeof line,
                     "labels on %s: %.1f %% of %lld images classified as their label, cross-entropy %.4f, top-logit "

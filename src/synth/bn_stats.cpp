@@ -68,7 +68,7 @@ double alignment_term_ref(const Stats& st, const Target& t, double delta, double
 
 namespace dsgq::synth {
 
-Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, int64_t chunk) {
+Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, int64_t chunk, at::Tensor* logits) {
   torch::NoGradGuard no_grad;
   const size_t L = net.bns().size();
   std::vector<at::Tensor> sum(L), sumsq(L);
@@ -80,8 +80,12 @@ Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, in
   };
   const int64_t n = images.size(0);
   DSGQ_CHECK(n >= 2, "homogeneity needs at least 2 images");
-  for (int64_t b = 0; b < n; b += chunk)
-    net.forward(images.slice(0, b, std::min(n, b + chunk)).to(net.device()), &hooks);
+  std::vector<at::Tensor> out;
+  for (int64_t b = 0; b < n; b += chunk) {
+    const at::Tensor z = net.forward(images.slice(0, b, std::min(n, b + chunk)).to(net.device()), &hooks);
+    if (logits) out.push_back(z.to(at::kCPU));
+  }
+  if (logits) *logits = at::cat(out);
   Homogeneity h;
   for (size_t l = 0; l < L; ++l) {
     const auto& bn = net.bns()[l];
@@ -99,30 +103,19 @@ Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, in
   return h;
 }
 
-ClassFit class_fit(const models::Network& net, const at::Tensor& images, const at::Tensor& labels, int64_t chunk) {
-  torch::NoGradGuard no_grad;
-  DSGQ_CHECK(labels.dim() == 1 && labels.size(0) == images.size(0), "class_fit: one label per image");
+ClassFit class_fit(const at::Tensor& logits, const at::Tensor& labels) {
+  DSGQ_CHECK(labels.dim() == 1 && logits.dim() == 2 && labels.size(0) == logits.size(0),
+             "class_fit: one label per row of logits");
+  const at::Tensor keep = labels.ge(0).nonzero().view(-1);
   ClassFit c;
-  double agree = 0, ce = 0, margin = 0;
-  for (int64_t b = 0; b < images.size(0); b += chunk) {
-    const int64_t e = std::min(images.size(0), b + chunk);
-    const at::Tensor y = labels.slice(0, b, e).to(at::kLong);
-    const at::Tensor keep = y.ge(0).nonzero().view(-1);
-    if (keep.numel() == 0) continue;
-    const at::Tensor z =
-        net.forward(images.slice(0, b, e).index_select(0, keep).to(net.device())).to(at::kCPU, at::kDouble);
-    const at::Tensor t = y.index_select(0, keep);
-    const at::Tensor top2 = std::get<0>(z.topk(2, 1));
-    agree += z.argmax(1).eq(t).sum().item<double>();
-    ce += at::cross_entropy_loss(z, t, {}, at::Reduction::Sum).item<double>();
-    margin += (top2.select(1, 0) - top2.select(1, 1)).sum().item<double>();
-    c.n += keep.numel();
-  }
-  if (c.n > 0) {
-    c.agree = agree / double(c.n);
-    c.ce = ce / double(c.n);
-    c.margin = margin / double(c.n);
-  }
+  c.n = keep.numel();
+  if (c.n == 0) return c;
+  const at::Tensor z = logits.to(at::kCPU, at::kDouble).index_select(0, keep);
+  const at::Tensor t = labels.to(at::kLong).index_select(0, keep);
+  const at::Tensor top2 = std::get<0>(z.topk(2, 1));
+  c.agree = z.argmax(1).eq(t).to(at::kDouble).mean().item<double>();
+  c.ce = at::cross_entropy_loss(z, t).item<double>();
+  c.margin = (top2.select(1, 0) - top2.select(1, 1)).mean().item<double>();
   return c;
 }
 

@@ -57,16 +57,18 @@ struct Homogeneity {
   double spread = 0, dev = 0;                   // averaged over the BN layers
   std::vector<double> layer_spread, layer_dev;  // per BN layer, in the network's order
 };
-Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, int64_t chunk = 256);
+// When `logits` is given, the network's outputs for the images ([n, classes], CPU) are left there (for class_fit).
+Homogeneity homogeneity(const models::Network& net, const at::Tensor& images, int64_t chunk = 256,
+                        at::Tensor* logits = nullptr);
 
 // How the network classifies a labelled set (docs/method.md section 14): over the images whose label is >= 0, the
 // share whose arg-max logit is the label, the mean cross-entropy to the labels and the mean margin of the top logit
 // over the runner-up. Real training images on the CIFAR-10 ResNets: 99.9-100 %, below 0.01, about 14 (fitted ones).
-// Local; images in chunks of `chunk`; n = 0 when no image carries a label.
+// From the network's outputs `logits` [n, classes]; n = 0 when no image carries a label.
 struct ClassFit {
   int64_t n = 0;
   double agree = 0, ce = 0, margin = 0;
 };
-ClassFit class_fit(const models::Network& net, const at::Tensor& images, const at::Tensor& labels, int64_t chunk = 256);
+ClassFit class_fit(const at::Tensor& logits, const at::Tensor& labels);
 
 }  // namespace dsgq::synth

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,14 +69,22 @@ TEST(BnStats, AlignmentTermMatchesReference) {
   }
 }
 
-TEST(Homogeneity, IdenticalImagesHaveNoSpread) {
+namespace {
+// resnet20 with random weights (running variances positive), so a test needs no data files.
+std::unique_ptr<models::Network> random_resnet20(uint64_t seed, double scale) {
   auto net = models::build_network("resnet20", "arch");
   models::Checkpoint ck;
-  torch::manual_seed(5);
+  torch::manual_seed(seed);
   for (const auto& [name, shape] : net->param_specs())
     ck.tensors.push_back(
-        {name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5 : torch::randn(shape) * 0.2});
+        {name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5 : torch::randn(shape) * scale});
   net->load(ck);
+  return net;
+}
+}  // namespace
+
+TEST(Homogeneity, IdenticalImagesHaveNoSpread) {
+  const auto net = random_resnet20(5, 0.2);
   const at::Tensor one = torch::randn({1, 3, 32, 32});
   const Homogeneity h = homogeneity(*net, one.expand({5, 3, 32, 32}).contiguous());
   EXPECT_LT(h.spread, kNoSpread);
@@ -94,13 +103,7 @@ TEST(Homogeneity, IdenticalImagesHaveNoSpread) {
 }
 
 TEST(ClassFit, MatchesAPlainLoopAndSkipsUnlabelledImages) {
-  auto net = models::build_network("resnet20", "arch");
-  models::Checkpoint ck;
-  torch::manual_seed(11);
-  for (const auto& [name, shape] : net->param_specs())
-    ck.tensors.push_back(
-        {name, name.find("running_var") != std::string::npos ? torch::rand(shape) + 0.5 : torch::randn(shape) * 0.3});
-  net->load(ck);
+  const auto net = random_resnet20(11, 0.3);
   const at::Tensor x = torch::randn({7, 3, 32, 32});
   const std::vector<int64_t> y = {3, -1, 0, 9, -1, 5, 5};
   const at::Tensor z = net->forward(x).to(at::kDouble).contiguous();  // [7, 10], one batch
@@ -120,10 +123,12 @@ TEST(ClassFit, MatchesAPlainLoopAndSkipsUnlabelledImages) {
     margin += sorted[0] - sorted[1];
     ++n;
   }
-  const ClassFit c = class_fit(*net, x, torch::tensor(y), 3);  // chunks of 3: 3, 3, 1 images
+  at::Tensor logits;
+  homogeneity(*net, x, 3, &logits);  // the logits as dsgq inspect takes them: chunks of 3, 3 and 1 images
+  const ClassFit c = class_fit(logits, torch::tensor(y));
   ASSERT_EQ(c.n, 5);
   EXPECT_NEAR(c.agree, agree / 5, 1e-12);
   EXPECT_NEAR(c.ce, ce / 5, kRefRelTol * std::max(1.0, ce / 5));
   EXPECT_NEAR(c.margin, margin / 5, kRefRelTol * std::max(1.0, margin / 5));
-  EXPECT_EQ(class_fit(*net, x, torch::full({7}, -1, at::kLong)).n, 0);  // no labels: nothing measured
+  EXPECT_EQ(class_fit(logits, torch::full({7}, -1, at::kLong)).n, 0);  // no labels: nothing measured
 }
