@@ -49,8 +49,9 @@ std::string with_notes(std::string base, const std::vector<std::string>& notes) 
   return base;
 }
 
-// How dsgq report names the point's rows (not part of the point's identity).
-nlohmann::json labels_json(const config::RunConfig& cfg) {
+}  // namespace
+
+ReportLabels report_labels(const config::RunConfig& cfg) {
   const config::SynthConfig& y = cfg.synth;
   using config::SynthMethod;
   std::string data = config::name(y.method);
@@ -95,6 +96,24 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
     }
   }
   if (cfg.quant.calib_data.empty() && y.bf16) extra.push_back("bf16");
+  if (cfg.quant.calib_data.empty() && y.method != SynthMethod::real) {
+    // Every other setting added after the first sets, where it differs from its default (ce_weight 10, jitter 4,
+    // flip, crop 4, ...): sets made with it are other sets, so they get their own row. Those named above are skipped.
+    for (const auto& f : config::fields_with(cfg, config::kSynthIdentity | config::kOnlyIfSet)) {
+      if (f.section != "synth" || f.key == "init" || f.key == "mix" || f.key == "lowres_iters" || f.key == "bf16")
+        continue;
+      std::ostringstream v;
+      if (const bool* b = std::get_if<bool>(&f.value))
+        v << (*b ? "" : "no ") << f.key;
+      else if (const int64_t* i = std::get_if<int64_t>(&f.value))
+        v << f.key << " " << *i;
+      else if (const double* d = std::get_if<double>(&f.value))
+        v << f.key << " " << *d;
+      else
+        v << f.key << " " << std::get<std::string>(f.value);
+      extra.push_back(v.str());
+    }
+  }
   data = with_notes(data, extra);
   std::string method = config::name(cfg.quant.protocol) + "/" + config::name(cfg.quant.act_observer);
   if (cfg.quant.protocol == config::Protocol::qdrop) {  // the variants that get their own report row
@@ -108,8 +127,10 @@ nlohmann::json labels_json(const config::RunConfig& cfg) {
     if (cfg.quant.recon.bf16) variant.push_back("bf16");
     method = with_notes(method, variant);
   }
-  return {{"data", data}, {"method", method}};
+  return {data, method};
 }
+
+namespace {
 
 void check_calibration_file(const std::string& path, const config::RunConfig& cfg, const models::Network& net,
                             const std::string& weights_sha256) {
@@ -372,7 +393,11 @@ int QuantStage::execute(const mpi::Comm& comm) {
                       {"peak_rss_mib", peak_mib},
                       {"outputs", outputs},
                       {"layers", c.layers},
-                      {"labels", labels_json(s.cfg)},
+                      {"labels",
+                       [&] {
+                         const ReportLabels l = report_labels(s.cfg);
+                         return nlohmann::json{{"data", l.data}, {"method", l.method}};
+                       }()},
                       {"provenance", provenance}});
   log_info0("%s %s W%lldA%lld (%s, %lld calibration images): top1 %.2f%% (FP32 %.2f%%), top5 %.2f%% -> %s",
             s.cfg.model.arch.c_str(), config::name(q.protocol).c_str(), static_cast<long long>(q.w_bits),

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "config/run_config.hpp"
 #include "mpi/comm.hpp"
 #include "pipeline/runtime.hpp"
 #include "pipeline/stage.hpp"
@@ -19,6 +20,14 @@ struct ForwardHooks;
 }  // namespace dsgq::models
 
 namespace dsgq::pipeline {
+
+// How `dsgq report` names a point's row (not part of the point's identity): the calibration data with what sets it
+// apart from its method's defaults ("deepinversion (dsgq, lowres 400+100, ce_weight 10)", "dsg (no LSE)"), and the
+// protocol/observer with its variants ("qdrop/mse (drop 0)"). Stored in every quantize record as "labels".
+struct ReportLabels {
+  std::string data, method;
+};
+ReportLabels report_labels(const config::RunConfig& cfg);
 
 class QuantStage final : public Stage {
  public:
