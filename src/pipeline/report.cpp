@@ -19,6 +19,15 @@ namespace {
 
 struct Cell {
   std::vector<double> top1;
+  std::map<int64_t, std::vector<std::string>> keys_by_seed;  // the records behind top1, by seed
+  // The seeds with more than one record: points whose settings the row's name does not tell apart (e.g. 1000 and 2000
+  // reconstruction steps, or sets of records written before their setting was named), averaged together.
+  std::vector<std::pair<int64_t, std::vector<std::string>>> mixed() const {
+    std::vector<std::pair<int64_t, std::vector<std::string>>> out;
+    for (const auto& [seed, keys] : keys_by_seed)
+      if (keys.size() > 1) out.emplace_back(seed, keys);
+    return out;
+  }
   double mean() const {
     double s = 0;
     for (double v : top1) s += v;
@@ -79,7 +88,9 @@ std::map<std::string, Table> read_tables(const std::vector<std::string>& files) 
       data = r["labels"].at("data").get<std::string>();
       method = r["labels"].at("method").get<std::string>();
     }
-    t.rows[{data, method}][precision].top1.push_back(m.at("top1").get<double>());
+    Cell& cell = t.rows[{data, method}][precision];
+    cell.top1.push_back(m.at("top1").get<double>());
+    cell.keys_by_seed[p.value("seed", int64_t(0))].push_back(r.value("key", std::filesystem::path(f).stem().string()));
     if (std::find(t.columns.begin(), t.columns.end(), precision) == t.columns.end()) t.columns.push_back(precision);
   }
   for (auto& [arch, t] : tables)
@@ -108,6 +119,7 @@ void render(const Table& t, Rendered& out) {
   tex += " \\\\\n\\midrule\nFP32 & --";
   for (size_t i = 0; i < t.columns.size(); ++i) tex += " & " + fmt(t.fp32);
   tex += " \\\\\n";
+  std::string notes;  // the mixed cells' footnotes
   for (const auto& [row, cells] : t.rows) {
     md += "| " + row.first + " | " + row.second + " |";
     tex += row.first + " & " + row.second;
@@ -120,15 +132,27 @@ void render(const Table& t, Rendered& out) {
       }
       const Cell& cell = it->second;
       const std::string n = cell.top1.size() > 1 ? " (" + std::to_string(cell.top1.size()) + ")" : "";
-      md += " " + fmt(cell.mean()) + (cell.top1.size() > 1 ? " ± " + fmt(cell.std()) : "") + n + " |";
-      tex += " & " + fmt(cell.mean()) + (cell.top1.size() > 1 ? "$\\pm$" + fmt(cell.std()) : "");
+      const auto mixed = cell.mixed();
+      md += " " + fmt(cell.mean()) + (cell.top1.size() > 1 ? " ± " + fmt(cell.std()) : "") + n +
+            (mixed.empty() ? "" : " \\*") + " |";
+      tex += " & " + fmt(cell.mean()) + (cell.top1.size() > 1 ? "$\\pm$" + fmt(cell.std()) : "") +
+             (mixed.empty() ? "" : "$^*$");
+      if (!mixed.empty()) {  // one footnote per cell: its seeds with more than one record, and those records
+        notes += "\\* " + upper(c) + " of " + row.first + " / " + row.second +
+                 ": records made with settings the row's name does not tell apart, averaged together (";
+        for (size_t s = 0; s < mixed.size(); ++s) {
+          notes += (s ? "; seed " : "seed ") + std::to_string(mixed[s].first) + ": ";
+          for (size_t k = 0; k < mixed[s].second.size(); ++k) notes += (k ? ", " : "") + mixed[s].second[k];
+        }
+        notes += ").\n\n";
+      }
       out.csv += t.arch + ",\"" + row.first + "\"," + row.second + "," + c + "," + fmt(cell.mean()) + "," +
                  fmt(cell.std()) + "," + std::to_string(cell.top1.size()) + "\n";
     }
     md += "\n";
     tex += " \\\\\n";
   }
-  md += "\n";
+  md += "\n" + notes;
   tex += "\\bottomrule\n\\end{tabular}\n\n";
 }
 
