@@ -102,15 +102,15 @@ ReportLabels report_labels(const config::RunConfig& cfg) {
     for (const auto& f : config::fields_with(cfg, config::kSynthIdentity | config::kOnlyIfSet)) {
       if (f.section != "synth" || f.key == "init" || f.key == "mix" || f.key == "lowres_iters" || f.key == "bf16")
         continue;
-      std::ostringstream v;
-      if (const bool* b = std::get_if<bool>(&f.value))
-        v << (*b ? "" : "no ") << f.key;
-      else if (const int64_t* i = std::get_if<int64_t>(&f.value))
-        v << f.key << " " << *i;
-      else if (const double* d = std::get_if<double>(&f.value))
-        v << f.key << " " << *d;
-      else
-        v << f.key << " " << std::get<std::string>(f.value);
+      std::ostringstream v;  // "flip" / "no lse", else "ce_weight 10"
+      std::visit(
+          [&](const auto& x) {
+            if constexpr (std::is_same_v<std::decay_t<decltype(x)>, bool>)
+              v << (x ? "" : "no ") << f.key;
+            else
+              v << f.key << " " << x;
+          },
+          f.value);
       extra.push_back(v.str());
     }
   }
@@ -384,6 +384,7 @@ int QuantStage::execute(const mpi::Comm& comm) {
       {"top1", qc.top1_pct()},        {"top5", qc.top5_pct()},          {"n_images", qc.n},
       {"top1_correct", qc.top1},      {"top5_correct", qc.top5},        {"fp32_top1", fp32.top1_pct()},
       {"fp32_top5", fp32.top5_pct()}, {"n_calib", calib.images.size(0)}};
+  const ReportLabels labels = report_labels(s.cfg);
   io::write_json_atomic(
       s.record_path, {{"format", io::kResultFormat},
                       {"key", s.key},
@@ -393,11 +394,7 @@ int QuantStage::execute(const mpi::Comm& comm) {
                       {"peak_rss_mib", peak_mib},
                       {"outputs", outputs},
                       {"layers", c.layers},
-                      {"labels",
-                       [&] {
-                         const ReportLabels l = report_labels(s.cfg);
-                         return nlohmann::json{{"data", l.data}, {"method", l.method}};
-                       }()},
+                      {"labels", {{"data", labels.data}, {"method", labels.method}}},
                       {"provenance", provenance}});
   log_info0("%s %s W%lldA%lld (%s, %lld calibration images): top1 %.2f%% (FP32 %.2f%%), top5 %.2f%% -> %s",
             s.cfg.model.arch.c_str(), config::name(q.protocol).c_str(), static_cast<long long>(q.w_bits),
