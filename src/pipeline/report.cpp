@@ -60,6 +60,32 @@ std::string upper(std::string s) {
   return s;
 }
 
+// A row name as LaTeX text: the characters a name may hold that LaTeX reads as commands ("ce_weight 10", ...).
+std::string tex_text(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '_' || c == '%' || c == '&' || c == '#' || c == '$' || c == '{' || c == '}') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// The footnote of a cell holding more than one record of a seed: which records, in the words of `text`
+// (identity for Markdown, tex_text for LaTeX).
+std::string mixed_note(const std::string& column, const std::string& data, const std::string& method,
+                       const std::vector<std::pair<int64_t, std::vector<std::string>>>& mixed,
+                       std::string (*text)(const std::string&)) {
+  std::string note = upper(column) + " of " + text(data) + " / " + text(method) +
+                     ": records made with settings the row's name does not tell apart, averaged together (";
+  for (size_t s = 0; s < mixed.size(); ++s) {
+    note += (s ? "; seed " : "seed ") + std::to_string(mixed[s].first) + ": ";
+    for (size_t k = 0; k < mixed[s].second.size(); ++k) note += (k ? ", " : "") + text(mixed[s].second[k]);
+  }
+  return note + ").";
+}
+
+std::string same_text(const std::string& s) { return s; }
+
 struct Table {
   std::string arch;
   double fp32 = NAN;
@@ -119,10 +145,10 @@ void render(const Table& t, Rendered& out) {
   tex += " \\\\\n\\midrule\nFP32 & --";
   for (size_t i = 0; i < t.columns.size(); ++i) tex += " & " + fmt(t.fp32);
   tex += " \\\\\n";
-  std::string notes;  // the mixed cells' footnotes
+  std::string md_notes, tex_notes;  // the mixed cells' footnotes
   for (const auto& [row, cells] : t.rows) {
     md += "| " + row.first + " | " + row.second + " |";
-    tex += row.first + " & " + row.second;
+    tex += tex_text(row.first) + " & " + tex_text(row.second);
     for (const auto& c : t.columns) {
       const auto it = cells.find(c);
       if (it == cells.end()) {
@@ -138,13 +164,8 @@ void render(const Table& t, Rendered& out) {
       tex += " & " + fmt(cell.mean()) + (cell.top1.size() > 1 ? "$\\pm$" + fmt(cell.std()) : "") +
              (mixed.empty() ? "" : "$^*$");
       if (!mixed.empty()) {  // one footnote per cell: its seeds with more than one record, and those records
-        notes += "\\* " + upper(c) + " of " + row.first + " / " + row.second +
-                 ": records made with settings the row's name does not tell apart, averaged together (";
-        for (size_t s = 0; s < mixed.size(); ++s) {
-          notes += (s ? "; seed " : "seed ") + std::to_string(mixed[s].first) + ": ";
-          for (size_t k = 0; k < mixed[s].second.size(); ++k) notes += (k ? ", " : "") + mixed[s].second[k];
-        }
-        notes += ").\n\n";
+        md_notes += "\\* " + mixed_note(c, row.first, row.second, mixed, same_text) + "\n\n";
+        tex_notes += "$^*$ " + mixed_note(c, row.first, row.second, mixed, tex_text) + "\n\n";
       }
       out.csv += t.arch + ",\"" + row.first + "\"," + row.second + "," + c + "," + fmt(cell.mean()) + "," +
                  fmt(cell.std()) + "," + std::to_string(cell.top1.size()) + "\n";
@@ -152,8 +173,8 @@ void render(const Table& t, Rendered& out) {
     md += "\n";
     tex += " \\\\\n";
   }
-  md += "\n" + notes;
-  tex += "\\bottomrule\n\\end{tabular}\n\n";
+  md += "\n" + md_notes;
+  tex += "\\bottomrule\n\\end{tabular}\n\n" + tex_notes;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -44,5 +45,15 @@ TEST(Report, AveragesSeedsPerRowAndFlagsACellHoldingTwoRecordsOfOneSeed) {
             std::string::npos)
       << md;
   EXPECT_EQ(md.find("ce_weight 10) | qdrop/mse | 92.00 \\*"), std::string::npos) << md;
+  // the LaTeX table: row names as LaTeX text, and the same footnote under the tabular
+  std::ifstream in(dir / "report/table.tex");
+  const std::string tex((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(tex.find("deepinversion (dsgq, ce\\_weight 10) & qdrop/mse & 92.00 \\\\"), std::string::npos) << tex;
+  EXPECT_EQ(tex.find("ce_weight"), std::string::npos) << tex;
+  EXPECT_NE(tex.find("deepinversion (dsgq) & qdrop/mse & 91.33$\\pm$1.53$^*$"), std::string::npos) << tex;
+  EXPECT_NE(tex.find("\\end{tabular}\n\n$^*$ W4A4 of deepinversion (dsgq) / qdrop/mse: records made with settings "
+                     "the row's name does not tell apart, averaged together (seed 0: a0, c0)."),
+            std::string::npos)
+      << tex;
 }
 }  // namespace dsgq
