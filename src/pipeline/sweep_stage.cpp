@@ -125,10 +125,17 @@ std::string SweepStage::describe() const {
 double SweepStage::make_calibration_sets(const std::vector<size_t>& pending, const mpi::Comm& comm) {
   const Impl& s = *impl_;
   Timer timer;
+  std::vector<std::string> todo;  // the sets a pending point needs that are not complete yet (all of them with --force)
   for (const auto& d : s.datasets) {
     bool needed = false;
     for (size_t i : pending) needed = needed || s.points[i].calib == d;
-    if (needed) SynthStage::prepare(s.synth.at(d), s.args, comm)->execute(comm);
+    if (needed && (s.args.force || !file_exists(d))) todo.push_back(d);
+  }
+  for (size_t k = 0; k < todo.size(); ++k) {
+    // A campaign's sets take hours: say which one of how many, and how long the earlier ones took.
+    log_info0("sweep: calibration set %zu/%zu%s", k + 1, todo.size(),
+              k == 0 ? "" : (", " + format_duration(timer.seconds()) + " for the first " + std::to_string(k)).c_str());
+    SynthStage::prepare(s.synth.at(todo[k]), s.args, comm)->execute(comm);
   }
   return timer.seconds();
 }
@@ -152,11 +159,16 @@ SweepStage::RankWork SweepStage::run_points(std::vector<size_t> pending, const m
     Timer t;
     QuantStage::prepare(p.cfg, s.args, comm, /*calib_will_exist=*/false)->execute(self);
     const nlohmann::json rec = io::read_json(p.record);
-    log_info("point %lld/%zu %s: top1 %.2f (FP32 %.2f) in %.1f s", static_cast<long long>(j + 1), pending.size(),
-             p.key.c_str(), rec["metrics"]["top1"].get<double>(), rec["metrics"]["fp32_top1"].get<double>(),
-             t.seconds());
     ++w.computed;
     w.busy_s += t.seconds();
+    // A rough time left: this rank's mean point time for every point not yet handed out, shared by all ranks (the
+    // longest points go first, so it shrinks towards the end).
+    const int64_t left = static_cast<int64_t>(pending.size()) - (j + 1);
+    const double eta = w.busy_s / double(w.computed) * double(left) / double(comm.size());
+    log_info("point %lld/%zu %s: top1 %.2f (FP32 %.2f) in %.1f s; %lld not yet started, about %s left",
+             static_cast<long long>(j + 1), pending.size(), p.key.c_str(), rec["metrics"]["top1"].get<double>(),
+             rec["metrics"]["fp32_top1"].get<double>(), t.seconds(), static_cast<long long>(left),
+             format_duration(eta).c_str());
   }
   queue.finish();
   w.queue = comm.size() == 1 ? "single rank" : queue.dynamic() ? "dynamic" : "round robin";

@@ -88,6 +88,11 @@ TEST(Sweep, SameRecordsOnOneTwoThreeRanksEachDatasetOnceAndKillNineResumes) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     // Each calibration set is synthesized exactly once (rank 0 logs one "images in" line per set).
     EXPECT_EQ(count(r.output, " images in "), 3u) << r.output;
+    // Progress: each set numbered before it is made, each point with the points left and a time estimate.
+    EXPECT_EQ(count(r.output, "sweep: calibration set "), 3u) << r.output;
+    EXPECT_NE(r.output.find("sweep: calibration set 3/3, "), std::string::npos) << r.output;
+    EXPECT_EQ(count(r.output, " not yet started, about "), 12u) << r.output;
+    EXPECT_NE(r.output.find("; 0 not yet started, about 00:00 left"), std::string::npos) << r.output;
     const auto m = metrics_of(tmp / dir);
     EXPECT_EQ(m.size(), 12u);
     if (ranks == 1) {
@@ -114,6 +119,7 @@ TEST(Sweep, SameRecordsOnOneTwoThreeRanksEachDatasetOnceAndKillNineResumes) {
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("12 points, 12 done, 0 to run"), std::string::npos) << again.output;
   EXPECT_EQ(count(again.output, " images in "), 0u) << again.output;
+  EXPECT_EQ(count(again.output, "sweep: calibration set "), 0u) << again.output;
 
   // kill -9 of one of two ranks once some points are done.
   const std::string log = tmp / "killed.log", rc = tmp / "killed.rc";
