@@ -133,8 +133,8 @@ double SweepStage::make_calibration_sets(const std::vector<size_t>& pending, con
   }
   for (size_t k = 0; k < todo.size(); ++k) {
     // A campaign's sets take hours: say which one of how many, and how long the earlier ones took.
-    log_info0("sweep: calibration set %zu/%zu%s", k + 1, todo.size(),
-              k == 0 ? "" : (", " + format_duration(timer.seconds()) + " for the first " + std::to_string(k)).c_str());
+    const std::string so_far = k ? ", " + format_duration(timer.seconds()) + " for the first " + std::to_string(k) : "";
+    log_info0("sweep: calibration set %zu/%zu%s", k + 1, todo.size(), so_far.c_str());
     SynthStage::prepare(s.synth.at(todo[k]), s.args, comm)->execute(comm);
   }
   return timer.seconds();

@@ -3,10 +3,10 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/fs.hpp"
 #include "io/json_record.hpp"
 #include "pipeline/report.hpp"
 #include "test_util.hpp"
@@ -46,8 +46,7 @@ TEST(Report, AveragesSeedsPerRowAndFlagsACellHoldingTwoRecordsOfOneSeed) {
       << md;
   EXPECT_EQ(md.find("ce_weight 10) | qdrop/mse | 92.00 \\*"), std::string::npos) << md;
   // the LaTeX table: row names as LaTeX text, and the same footnote under the tabular
-  std::ifstream in(dir / "report/table.tex");
-  const std::string tex((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string tex = read_file(dir / "report/table.tex");
   EXPECT_NE(tex.find("deepinversion (dsgq, ce\\_weight 10) & qdrop/mse & 92.00 \\\\"), std::string::npos) << tex;
   EXPECT_EQ(tex.find("ce_weight"), std::string::npos) << tex;
   EXPECT_NE(tex.find("deepinversion (dsgq) & qdrop/mse & 91.33$\\pm$1.53$^*$"), std::string::npos) << tex;
