@@ -2,14 +2,14 @@
 """How far a calibration set is from a reference set in what the batch statistics leave free: each channel's energy.
 
 Batch-statistics synthesis holds, at every BN layer, each channel's mean and variance of the convolution's output.
-What it does not hold is how much energy each channel of a convolution's *input* carries (the image's, and the
-ReLU outputs'): the next layer's statistics constrain that energy only along its filters. Rounding a convolution's
-weights is fitted to its inputs' second moments (method.md's AdaRound objective), so a set whose input energies differ
-per channel from real images' weights the rounding errors differently. For every convolution of a CIFAR ResNet this
-prints the log of E[x_c^2] (over images and positions) of each input channel, set against reference, averaged over
-the channels (signed: > 0 when the set carries more energy) and the mean over channels of its absolute value; at the
-end the mean over layers of the latter. Two samples of real images differ by about 0.03. docs/campaigns.md section 4
-has a measurement.
+What it does not hold is how much energy each channel of a convolution's *input* carries (the image's, and the ReLU
+outputs'): the next layer's statistics constrain that energy only along its filters. Rounding a convolution's
+weights is fitted to its inputs' second moments (the AdaRound objective of docs/method.md), so a set whose input
+energies differ per channel from real images' weights the rounding errors differently. For every convolution of a
+CIFAR ResNet this prints the log of E[x_c^2] (over images and positions) of each input channel, set against
+reference, averaged over the channels (signed: > 0 when the set carries more energy) and the mean over channels of
+its absolute value; at the end the mean over layers of the latter. Two samples of real images differ by about 0.03.
+docs/campaigns.md section 4 has a measurement.
 
 usage: analysis/feature_energy.py REF.h5 SET.h5 [SET.h5 ...] [--images N] [--weights FILE] [--threads N]
   REF.h5, SET.h5: dsgq-synth/1 files (dsgq synth/sweep output, real sets included) made for the same CIFAR ResNet.
