@@ -1,7 +1,9 @@
-"""Shared by the oracle scripts: one ok/FAIL line per check, the list of failures, running oracle_tool, and the
-real-data folder ($DSGQ_DATA, else ../shared/data beside the checkout), the CIFAR-10 test images."""
+"""Shared by the oracle scripts: one ok/FAIL line per check, the list of failures, the final verdict, running
+oracle_tool, and the real-data folder ($DSGQ_DATA, else ../shared/data beside the checkout), the CIFAR-10 test
+images."""
 import os
 import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -16,6 +18,14 @@ def check(cond, msg):
     print(("ok   " if cond else "FAIL ") + msg, flush=True)
     if not cond:
         failures.append(msg)
+
+
+def finish(what):
+    """End an oracle script: exit 1 naming how many checks failed, else say that all of `what` passed."""
+    if failures:
+        print(f"{len(failures)} {what} check(s) failed", flush=True)
+        sys.exit(1)
+    print(f"all {what} checks passed")
 
 
 def run_tool(tool, *args):

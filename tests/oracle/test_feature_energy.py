@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models_ref  # noqa: E402
-from oracle_util import check, cifar10_test, default_data_dir, failures  # noqa: E402
+from oracle_util import check, cifar10_test, default_data_dir, finish  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "feature_energy.py")
 
@@ -109,10 +109,7 @@ def main():
             lines = r.stderr.strip().splitlines()
             check(r.returncode == 2 and len(lines) == 1 and want in lines[0],
                   f"{what}: exit {r.returncode}, stderr {r.stderr.strip()!r} (expected 2 and one line with {want!r})")
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("all checks passed")
+    finish("feature_energy")
 
 
 if __name__ == "__main__":

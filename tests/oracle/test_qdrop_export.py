@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aimet_layout  # noqa: E402
 import models_ref  # noqa: E402
-from oracle_util import check, cifar10_test, default_data_dir, failures  # noqa: E402
+from oracle_util import check, cifar10_test, default_data_dir, finish  # noqa: E402
 
 STAGES = [(1, 16, 1), (2, 32, 2), (3, 64, 2)]  # (stage, planes, stride of the first block)
 
@@ -251,9 +251,7 @@ def main():
             check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and enc_path in r.stderr,
                   f"analysis/swap_steps.py on an encodings file instead of a record: exit 2, one line naming it "
                   f"(exit {r.returncode}: {r.stderr.strip()})")
-    if failures:
-        sys.exit(1)
-    print(f"all {proto} export checks passed")
+    finish(f"{proto} export")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle_util import check, failures  # noqa: E402
+from oracle_util import check, finish  # noqa: E402
 
 
 
@@ -56,10 +56,7 @@ def main():
             got = dsgq_fake_quant(a.tool, tmp, x, torch.tensor([s]), torch.tensor([z]), qmin, qmax, 0)
             diff = (got - ref).abs().max().item()
             check(diff == 0.0, f"per-tensor bits {bits}: max abs diff {diff}")
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("all fake-quant oracle checks passed")
+    finish("fake-quant oracle")
 
 
 if __name__ == "__main__":

@@ -27,20 +27,13 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle_util import check, default_data_dir, failures, run_tool  # noqa: E402
+from oracle_util import check, default_data_dir, failures, finish, run_tool  # noqa: E402
 import recon_ref  # noqa: E402
 
 TOL = 1e-5
 SCALARS = ["out.loss", "out.rec", "grad.site0.step", "grad.site1.step"]
 TENSORS = ["grad.conv1.v", "grad.conv2.v"]
 NEAR_TIE = 1e-4   # in units of the step (activations) or of the weight scale (weights)
-
-
-def finish():
-    if failures:
-        print(f"{len(failures)} reconstruction oracle check(s) failed", flush=True)
-        sys.exit(1)
-    print("all reconstruction oracle checks passed")
 
 
 def scalar_rel(a, b):
@@ -120,20 +113,20 @@ def main():
             d = torch.load(path)
         except Exception as e:  # noqa: BLE001 - any failure of the helper is a test failure with its message
             check(False, f"oracle_tool recon-case returned an error (is the `recon-case` subcommand implemented?): {e}")
-            finish()
+            finish("reconstruction oracle")
             return
     d = dict(d)
     missing = [k for k in recon_ref.INPUT_KEYS + recon_ref.OUTPUT_KEYS if k not in d]
     check(not missing, f"case file holds all {len(recon_ref.INPUT_KEYS)} input and {len(recon_ref.OUTPUT_KEYS)} "
                        f"output keys" + (f" (missing {missing})" if missing else ""))
     if missing:
-        finish()
+        finish("reconstruction oracle")
         return
     bad = [f"{k} {tuple(d[k].shape)} != {s}" for k, s in expected_shapes(d).items() if tuple(d[k].shape) != s]
     bad += [f"{k} has {d[k].numel()} elements" for k in recon_ref.SCALAR_KEYS | set(SCALARS) if d[k].numel() != 1]
     check(not bad, "case file shapes as documented" + (f" ({'; '.join(bad)})" if bad else ""))
     if bad:
-        finish()
+        finish("reconstruction oracle")
         return
     inputs = {k: d[k] for k in recon_ref.INPUT_KEYS}   # the reference sees the inputs only
     ref = recon_ref.reference(inputs)
@@ -149,7 +142,7 @@ def main():
     if failures and near:
         print(f"note: {near} element(s) lie within {NEAR_TIE:g} of a rounding or floor boundary (see the info lines); "
               "a float32 C++ may round them differently from the float64 reference", flush=True)
-    finish()
+    finish("reconstruction oracle")
 
 
 if __name__ == "__main__":
