@@ -26,6 +26,7 @@ intermediate tensors, Adam and everything else are left out, so the real work is
 F is counted with forward hooks on the independent definitions of tests/oracle/models_ref.py. Exit 2 on bad input.
 """
 import argparse
+import copy
 import json
 import os
 import re
@@ -85,16 +86,19 @@ def points(dsgq, sweep, extra):
     return out
 
 
-def resolved(dsgq, sets, cache={}):
+_RESOLVED = {}  # one dry run per distinct setting
+
+
+def resolved(dsgq, sets):
     key = tuple(sorted(sets.items()))
-    if key not in cache:
+    if key not in _RESOLVED:
         cmd = [dsgq, "run", "--dry-run"] + sum((["--set", f"{k}={toml_value(v)}"] for k, v in sorted(sets.items())), [])
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             fail(f"{' '.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip()}")
         body = "\n".join(line for line in r.stdout.splitlines() if not line.startswith("#"))
-        cache[key] = tomllib.loads(body)
-    return cache[key]
+        _RESOLVED[key] = tomllib.loads(body)
+    return _RESOLVED[key]
 
 
 def layer_flops(arch, size):
@@ -138,13 +142,13 @@ def units(layers):
     return out
 
 
-def set_flop(cfg, f_full, f_half):
+def set_flop(cfg, f_full, f_half, iters_default):
     s = cfg["synth"]
     method, n = s["method"], s["n_images"]
     if method in ("real", "gaussian"):
         return 0.0, "no optimisation"
     full, half = s["iters"], s["lowres_iters"]
-    if method in ("deepinversion", "genie") and s.get("_iters_default") and half == 0:
+    if method in ("deepinversion", "genie") and iters_default and half == 0:
         half, full = HALF_DEFAULT
     flop = n * 2.0 * (full * f_full + half * f_half)
     note = f"{half} half-size + {full} full-size steps" if half else f"{full} steps"
@@ -219,7 +223,7 @@ def main():
         sets.pop("quant.bits", None)
         sets.update({"quant.w_bits": "4", "quant.a_bits": "4", "synth.seed": "0"})
         cfg = resolved(a.dsgq, sets)
-        cfg["synth"]["_iters_default"] = not (iters_given or "synth.iters" in varied or "synth.lowres_iters" in varied)
+        iters_default = not (iters_given or "synth.iters" in varied or "synth.lowres_iters" in varied)
         arch = cfg["model"]["arch"]
         if arch not in models:
             full = layer_flops(arch, 32)
@@ -229,7 +233,7 @@ def main():
         set_key = key.rsplit("-" + cfg["quant"]["protocol"] + "-", 1)[0]
         if set_key not in seen_sets:
             seen_sets.add(set_key)
-            flop, note = set_flop(cfg, f_full, f_half)
+            flop, note = set_flop(cfg, f_full, f_half, iters_default)
             p = phases.setdefault(("set " + cfg["synth"]["method"], arch), [0, 0.0, set()])
             p[0] += 1
             p[1] += flop
@@ -248,7 +252,7 @@ def main():
                  if proto in ("adaround", "qdrop") else "calibration forward")
         # AdaRound's closed form is an option with the same steps: its floor is given beside, the total takes the lower
         if proto == "adaround" and not cfg["quant"]["adaround"]["gram"]:
-            gcfg = json.loads(json.dumps(cfg))
+            gcfg = copy.deepcopy(cfg)
             gcfg["quant"]["adaround"]["gram"] = True
             p = phases.setdefault(("points adaround (gram), instead", arch), [0, 0.0, set()])
             p[0] += 1
