@@ -28,6 +28,13 @@ def finish(what):
     print(f"all {what} checks passed")
 
 
+def check_input_error(r, needle, what):
+    """A bad-input run (a subprocess.run result): exit 2 and exactly one line on stderr, containing `needle`."""
+    lines = r.stderr.strip().splitlines()
+    check(r.returncode == 2 and len(lines) == 1 and needle in lines[0],
+          f"{what}: exit {r.returncode}, stderr {r.stderr.strip()!r} (expected 2 and one line with {needle!r})")
+
+
 def run_tool(tool, *args):
     r = subprocess.run([tool, *args], capture_output=True, text=True)
     if r.returncode != 0:

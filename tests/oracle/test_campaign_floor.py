@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle_util import check, finish  # noqa: E402
+from oracle_util import check, check_input_error, finish  # noqa: E402
 
 TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "campaign_floor.py")
 
@@ -114,10 +114,7 @@ def main():
         for args, needle in [(["--sweep", os.path.join(tmp, "missing.toml")], "missing.toml"),
                              (["--sweep", sweep, "--set", "synth.iters"], "synth.iters"),
                              (["--sweep", sweep, "--set", "model.arch=resnet8", "--peak-gflops", "1", "1"], "resnet8")]:
-            r = run(*args)
-            lines = r.stderr.strip().splitlines()
-            check(r.returncode == 2 and len(lines) == 1 and needle in lines[0],
-                  f"bad input {args[-1]}: exit {r.returncode}, {lines}")
+            check_input_error(run(*args), needle, f"bad input {args[-1]}")
     finish("campaign floor")
 
 

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models_ref  # noqa: E402
-from oracle_util import check, cifar10_test, default_data_dir, finish  # noqa: E402
+from oracle_util import check, check_input_error, cifar10_test, default_data_dir, finish  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "feature_energy.py")
 
@@ -105,10 +105,7 @@ def main():
         for args, want, what in (([pa, p56], "r56.h5: model 'resnet56', expected 'resnet20'", "another model"),
                                  ([pno, pa], "noimg.h5: format 'dsgq-synth/1' with datasets []", "no images"),
                                  ([os.path.join(tmp, "missing.h5"), pa], "missing.h5: cannot open", "a missing file")):
-            r = run(*args)
-            lines = r.stderr.strip().splitlines()
-            check(r.returncode == 2 and len(lines) == 1 and want in lines[0],
-                  f"{what}: exit {r.returncode}, stderr {r.stderr.strip()!r} (expected 2 and one line with {want!r})")
+            check_input_error(run(*args), want, what)
     finish("feature_energy")
 
 

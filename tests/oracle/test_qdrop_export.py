@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aimet_layout  # noqa: E402
 import models_ref  # noqa: E402
-from oracle_util import check, cifar10_test, default_data_dir, finish  # noqa: E402
+from oracle_util import check, check_input_error, cifar10_test, default_data_dir, finish  # noqa: E402
 
 STAGES = [(1, 16, 1), (2, 32, 2), (3, 64, 2)]  # (stage, planes, stride of the first block)
 
@@ -248,9 +248,7 @@ def main():
                   f"{bad}; exit {r.returncode}{'; ' + r.stderr.strip() if r.returncode else ''})")
             enc_path = rec["outputs"]["encodings"]
             r = subprocess.run([sys.executable, swap, rec_path, enc_path], capture_output=True, text=True)
-            check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and enc_path in r.stderr,
-                  f"analysis/swap_steps.py on an encodings file instead of a record: exit 2, one line naming it "
-                  f"(exit {r.returncode}: {r.stderr.strip()})")
+            check_input_error(r, enc_path, "analysis/swap_steps.py on an encodings file instead of a record")
     finish(f"{proto} export")
 
 
