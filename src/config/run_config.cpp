@@ -109,6 +109,12 @@ const Table<SynthConfig>& synth_table() {
                    "step, padded by this many black pixels and cropped back at its own random offset (CIFAR's "
                    "RandomCrop(32, padding=4): 4), flipped on its own when flip = true; 0 = off",
                    id | kOnlyIfSet),
+      float_field<S>("zoom", &S::zoom, 0.0, 0.0, 1.0,
+                     "deepinversion: IntraQ's local object reinforcement instead of the jitter: each image, each "
+                     "step, with probability 1/2 a random resized crop (area fraction uniform on [zoom, 1], aspect "
+                     "ratio log-uniform on [3/4, 4/3]) scaled back bilinearly, flipped on its own when flip = true "
+                     "(IntraQ's CIFAR setting: 0.5); 0 = off",
+                     id | kOnlyIfSet),
       float_field<S>("stem_l1", &S::stem_l1, 0.0, 0.0, 1e6,
                      "deepinversion: weight of the mean |standardized response| of the first BN layer (its input "
                      "minus the running mean over the running std): at a held variance, a sparsity prior that makes "
@@ -341,6 +347,7 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
                        quote_value(config::name(y.method)) + ", expected zeroq, dsg or deepinversion");
     // deepinversion's keys that are off at 0
     const std::pair<const char*, double> deepinversion_only[] = {{"crop", static_cast<double>(y.crop)},
+                                                                 {"zoom", y.zoom},
                                                                  {"lowres_iters", static_cast<double>(y.lowres_iters)},
                                                                  {"stem_l1", y.stem_l1},
                                                                  {"mix", y.mix}};
@@ -351,6 +358,12 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
         throw InputError(t.where(key) + " = " + v.str() + " applies to method deepinversion; method is " +
                          quote_value(config::name(y.method)) + ", expected deepinversion or " + key + " = 0");
       }
+    if (y.crop > 0 && y.zoom > 0) {
+      std::ostringstream v;
+      v << std::setprecision(15) << y.zoom;
+      throw InputError(t.where("zoom") + " = " + v.str() + " and crop = " + std::to_string(y.crop) +
+                       " are two augmentations of the same step; expected one of them, the other 0");
+    }
   } else if (name == "quant.adaround") {
     // qdrop rounds with [quant.adaround] too, but its units' losses pass through quantized activations, which no
     // second-moment form describes; zeroq ignores every [quant.adaround] key.

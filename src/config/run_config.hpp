@@ -58,6 +58,7 @@ struct SynthConfig {
   int64_t jitter;
   bool flip;
   int64_t crop;          // the training augmentation: pad with black, crop per image (docs/method.md section 7.1)
+  double zoom;           // IntraQ's random resized crops: the smallest area fraction (docs/method.md section 7.1)
   double stem_l1;        // sparsity prior on the first BN layer's responses (docs/method.md section 7.1)
   double mix;            // fraction of images with a two-class target (docs/method.md section 7.1)
   bool clip;             // clamp the optimised images to the image range after every step (docs/method.md section 7.1)

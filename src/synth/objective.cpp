@@ -289,6 +289,14 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
         torch::tensor(black, torch::kDouble).to(x.options().requires_grad(false)).view({1, C, 1, 1});
     const at::Tensor padded = at::constant_pad_nd(x - fill, {p, p, p, p}) + fill;
     xj = padded.reshape({n, C, -1}).gather(2, slice.crop_index.unsqueeze(1).expand({n, C, H * W})).view({n, C, H, W});
+  } else if (slice.zoom_theta.defined()) {
+    // IntraQ's local object reinforcement: each image its own resized crop (or itself), bilinear, pixel centres
+    // aligned as torchvision's resize.
+    namespace F = torch::nn::functional;
+    const at::Tensor grid =
+        F::affine_grid(slice.zoom_theta.to(x.scalar_type()), {n, x.size(1), x.size(2), x.size(3)}, false);
+    xj = F::grid_sample(
+        x, grid, F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false));
   } else {
     xj = torch::roll(x, {slice.jitter_h, slice.jitter_w}, {2, 3});
     if (slice.flip) xj = xj.flip({3});
@@ -324,8 +332,10 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
     ce = torch::nn::functional::cross_entropy(bs.logits, slice.labels,
                                               torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   }
-  // The priors on the images themselves when cropping (a black border is not the image's), else on the shifted ones.
-  const at::Tensor& px = slice.crop_index.defined() ? x : xj;
+  // The priors on the images themselves when cropping or zooming (a black border or a scaled-up crop is not the
+  // image's), else on the shifted ones.
+  const bool per_image_view = slice.crop_index.defined() || slice.zoom_theta.defined();
+  const at::Tensor& px = per_image_view ? x : xj;
   const int64_t H = px.size(2), W = px.size(3), C = px.size(1);
   // A term whose weight is 0 is neither computed nor listed (the defaults leave TV-L1 and L2 off).
   at::Tensor tv_l1 = torch::zeros({}, x.options());
@@ -339,7 +349,7 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
   }
   double tv_l2_global = 0;
   at::Tensor tv_l2_surrogate = torch::zeros({}, x.options());
-  if (cfg_.tv_l2 != 0) tv_l2_surrogate = tv_l2(px, comm_, tv_l2_global, slice.crop_index.defined() ? &slice : nullptr);
+  if (cfg_.tv_l2 != 0) tv_l2_surrogate = tv_l2(px, comm_, tv_l2_global, per_image_view ? &slice : nullptr);
   const at::Tensor l2 = cfg_.l2 != 0 ? px.reshape({n, -1}).norm(2, 1).sum() / double(B) : torch::zeros({}, x.options());
 
   // The stem's sparsity prior: mean over the global batch's elements of |F - running mean| / running std, F the first

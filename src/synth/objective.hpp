@@ -43,6 +43,9 @@ struct BatchSlice {
   // pixel its position in the image padded by crop_pad pixels on every side; on the device
   at::Tensor crop_index;
   int64_t crop_pad = 0;
+  // deepinversion with zoom > 0 (replaces the shift and the batch flip): float64 [n, 2, 3], each image's affine map
+  // for affine_grid / grid_sample (synth::draw_zoom_theta); on the device
+  at::Tensor zoom_theta;
   at::Tensor sci_gauss;  // SCI: this step's N(0,1) batch [B, C, H, W] (the whole batch, every rank)
 };
 

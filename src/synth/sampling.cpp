@@ -182,6 +182,45 @@ at::Tensor draw_crop_index(uint64_t seed, int64_t first, int64_t n, int64_t iter
   return out;
 }
 
+at::Tensor draw_zoom_theta(uint64_t seed, int64_t first, int64_t n, int64_t iteration, int64_t H, int64_t W,
+                           double min_area, bool flip) {
+  at::Tensor out = torch::zeros({n, 2, 3}, torch::kDouble);
+  double* p = out.data_ptr<double>();
+  const double Hd = static_cast<double>(H), Wd = static_cast<double>(W), area = Hd * Wd;
+  const double log_lo = std::log(3.0 / 4.0), log_hi = std::log(4.0 / 3.0);
+  for (int64_t i = 0; i < n; ++i, p += 6) {
+    const uint64_t key = (static_cast<uint64_t>(first + i) * 1000003ull + static_cast<uint64_t>(iteration)) * 64u;
+    const auto uniform = [&](uint64_t k) {  // [0, 1) from the draw's own counter
+      return static_cast<double>(mix_seed(seed, Stream::zoom, key + k) >> 11) * 0x1.0p-53;
+    };
+    double bw = Wd, bh = Hd, left = 0, top = 0;  // the box in pixels; the whole image unless zoomed
+    bool mirror = false;
+    if (uniform(0) < 0.5) {
+      mirror = flip && uniform(1) < 0.5;
+      for (uint64_t attempt = 0; attempt < 10; ++attempt) {
+        const double s = min_area + (1.0 - min_area) * uniform(2 + 3 * attempt);
+        const double r = std::exp(log_lo + (log_hi - log_lo) * uniform(3 + 3 * attempt));
+        const double w = std::sqrt(s * area * r), h = std::sqrt(s * area / r);
+        if (w <= Wd && h <= Hd) {
+          const double u = uniform(4 + 3 * attempt);
+          bw = w;
+          bh = h;
+          left = (Wd - w) * u;
+          top = (Hd - h) * uniform(63);
+          break;
+        }
+      }
+    }
+    // Output x_n in [-1, 1] samples source x_n' = sx x_n + tx: the box's left edge at -1, its right at +1.
+    const double sx = bw / Wd, sy = bh / Hd;
+    p[0] = mirror ? -sx : sx;
+    p[2] = (2.0 * left + bw) / Wd - 1.0;
+    p[4] = sy;
+    p[5] = (2.0 * top + bh) / Hd - 1.0;
+  }
+  return out;
+}
+
 at::Tensor draw_sci_gauss(uint64_t seed, int64_t batch, int64_t iteration, int64_t B, int64_t C, int64_t H, int64_t W) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(
       mix_seed(seed, Stream::sci, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration)));

@@ -21,6 +21,7 @@ enum class Stream : uint64_t {
   crop = 10,      // deepinversion crop: each image's crop offset and flip per step
   mix = 11,       // deepinversion mix: whether an image's target mixes two classes, the second class and the weight
   pick = 12,      // real_pick = seeded: which images of the file a real set takes
+  zoom = 13,      // deepinversion zoom: whether each image is cropped per step, its box and flip
 };
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
@@ -68,6 +69,17 @@ Jitter draw_jitter(uint64_t seed, int64_t batch, int64_t iteration, int64_t limi
 // From (seed, global index, iteration), so independent of the ranks' split.
 at::Tensor draw_crop_index(uint64_t seed, int64_t first, int64_t n, int64_t iteration, int64_t H, int64_t W,
                            int64_t pad, bool flip);
+
+// deepinversion's local object reinforcement (zoom > 0; IntraQ) for global images first..first+n-1 at one step: with
+// probability 1/2 an image is a random resized crop of itself, torchvision's RandomResizedCrop(scale = (min_area, 1),
+// ratio = (3/4, 4/3)) with the box in continuous pixel units (area fraction s uniform on [min_area, 1], log aspect
+// ratio uniform, up to 10 tries for a box inside the image, else the whole image; its corner uniform on the free
+// range), scaled back to H x W and, when `flip`, mirrored with probability 1/2; otherwise unchanged. Returns float64
+// [n, 2, 3]: each image's affine map from output to source in the normalized coordinates of affine_grid and
+// grid_sample with align_corners = false (the identity for an unchanged image). From (seed, global index, iteration)
+// alone, so independent of the ranks' split; H and W set the box's pixel units (the same fractions at half size).
+at::Tensor draw_zoom_theta(uint64_t seed, int64_t first, int64_t n, int64_t iteration, int64_t H, int64_t W,
+                           double min_area, bool flip);
 
 // SCI's Gaussian reference of one step: [B, C, H, W] N(0,1) from (seed, batch, iteration), the same on every rank.
 at::Tensor draw_sci_gauss(uint64_t seed, int64_t batch, int64_t iteration, int64_t B, int64_t C, int64_t H, int64_t W);

@@ -230,6 +230,10 @@ void Synthesizer::optimise(int64_t b, at::Tensor x, BatchSlice& slice, BatchResu
           slice.crop_index = draw_crop_index(static_cast<uint64_t>(c.seed), slice.first_global, xin.size(0), it,
                                              xin.size(2), xin.size(3), slice.crop_pad, c.flip)
                                  .to(x.device());
+        } else if (c.zoom > 0) {
+          slice.zoom_theta = draw_zoom_theta(static_cast<uint64_t>(c.seed), slice.first_global, xin.size(0), it,
+                                             xin.size(2), xin.size(3), c.zoom, c.flip)
+                                 .to(x.device());
         } else {
           const Jitter j = draw_jitter(static_cast<uint64_t>(c.seed), b, it, c.jitter / scale, c.flip);
           slice.jitter_h = j.h;

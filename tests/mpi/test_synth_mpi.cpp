@@ -205,6 +205,22 @@ TEST(SynthMpi, DeepInversionCropMatchesOneRankWithTheWholeBatch) {
   EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
 }
 
+// deepinversion with IntraQ's local object reinforcement (zoom 0.5, a flip per image): the boxes are drawn per global
+// image, so the ranks' shares of the batch give the images of one rank holding it all.
+TEST(SynthMpi, DeepInversionZoomMatchesOneRankWithTheWholeBatch) {
+  const auto& w = test::world();
+  auto net = resnet20();
+  synth::SynthSettings s = settings(config::SynthMethod::deepinversion, false, 8);
+  s.cfg.zoom = 0.5;
+  s.cfg.flip = true;
+  s = synth::resolve_settings(s.cfg, "test");
+  const double err = distributed_vs_single(s, synth::Margins());
+  if (w.rank() == 0)
+    std::printf("[ info     ] deepinversion zoom 0.5, world %d: max abs image diff vs 1 rank x 8 images %.3g\n",
+                w.size(), err);
+  EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+}
+
 // deepinversion's options against the gap to real data (docs/method.md sections 7.1, 7.2): mixed two-class targets,
 // the stem prior and the dead-leaves start, all drawn or summed per global image, so the ranks' split does not matter.
 TEST(SynthMpi, DeepInversionMixStemPriorAndDeadLeavesMatchOneRankWithTheWholeBatch) {

@@ -198,6 +198,13 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
             "configs/t.toml [synth]: crop = 4 applies to method deepinversion; method is 'zeroq', expected "
             "deepinversion or crop = 0");
   EXPECT_EQ(error_of("[synth]\ncrop = -1\n"), "configs/t.toml [synth]: crop = '-1' is out of range; expected 0..1024");
+  EXPECT_EQ(error_of("[synth]\nzoom = 0.5\ncrop = 4\n"),
+            "configs/t.toml [synth]: zoom = 0.5 and crop = 4 are two augmentations of the same step; expected one of "
+            "them, the other 0");
+  EXPECT_EQ(error_of("[synth]\nmethod = \"genie\"\nzoom = 0.5\n"),
+            "configs/t.toml [synth]: zoom = 0.5 applies to method deepinversion; method is 'genie', expected "
+            "deepinversion or zoom = 0");
+  EXPECT_EQ(error_of("[synth]\nzoom = 1.5\n"), "configs/t.toml [synth]: zoom = '1.5' is out of range; expected 0..1");
   EXPECT_EQ(error_of("[synth]\nmethod = \"dsg\"\nlowres_iters = 100\n"),
             "configs/t.toml [synth]: lowres_iters = 100 applies to method deepinversion; method is 'dsg', expected "
             "deepinversion or lowres_iters = 0");

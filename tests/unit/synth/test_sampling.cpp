@@ -110,6 +110,81 @@ TEST(Sampling, CropIndexIsOneMirroredOrPlainCropPerImage) {
   EXPECT_FALSE(torch::equal(draw_crop_index(8, 0, 50, 3, H, W, pad, true), idx.slice(0, 0, 50)));
 }
 
+// deepinversion's zoom (IntraQ's local object reinforcement): about half the images keep the identity, the others'
+// boxes lie inside the image with an area fraction in [min_area, 1] and an aspect ratio in [3/4, 4/3], about half of
+// them mirrored when flip is allowed; the draws depend on (seed, global index, iteration) alone.
+TEST(Sampling, ZoomBoxesLieInsideTheImageWithinTheirRanges) {
+  const int64_t H = 32, W = 32, n = 4000;
+  const double min_area = 0.5;
+  const at::Tensor th = draw_zoom_theta(5, 0, n, 7, H, W, min_area, true);
+  ASSERT_EQ(th.sizes(), (at::IntArrayRef{n, 2, 3}));
+  int64_t zoomed = 0, mirrored = 0, small = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double sx = th[i][0][0].item<double>(), tx = th[i][0][2].item<double>();
+    const double sy = th[i][1][1].item<double>(), ty = th[i][1][2].item<double>();
+    EXPECT_EQ(th[i][0][1].item<double>(), 0.0);
+    EXPECT_EQ(th[i][1][0].item<double>(), 0.0);
+    if (sx == 1.0 && sy == 1.0 && tx == 0.0 && ty == 0.0) continue;  // unchanged (a whole-image fallback too)
+    ++zoomed;
+    mirrored += sx < 0;
+    const double bw = std::abs(sx) * W, bh = sy * H;
+    const double left = ((tx + 1.0) * W - bw) / 2.0, top = ((ty + 1.0) * H - bh) / 2.0;
+    ASSERT_GE(left, -1e-9) << "image " << i;
+    ASSERT_GE(top, -1e-9) << "image " << i;
+    ASSERT_LE(left + bw, W + 1e-9) << "image " << i;
+    ASSERT_LE(top + bh, H + 1e-9) << "image " << i;
+    const double area = bw * bh / double(H * W), ratio = bw / bh;
+    ASSERT_GE(area, min_area - 1e-12) << "image " << i;
+    ASSERT_LE(area, 1.0 + 1e-12) << "image " << i;
+    ASSERT_GE(ratio, 0.75 - 1e-12) << "image " << i;
+    ASSERT_LE(ratio, 4.0 / 3.0 + 1e-12) << "image " << i;
+    small += area < 0.75;
+  }
+  EXPECT_NEAR(double(zoomed), n / 2.0, 160.0);  // 5 sigma is about 160
+  EXPECT_NEAR(double(mirrored), zoomed / 2.0, 120.0);
+  EXPECT_GT(small, zoomed / 4);  // the area fraction spreads over [0.5, 1]: not all near the whole image
+  // no flip: nothing mirrored, the same boxes
+  const at::Tensor plain = draw_zoom_theta(5, 0, 200, 7, H, W, min_area, false);
+  EXPECT_TRUE(torch::equal(plain.select(2, 2), th.slice(0, 0, 200).select(2, 2)));
+  EXPECT_TRUE((plain.select(1, 0).select(1, 0) > 0).all().item<bool>());
+  // the split over ranks, the seed and the iteration; half size: the same fractions of the image
+  EXPECT_TRUE(torch::equal(draw_zoom_theta(5, 3, 5, 7, H, W, min_area, true), th.slice(0, 3, 8)));
+  EXPECT_FALSE(torch::equal(draw_zoom_theta(5, 0, 50, 8, H, W, min_area, true), th.slice(0, 0, 50)));
+  EXPECT_FALSE(torch::equal(draw_zoom_theta(4, 0, 50, 7, H, W, min_area, true), th.slice(0, 0, 50)));
+  EXPECT_TRUE(torch::allclose(draw_zoom_theta(5, 0, 50, 7, H / 2, W / 2, min_area, true), th.slice(0, 0, 50)));
+}
+
+// The zoom's geometry against torchvision's resize of a crop (bilinear, align_corners = false): output column c of a
+// box [left, left + bw) reads the source at left + (c + 1/2) bw / W - 1/2 (mirrored: c -> W - 1 - c). A ramp image
+// (pixel value = its column) is interpolated exactly wherever both neighbours lie inside the image.
+TEST(Sampling, ZoomSamplesTheBoxAsTorchvisionResizesACrop) {
+  namespace F = torch::nn::functional;
+  const int64_t H = 16, W = 16, n = 400;
+  const at::Tensor th = draw_zoom_theta(11, 0, n, 2, H, W, 0.3, true);
+  const at::Tensor cols = torch::arange(W, torch::kDouble).view({1, 1, 1, W}).expand({n, 1, H, W}).contiguous();
+  const at::Tensor rows = torch::arange(H, torch::kDouble).view({1, 1, H, 1}).expand({n, 1, H, W}).contiguous();
+  const at::Tensor grid = F::affine_grid(th, {n, 1, H, W}, false);
+  const auto opts = F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false);
+  const at::Tensor cx = F::grid_sample(cols, grid, opts), cy = F::grid_sample(rows, grid, opts);
+  int64_t checked = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double sx = th[i][0][0].item<double>(), tx = th[i][0][2].item<double>();
+    const double sy = th[i][1][1].item<double>(), ty = th[i][1][2].item<double>();
+    const double bw = std::abs(sx) * W, bh = sy * H;
+    const double left = ((tx + 1.0) * W - bw) / 2.0, top = ((ty + 1.0) * H - bh) / 2.0;
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t x = 0; x < W; ++x) {
+        const double c = sx < 0 ? double(W - 1 - x) : double(x);
+        const double want_x = left + (c + 0.5) * bw / double(W) - 0.5, want_y = top + (y + 0.5) * bh / double(H) - 0.5;
+        if (want_x < 0 || want_x > W - 1 || want_y < 0 || want_y > H - 1) continue;  // a border pixel: zeros blend in
+        ASSERT_NEAR(cx[i][0][y][x].item<double>(), want_x, 1e-9) << "image " << i << " (" << y << ", " << x << ")";
+        ASSERT_NEAR(cy[i][0][y][x].item<double>(), want_y, 1e-9) << "image " << i << " (" << y << ", " << x << ")";
+        ++checked;
+      }
+  }
+  EXPECT_GT(checked, n * H * W / 2);
+}
+
 // The diverse start, rebuilt by hand from the same generator: per image and channel a scale and a mean, per pixel
 // N(0,1), then a 5x5 box of weight 1/16 with reflect-101 borders (index -1 reads 1, index n reads n - 2).
 // real_pick = "seeded": n distinct indices in ascending order, each index equally likely, a function of the seed alone.
