@@ -102,7 +102,7 @@ const Table<SynthConfig>& synth_table() {
                    id | kOnlyIfSet),
       bool_field<S>("flip", &S::flip, false,
                     "deepinversion: random horizontal flip of the whole batch per step (ImageNet code: true); "
-                    "with crop > 0, of each image",
+                    "with crop or zoom > 0, of each image",
                     id | kOnlyIfSet),
       int_field<S>("crop", &S::crop, 0, 0, 1 << 10,
                    "deepinversion: the classifier's training augmentation instead of the jitter: each image, each "

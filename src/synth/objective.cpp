@@ -118,8 +118,8 @@ namespace {
 // squared sums all-reduced (collective). `global` gets the value; the returned surrogate has its gradient w.r.t.
 // this rank's share (d sqrt(S) = dS / (2 sqrt(S))). With `ordered` (a slice of the batch), the squared sums are
 // taken per image in double and added in global order, so their value does not depend on the ranks' split (the
-// rank-local float sums do, in their last bits; deepinversion's crop needs this: the pixels a crop leaves out get the
-// priors' gradient alone, which Adam scales up, so those bits grow into visible differences within 20 steps).
+// rank-local float sums do, in their last bits; deepinversion's crop and zoom need this: the pixels a crop leaves out
+// get the priors' gradient alone, which Adam scales up, so those bits grow into visible differences within 20 steps).
 at::Tensor tv_l2(const at::Tensor& xj, const mpi::Comm& comm, double& global, const BatchSlice* ordered = nullptr) {
   const int64_t H = xj.size(2), W = xj.size(3);
   const at::Tensor diffs[4] = {xj.slice(3, 0, W - 1) - xj.slice(3, 1, W), xj.slice(2, 0, H - 1) - xj.slice(2, 1, H),
