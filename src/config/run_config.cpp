@@ -351,19 +351,18 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
                                                                  {"lowres_iters", static_cast<double>(y.lowres_iters)},
                                                                  {"stem_l1", y.stem_l1},
                                                                  {"mix", y.mix}};
-    for (const auto& [key, value] : deepinversion_only)
-      if (value > 0 && y.method != SynthMethod::deepinversion) {
-        std::ostringstream v;
-        v << std::setprecision(15) << value;  // integers in full, 0.5 as 0.5
-        throw InputError(t.where(key) + " = " + v.str() + " applies to method deepinversion; method is " +
-                         quote_value(config::name(y.method)) + ", expected deepinversion or " + key + " = 0");
-      }
-    if (y.crop > 0 && y.zoom > 0) {
+    const auto number = [](double value) {  // integers in full, 0.5 as 0.5
       std::ostringstream v;
-      v << std::setprecision(15) << y.zoom;
-      throw InputError(t.where("zoom") + " = " + v.str() + " and crop = " + std::to_string(y.crop) +
+      v << std::setprecision(15) << value;
+      return v.str();
+    };
+    for (const auto& [key, value] : deepinversion_only)
+      if (value > 0 && y.method != SynthMethod::deepinversion)
+        throw InputError(t.where(key) + " = " + number(value) + " applies to method deepinversion; method is " +
+                         quote_value(config::name(y.method)) + ", expected deepinversion or " + key + " = 0");
+    if (y.crop > 0 && y.zoom > 0)
+      throw InputError(t.where("zoom") + " = " + number(y.zoom) + " and crop = " + std::to_string(y.crop) +
                        " are two augmentations of the same step; expected one of them, the other 0");
-    }
   } else if (name == "quant.adaround") {
     // qdrop rounds with [quant.adaround] too, but its units' losses pass through quantized activations, which no
     // second-moment form describes; zeroq ignores every [quant.adaround] key.

@@ -173,71 +173,59 @@ TEST(SynthMpi, CollectiveFileWriteResumeAndRead) {
   w.barrier();
 }
 
-// deepinversion (docs/method.md section 7.1): batch statistics, CE to i mod K, jitter and flip, every prior on; the
-// kept iterate is the lowest-loss one, so the loss values must agree too for the same images to be kept.
-TEST(SynthMpi, DeepInversionMatchesOneRankWithTheWholeBatch) {
+namespace {
+
+// deepinversion with `set` applied to the settings of 8 images, 20 iterations: the images of `world` ranks against one
+// rank holding the whole batch, printed as `what`, within 1e-4.
+void expect_deepinversion_matches_one_rank(const char* what, void (*set)(config::SynthConfig&)) {
   const auto& w = test::world();
-  auto net = resnet20();
   synth::SynthSettings s = settings(config::SynthMethod::deepinversion, false, 8);
-  s.cfg.flip = true;
-  s.cfg.tv_l1 = 0.2;
-  s.cfg.l2 = 0.05;
+  set(s.cfg);
   s = synth::resolve_settings(s.cfg, "test");
   const double err = distributed_vs_single(s, synth::Margins());
   if (w.rank() == 0)
-    std::printf("[ info     ] deepinversion, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", w.size(), err);
-  EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+    std::printf("[ info     ] %s, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", what, w.size(), err);
+  EXPECT_LE(err, 1e-4) << what << ", world " << w.size() << " (8 images, 20 iterations)";
+}
+
+}  // namespace
+
+// deepinversion (docs/method.md section 7.1): batch statistics, CE to i mod K, jitter and flip, every prior on; the
+// kept iterate is the lowest-loss one, so the loss values must agree too for the same images to be kept.
+TEST(SynthMpi, DeepInversionMatchesOneRankWithTheWholeBatch) {
+  expect_deepinversion_matches_one_rank("deepinversion", [](config::SynthConfig& c) {
+    c.flip = true;
+    c.tv_l1 = 0.2;
+    c.l2 = 0.05;
+  });
 }
 
 // deepinversion with the training augmentation (crop 4, a flip per image): the crops are drawn per global image, so
 // the ranks' shares of the batch give the images of one rank holding it all.
 TEST(SynthMpi, DeepInversionCropMatchesOneRankWithTheWholeBatch) {
-  const auto& w = test::world();
-  auto net = resnet20();
-  synth::SynthSettings s = settings(config::SynthMethod::deepinversion, false, 8);
-  s.cfg.crop = 4;
-  s.cfg.flip = true;
-  s = synth::resolve_settings(s.cfg, "test");
-  const double err = distributed_vs_single(s, synth::Margins());
-  if (w.rank() == 0)
-    std::printf("[ info     ] deepinversion crop 4, world %d: max abs image diff vs 1 rank x 8 images %.3g\n", w.size(),
-                err);
-  EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+  expect_deepinversion_matches_one_rank("deepinversion crop 4", [](config::SynthConfig& c) {
+    c.crop = 4;
+    c.flip = true;
+  });
 }
 
 // deepinversion with IntraQ's local object reinforcement (zoom 0.5, a flip per image): the boxes are drawn per global
 // image, so the ranks' shares of the batch give the images of one rank holding it all.
 TEST(SynthMpi, DeepInversionZoomMatchesOneRankWithTheWholeBatch) {
-  const auto& w = test::world();
-  auto net = resnet20();
-  synth::SynthSettings s = settings(config::SynthMethod::deepinversion, false, 8);
-  s.cfg.zoom = 0.5;
-  s.cfg.flip = true;
-  s = synth::resolve_settings(s.cfg, "test");
-  const double err = distributed_vs_single(s, synth::Margins());
-  if (w.rank() == 0)
-    std::printf("[ info     ] deepinversion zoom 0.5, world %d: max abs image diff vs 1 rank x 8 images %.3g\n",
-                w.size(), err);
-  EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+  expect_deepinversion_matches_one_rank("deepinversion zoom 0.5", [](config::SynthConfig& c) {
+    c.zoom = 0.5;
+    c.flip = true;
+  });
 }
 
 // deepinversion's options against the gap to real data (docs/method.md sections 7.1, 7.2): mixed two-class targets,
 // the stem prior and the dead-leaves start, all drawn or summed per global image, so the ranks' split does not matter.
 TEST(SynthMpi, DeepInversionMixStemPriorAndDeadLeavesMatchOneRankWithTheWholeBatch) {
-  const auto& w = test::world();
-  auto net = resnet20();
-  synth::SynthSettings s = settings(config::SynthMethod::deepinversion, false, 8);
-  s.cfg.mix = 0.5;
-  s.cfg.stem_l1 = 100;
-  s.cfg.init = config::SynthInit::dead_leaves;
-  s = synth::resolve_settings(s.cfg, "test");
-  const double err = distributed_vs_single(s, synth::Margins());
-  if (w.rank() == 0)
-    std::printf(
-        "[ info     ] deepinversion mix, stem_l1, dead leaves, world %d: max abs image diff vs 1 rank x 8 images "
-        "%.3g\n",
-        w.size(), err);
-  EXPECT_LE(err, 1e-4) << "world " << w.size() << " (8 images, 20 iterations)";
+  expect_deepinversion_matches_one_rank("deepinversion mix, stem_l1, dead leaves", [](config::SynthConfig& c) {
+    c.mix = 0.5;
+    c.stem_l1 = 100;
+    c.init = config::SynthInit::dead_leaves;
+  });
 }
 
 // deepinversion's settings and bookkeeping: lr 0.1 and N(0,1) starts whatever the preset, targets i mod K stored as
