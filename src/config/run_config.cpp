@@ -125,6 +125,12 @@ const Table<SynthConfig>& synth_table() {
                      "(1 - lambda) x another class, lambda uniform on [0, 1) per image (Qimera's boundary-supporting "
                      "samples); 0 = off",
                      id | kOnlyIfSet),
+      float_field<S>("soft_target", &S::soft_target, 0.0, 0.0, 1.0,
+                     "deepinversion: IntraQ's soft targets in place of the cross-entropy: the class term becomes "
+                     "(softmax probability of the image's class - t)^2, t = 1 for half the images and uniform on "
+                     "[soft_target, 1) for the others, drawn per image (IntraQ's CIFAR setting: 0.95); weighted by "
+                     "ce_weight; 0 = off",
+                     id | kOnlyIfSet),
       bool_field<S>("clip", &S::clip, false,
                     "zeroq, dsg, deepinversion: after every step clamp each channel to the image range [0, 1] in "
                     "normalized units (DeepInversion's ImageNet code); the start is clamped too",
@@ -350,7 +356,8 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
                                                                  {"zoom", y.zoom},
                                                                  {"lowres_iters", static_cast<double>(y.lowres_iters)},
                                                                  {"stem_l1", y.stem_l1},
-                                                                 {"mix", y.mix}};
+                                                                 {"mix", y.mix},
+                                                                 {"soft_target", y.soft_target}};
     const auto number = [](double value) {  // integers in full, 0.5 as 0.5
       std::ostringstream v;
       v << std::setprecision(15) << value;
@@ -363,6 +370,9 @@ void check_section(const std::string& name, RunConfig& cfg, const TomlSection& t
     if (y.crop > 0 && y.zoom > 0)
       throw InputError(t.where("zoom") + " = " + number(y.zoom) + " and crop = " + std::to_string(y.crop) +
                        " are two augmentations of the same step; expected one of them, the other 0");
+    if (y.mix > 0 && y.soft_target > 0)
+      throw InputError(t.where("soft_target") + " = " + number(y.soft_target) + " and mix = " + number(y.mix) +
+                       " are two class terms; expected one of them, the other 0");
   } else if (name == "quant.adaround") {
     // qdrop rounds with [quant.adaround] too, but its units' losses pass through quantized activations, which no
     // second-moment form describes; zeroq ignores every [quant.adaround] key.

@@ -61,6 +61,7 @@ struct SynthConfig {
   double zoom;           // IntraQ's random resized crops: the smallest area fraction (docs/method.md section 7.1)
   double stem_l1;        // sparsity prior on the first BN layer's responses (docs/method.md section 7.1)
   double mix;            // fraction of images with a two-class target (docs/method.md section 7.1)
+  double soft_target;    // IntraQ's soft targets: the lowest target probability; 0 = cross-entropy (section 7.1)
   bool clip;             // clamp the optimised images to the image range after every step (docs/method.md section 7.1)
   SynthInit init;        // the starting images (docs/method.md section 7.2)
   int64_t lowres_iters;  // steps at half resolution before `iters` (docs/method.md section 7.5)

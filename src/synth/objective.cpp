@@ -322,7 +322,10 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
 
   // This rank's shares of the other terms (sums over its images; the global means divide by B or the global count).
   at::Tensor ce;
-  if (slice.mix_other.defined()) {  // a target mixing two classes: the cross-entropy is linear in the target
+  if (slice.soft_target.defined()) {  // IntraQ's soft inception loss: the squared miss of the class's probability
+    const at::Tensor p = torch::softmax(bs.logits, 1).gather(1, slice.labels.unsqueeze(1)).squeeze(1);
+    ce = (p - slice.soft_target.to(p.scalar_type())).square().sum();
+  } else if (slice.mix_other.defined()) {  // a target mixing two classes: the cross-entropy is linear in the target
     const at::Tensor logp = torch::log_softmax(bs.logits, 1);
     const at::Tensor w = slice.mix_weight.to(logp.scalar_type());
     ce = -(w * logp.gather(1, slice.labels.unsqueeze(1)).squeeze(1) +
@@ -364,7 +367,7 @@ at::Tensor Objective::deepinversion_loss(const at::Tensor& x, const BatchSlice& 
                                stem_l1.item<double>()};
   comm_.allreduce_sum(local);
   const double bn_value = bn.item<double>();
-  value->terms = {{"ce", local[0]}, {"bn", bn_value}};
+  value->terms = {{slice.soft_target.defined() ? "soft" : "ce", local[0]}, {"bn", bn_value}};
   if (cfg_.tv_l2 != 0) value->terms.push_back({"tv_l2", tv_l2_global});
   if (cfg_.tv_l1 != 0) value->terms.push_back({"tv_l1", local[1]});
   if (cfg_.l2 != 0) value->terms.push_back({"l2", local[2]});

@@ -36,6 +36,9 @@ struct BatchSlice {
   // deepinversion with mix > 0: image i's target is mix_weight[i] * labels[i] + (1 - mix_weight[i]) * mix_other[i]
   // (int64 [n] and float64 [n], on the device); undefined: the one class labels[i]
   at::Tensor mix_other, mix_weight;
+  // deepinversion with soft_target > 0: image i's target probability of labels[i] (float64 [n], on the device); the
+  // class term is (softmax(z_i)[labels[i]] - soft_target[i])^2 in place of the cross-entropy. Undefined: cross-entropy
+  at::Tensor soft_target;
   int64_t roll = 0;                    // official priors: cyclic shift in H and W
   int64_t jitter_h = 0, jitter_w = 0;  // deepinversion: this step's shift of the batch in H and W
   bool flip = false;                   // deepinversion: this step's flip of the width axis (after the shift)

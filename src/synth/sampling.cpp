@@ -158,6 +158,18 @@ MixedTargets draw_mixed_targets(uint64_t seed, int64_t first, const at::Tensor& 
   return m;
 }
 
+at::Tensor draw_soft_targets(uint64_t seed, int64_t first, int64_t n, double low) {
+  at::Tensor out = torch::ones({n}, torch::kDouble);
+  auto* t = out.data_ptr<double>();
+  // two 53-bit uniforms per image from splitmix64 words: whether its target is soft, and the target
+  const auto uniform = [&](int64_t index, uint64_t k) {
+    return static_cast<double>(mix_seed(seed, Stream::soft, static_cast<uint64_t>(index) * 2u + k) >> 11) * 0x1.0p-53;
+  };
+  for (int64_t i = 0; i < n; ++i)
+    if (uniform(first + i, 0) < 0.5) t[i] = low + (1.0 - low) * uniform(first + i, 1);
+  return out;
+}
+
 int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration) {
   const uint64_t z =
       mix_seed(seed, Stream::roll, static_cast<uint64_t>(batch) * 1000003ull + static_cast<uint64_t>(iteration));

@@ -22,6 +22,7 @@ enum class Stream : uint64_t {
   mix = 11,       // deepinversion mix: whether an image's target mixes two classes, the second class and the weight
   pick = 12,      // real_pick = seeded: which images of the file a real set takes
   zoom = 13,      // deepinversion zoom: whether each image is cropped per step, its box and flip
+  soft = 14,      // deepinversion soft_target: whether an image's target probability is below 1, and its value
 };
 
 uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index);
@@ -50,6 +51,10 @@ struct MixedTargets {
 };
 MixedTargets draw_mixed_targets(uint64_t seed, int64_t first, const at::Tensor& labels, int64_t classes,
                                 double fraction);
+
+// deepinversion's soft targets (soft_target = low > 0; IntraQ) for global images first..first+n-1: float64 [n], each
+// 1 with probability 1/2, else uniform on [low, 1). From (seed, global index).
+at::Tensor draw_soft_targets(uint64_t seed, int64_t first, int64_t n, double low);
 
 // Official jitter offset for (batch, iteration): uniform on {-30..29}.
 int64_t draw_roll(uint64_t seed, int64_t batch, int64_t iteration);

@@ -172,6 +172,8 @@ BatchResult Synthesizer::make_batch(int64_t b) {
     slice.mix_other = m.other.to(net_.device());
     slice.mix_weight = m.weight.to(net_.device());
   }
+  if (objective_.config().deepinversion && c.soft_target > 0)
+    slice.soft_target = draw_soft_targets(static_cast<uint64_t>(c.seed), r.first, n, c.soft_target).to(net_.device());
   for (int64_t i = 0; i < n; ++i) r.lse_layer[i] = objective_.lse_layer(r.first + i, share.begin + i);
   optimise(b, draw(s_.init), slice, r);
   return r;

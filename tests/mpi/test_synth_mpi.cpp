@@ -209,12 +209,17 @@ TEST(SynthMpi, DeepInversionCropMatchesOneRankWithTheWholeBatch) {
   });
 }
 
-// deepinversion with IntraQ's local object reinforcement (zoom 0.5, a flip per image): the boxes are drawn per global
-// image, so the ranks' shares of the batch give the images of one rank holding it all.
+// deepinversion with IntraQ's local object reinforcement (zoom 0.5, a flip per image) and its soft targets: the boxes
+// and targets are drawn per global image, so the ranks' shares of the batch give the images of one rank holding it all.
 TEST(SynthMpi, DeepInversionZoomMatchesOneRankWithTheWholeBatch) {
   expect_deepinversion_matches_one_rank("deepinversion zoom 0.5", [](config::SynthConfig& c) {
     c.zoom = 0.5;
     c.flip = true;
+  });
+  expect_deepinversion_matches_one_rank("deepinversion zoom 0.5, soft_target 0.9", [](config::SynthConfig& c) {
+    c.zoom = 0.5;
+    c.flip = true;
+    c.soft_target = 0.9;
   });
 }
 

@@ -287,6 +287,7 @@ int main(int argc, char** argv) {
           slice.mix_other = need(in, "mix_other");
           slice.mix_weight = need(in, "mix_weight");
         }
+        if (in.count("soft_target")) slice.soft_target = need(in, "soft_target");  // soft_target > 0: t per image
         if (in.count("crop_index")) {  // crop > 0: the per-image crop positions in the padded plane, and the pad
           slice.crop_index = need(in, "crop_index");
           slice.crop_pad = need(in, "crop_pad").item<int64_t>();

@@ -38,7 +38,8 @@ Terms and where they are specified:
   loss = ce_weight CE + bn_weight R + tv_l2 TV_L2 + tv_l1 TV_L1 + l2 L2, the weights given in DI_WEIGHT_NAMES order.
   Options (dsgq additions, section 7.1): mixed targets (spec "mix" = (u, lam)): CE = mean_i -(lam_i log softmax(z_i)[t_i]
   + (1 - lam_i) log softmax(z_i)[u_i]); the stem prior (spec "stem_l1" = w): loss += w mean |(f_0 - running_mean_0) /
-  sqrt(running_var_0 + 1e-6)| over every element of the first BN layer's input f_0 (of x_j).
+  sqrt(running_var_0 + 1e-6)| over every element of the first BN layer's input f_0 (of x_j); IntraQ's soft targets (spec
+  "soft" = s, f64 [B]): the class term "ce" becomes mean_i (softmax(z_i)[t_i] - s_i)^2 (IntraQ's data_generate/distill_data.py).
 - Genie (section 7.3; Jeon, Lee, Kim, CVPR 2023, SamsungLabs/Genie distill.py), method "genie": images x = G(z) from a
   generator with 10 parameter tensors p0..p9 = (linear weight [128 h w, 256], linear bias, bn1 weight, bn1 bias [128],
   conv1 weight [64,128,3,3], conv1 bias, bn2 weight, bn2 bias [64], conv2 weight [C,64,3,3], conv2 bias [C]), h = H/4, w = W/4:
@@ -296,7 +297,10 @@ def deepinversion_loss(model, x, spec):
     for l, (bn, f) in enumerate(taps):
         terms[f"bn{l}"] = di_bn_term(f, bn)
     terms["bn"] = sum((w["first_bn_weight"] if l == 0 else 1.0) * terms[f"bn{l}"] for l in range(len(taps)))
-    if "mix" in spec:  # a target lam t + (1 - lam) u per image
+    if "soft" in spec:  # IntraQ's soft inception loss: the squared miss of the target class's probability
+        p = F.softmax(logits, dim=1).gather(1, spec["labels"].view(-1, 1)).view(-1)
+        terms["ce"] = ((p - spec["soft"].to(p.dtype)) ** 2).sum() / B
+    elif "mix" in spec:  # a target lam t + (1 - lam) u per image
         other, lam = spec["mix"]
         logp = F.log_softmax(logits, dim=1)
         lam = lam.to(logp.dtype)

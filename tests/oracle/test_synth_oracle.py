@@ -67,7 +67,8 @@ Interface of the C++ helper:
       first_bn_weight, tv_l2, tv_l1, l2); "labels" are the targets t; "preset" is "paper"; "delta","gamma" (any f32 [L]),
       "roll" 0, "lse" 0, "first_index" 0 are sent and unused. Same OUT; the gradient is w.r.t. x before roll and flip.
       Optionally "mix_other" i64 [B] and "mix_weight" f64 [B] (mixed targets lam t + (1 - lam) u) and "stem_l1" f64
-      scalar (the stem prior's weight).
+      scalar (the stem prior's weight), or "soft_target" f64 [B] (IntraQ's soft targets: the class term becomes
+      mean_i (softmax(z_i)[t_i] - s_i)^2).
       SCI cases (method "dsg", section 4.1) add to IN: "sci_weight" f64 scalar (w; the loss gains w * SCI / L) and
       "sci_gauss" f32 [B,C,H,W] (the N(0,1) tensor that SCI compares x against, in place of the stream `sci` draw); the
       other cases send neither key (w = 0). Same OUT; SCI is computed on x itself (not the rolled copy).
@@ -312,6 +313,8 @@ def test_di_loss(tool, weights, tmp, model64, name, x, spec, delta, gamma):
     if "mix" in spec:
         payload["mix_other"] = spec["mix"][0].to(torch.int64)
         payload["mix_weight"] = spec["mix"][1].to(torch.float64)
+    if "soft" in spec:
+        payload["soft_target"] = spec["soft"].to(torch.float64)
     if "stem_l1" in spec:
         payload["stem_l1"] = torch.tensor(float(spec["stem_l1"]), dtype=torch.float64)
     if "crop" in spec:  # the crops travel as positions in each padded plane: row (y + dy), column (x or W-1-x) + dx
@@ -382,6 +385,14 @@ def test_deepinversion(tool, weights, tmp, model64, delta, gamma):
     distinct("deepinversion (e)", re_, "(e) with one-class targets", di_ref(model64, x, {k: v for k, v in spec_e.items() if k != "mix"}))
     distinct("deepinversion (e)", re_, "(e) with lam and 1 - lam exchanged", di_ref(model64, x, dict(spec_e, mix=(other, 1 - lam))))
     distinct("deepinversion (e)", re_, "(e) without the stem prior", di_ref(model64, x, dict(spec_e, stem_l1=0.0)))
+    # (f) IntraQ's soft targets: half the images' target probability below 1; separated from the cross-entropy and
+    # from hard targets (every s_i = 1)
+    soft = torch.ones(B, dtype=torch.float64)
+    soft[::2] = 0.5 + 0.5 * torch.rand((B + 1) // 2, generator=g, dtype=torch.float64)
+    spec_f = {"labels": labels_b, "jitter": DI_JITTER_B, "flip": 1, "weights": DI_WEIGHTS_B, "soft": soft}
+    rf = test_di_loss(tool, weights, tmp, model64, f"deepinversion (f) {DI_WEIGHTS_B} soft targets", x, spec_f, delta, gamma)
+    distinct("deepinversion (f)", rf, "(f) with the cross-entropy", di_ref(model64, x, {k: v for k, v in spec_f.items() if k != "soft"}))
+    distinct("deepinversion (f)", rf, "(f) with every target 1", di_ref(model64, x, dict(spec_f, soft=torch.ones(B, dtype=torch.float64))))
 
     xd = synth_ref.di_crop(x.double(), DI_CROP_PAD, offsets, DI_BLACK)
     tv_x, tv_crop = synth_ref.di_priors(x.double())[0].item(), synth_ref.di_priors(xd)[0].item()

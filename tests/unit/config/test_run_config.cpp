@@ -212,6 +212,14 @@ TEST(RunConfig, OutOfRangeAndBadEnum) {
             "configs/t.toml [synth]: mix = 0.5 applies to method deepinversion; method is 'genie', expected "
             "deepinversion or mix = 0");
   EXPECT_EQ(error_of("[synth]\nmix = 1.5\n"), "configs/t.toml [synth]: mix = '1.5' is out of range; expected 0..1");
+  EXPECT_EQ(error_of("[synth]\nsoft_target = 0.95\nmix = 0.5\n"),
+            "configs/t.toml [synth]: soft_target = 0.95 and mix = 0.5 are two class terms; expected one of them, the "
+            "other 0");
+  EXPECT_EQ(error_of("[synth]\nmethod = \"zeroq\"\nsoft_target = 0.95\n"),
+            "configs/t.toml [synth]: soft_target = 0.95 applies to method deepinversion; method is 'zeroq', expected "
+            "deepinversion or soft_target = 0");
+  EXPECT_EQ(error_of("[synth]\nsoft_target = 2\n"),
+            "configs/t.toml [synth]: soft_target = '2' is out of range; expected 0..1");
   EXPECT_EQ(error_of("[synth]\nmethod = \"dsg\"\nstem_l1 = 100\n"),
             "configs/t.toml [synth]: stem_l1 = 100 applies to method deepinversion; method is 'dsg', expected "
             "deepinversion or stem_l1 = 0");

@@ -33,6 +33,8 @@ TEST(ReportLabels, NameEverySynthSettingThatDiffersFromItsDefault) {
   // the settings named before keep their names, once ("dsgq" names the preset's diverse start, so not beside another)
   EXPECT_EQ(data_label(di + "init = \"dead_leaves\"\nmix = 0.5\n"),
             "deepinversion (dead-leaves start, mix 0.5, lowres 400+100)");
+  EXPECT_EQ(data_label(di + "soft_target = 0.95\nce_weight = 30.0\n"),
+            "deepinversion (dsgq, lowres 400+100, ce_weight 30, soft_target 0.95)");
   // other methods: their own notes, and the shared settings (clip, the early stop) too
   EXPECT_EQ(data_label("method = \"zeroq\"\n"), "zeroq");
   EXPECT_EQ(data_label("method = \"zeroq\"\nclip = true\n"), "zeroq (clip)");

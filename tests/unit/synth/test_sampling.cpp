@@ -250,6 +250,28 @@ TEST(Sampling, MixedTargetsPairTwoDifferentClassesForTheirFraction) {
   EXPECT_FALSE(torch::equal(draw_mixed_targets(5, 0, labels, K, 0.3).other, m.other));
 }
 
+// IntraQ's soft targets: half the images keep target 1, the others uniform on [low, 1); per global index.
+TEST(Sampling, SoftTargetsAreOneForHalfAndUniformAboveTheLowestForTheRest) {
+  const int64_t n = 6000;
+  const double low = 0.9;
+  const at::Tensor t = draw_soft_targets(4, 0, n, low);
+  ASSERT_EQ(t.sizes(), (at::IntArrayRef{n}));
+  ASSERT_EQ(t.scalar_type(), torch::kDouble);
+  int64_t soft = 0, upper_half = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = t[i].item<double>();
+    if (v == 1.0) continue;
+    ++soft;
+    ASSERT_TRUE(v >= low && v < 1.0) << "image " << i << ": target " << v;
+    upper_half += v >= 0.95;
+  }
+  EXPECT_NEAR(double(soft), 0.5 * n, 5 * std::sqrt(n * 0.25));  // about 3000, 5 sigma 194
+  EXPECT_NEAR(double(upper_half), 0.5 * soft, 5 * std::sqrt(soft * 0.25));
+  // a function of (seed, global index): a later slice draws what the whole set drew there, another seed differs
+  EXPECT_TRUE(torch::equal(draw_soft_targets(4, 1000, 100, low), t.slice(0, 1000, 1100)));
+  EXPECT_FALSE(torch::equal(draw_soft_targets(5, 0, n, low), t));
+}
+
 TEST(Sampling, DiverseStartIsScaledShiftedAndBoxSmoothed) {
   const int64_t n = 3, C = 3, H = 6, W = 7, first = 4;
   const uint64_t seed = 11;
