@@ -23,6 +23,11 @@ uint64_t mix_seed(uint64_t seed, Stream stream, uint64_t index) {
 
 namespace {
 
+// A uniform on [0, 1) from the top 53 bits of one splitmix64 word.
+double unit_uniform(uint64_t seed, Stream stream, uint64_t index) {
+  return static_cast<double>(mix_seed(seed, stream, index) >> 11) * 0x1.0p-53;
+}
+
 // A dead-leaves image [C, H, W] (Lee, Mumford and Huang 2001; Baradad et al. 2021 as a procedural image source):
 // opaque discs of random colour painted one over the other until every pixel is covered (at most 4096 discs), radii
 // r with density ~ r^-3 on [1, max(H, W) / 2], centres uniform over the image. A disc's colour is a grey level
@@ -31,9 +36,7 @@ namespace {
 // generators.
 at::Tensor dead_leaves(uint64_t key, int64_t C, int64_t H, int64_t W) {
   uint64_t counter = 0;
-  const auto uniform = [&]() {  // [0, 1)
-    return static_cast<double>(mix_seed(key, Stream::init, counter++) >> 11) * 0x1.0p-53;
-  };
+  const auto uniform = [&]() { return unit_uniform(key, Stream::init, counter++); };
   const auto normal = [&]() {  // Box-Muller
     const double u1 = 1.0 - uniform(), u2 = uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
@@ -147,7 +150,7 @@ MixedTargets draw_mixed_targets(uint64_t seed, int64_t first, const at::Tensor& 
   auto* weight = m.weight.data_ptr<double>();
   // three 53-bit uniforms per image from splitmix64 words: whether it mixes, the other class, lambda
   const auto uniform = [&](int64_t index, uint64_t k) {
-    return static_cast<double>(mix_seed(seed, Stream::mix, static_cast<uint64_t>(index) * 3u + k) >> 11) * 0x1.0p-53;
+    return unit_uniform(seed, Stream::mix, static_cast<uint64_t>(index) * 3u + k);
   };
   for (int64_t i = 0; i < n; ++i) {
     if (uniform(first + i, 0) >= fraction) continue;
@@ -163,7 +166,7 @@ at::Tensor draw_soft_targets(uint64_t seed, int64_t first, int64_t n, double low
   auto* t = out.data_ptr<double>();
   // two 53-bit uniforms per image from splitmix64 words: whether its target is soft, and the target
   const auto uniform = [&](int64_t index, uint64_t k) {
-    return static_cast<double>(mix_seed(seed, Stream::soft, static_cast<uint64_t>(index) * 2u + k) >> 11) * 0x1.0p-53;
+    return unit_uniform(seed, Stream::soft, static_cast<uint64_t>(index) * 2u + k);
   };
   for (int64_t i = 0; i < n; ++i)
     if (uniform(first + i, 0) < 0.5) t[i] = low + (1.0 - low) * uniform(first + i, 1);
@@ -203,7 +206,7 @@ at::Tensor draw_zoom_theta(uint64_t seed, int64_t first, int64_t n, int64_t iter
   for (int64_t i = 0; i < n; ++i, p += 6) {
     const uint64_t key = (static_cast<uint64_t>(first + i) * 1000003ull + static_cast<uint64_t>(iteration)) * 64u;
     const auto uniform = [&](uint64_t k) {  // [0, 1) from the draw's own counter
-      return static_cast<double>(mix_seed(seed, Stream::zoom, key + k) >> 11) * 0x1.0p-53;
+      return unit_uniform(seed, Stream::zoom, key + k);
     };
     double bw = Wd, bh = Hd, left = 0, top = 0;  // the box in pixels; the whole image unless zoomed
     bool mirror = false;
