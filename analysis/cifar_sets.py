@@ -2,6 +2,7 @@
 (format, model and shape checked, exit 2 with one line naming the file otherwise) and a forward pass of the network
 from its state_dict (basic blocks, option-A shortcuts, BN in inference mode) that can watch every convolution's
 input and returns the features the classifier reads (the global average pool)."""
+import os
 import re
 import sys
 
@@ -44,7 +45,10 @@ def load_set(tool, path, n, labels=False):
 
 
 def load_weights(tool, path, model, weights):
-    """The float state_dict of `weights` and the depth of `model` (a CIFAR ResNet), both as recorded in `path`."""
+    """The float state_dict of `weights` and the depth of `model` (a CIFAR ResNet), both as recorded in `path`
+    (`weights` may instead come from the tool's --weights)."""
+    if not os.path.isfile(weights):
+        fail(tool, f"{path}: weights {weights!r} (recorded in the file) do not exist; name them with --weights")
     m = re.fullmatch(CIFAR_RESNETS, model)
     if not m:
         fail(tool, f"{path}: model {model!r}, expected a CIFAR ResNet (resnet20/32/44/56/110)")

@@ -77,10 +77,8 @@ def main():
     for path in a.sets:
         mod, weights, x, labels = load_set(TOOL, path, a.images, labels=True)
         if model is None:
-            model, weights = mod, a.weights or weights
-            if not os.path.isfile(weights):
-                fail(TOOL, f"{path}: weights {weights!r} (recorded in the file) do not exist; name them with --weights")
-            sd, depth = load_weights(TOOL, path, model, weights)
+            model = mod
+            sd, depth = load_weights(TOOL, path, model, a.weights or weights)
         elif mod != model:
             fail(TOOL, f"{path}: model {mod!r}, expected {model!r} as in {a.sets[0]}")
         with torch.no_grad():

@@ -55,10 +55,7 @@ def main():
         fail(TOOL, f"--images {a.images}: expected at least 1")
     torch.set_num_threads(a.threads)
     model, weights, xr = load_set(TOOL, a.ref, a.images)
-    weights = a.weights or weights
-    if not os.path.isfile(weights):
-        fail(TOOL, f"{a.ref}: weights {weights!r} (recorded in the file) do not exist; name them with --weights")
-    sd, depth = load_weights(TOOL, a.ref, model, weights)
+    sd, depth = load_weights(TOOL, a.ref, model, a.weights or weights)
     with torch.no_grad():
         ref = conv_input_energy(sd, depth, xr)
         rows = []
